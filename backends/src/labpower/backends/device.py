@@ -1,0 +1,137 @@
+"""A device: one backend instance with its lock, deadlines and availability.
+
+Every call to the board goes through here: calls to one device run one at a time in arrival
+order (anyio's lock is fair), each hardware call has a deadline, and a board that vanished or
+failed is closed and re-opened on the next call, so an unplugged board works again once it is
+back, without restarting anything. Re-opening never switches a relay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from labpower.backends.base import Backend, Measurement
+from labpower.backends.errors import (
+    BackendError,
+    DeviceUnavailableError,
+    HardwareTimeout,
+    NotSupportedError,
+)
+
+T = TypeVar("T")
+
+
+class Device:
+    """Wraps one :class:`Backend`; this is what the daemon talks to."""
+
+    def __init__(self, backend: Backend, timeout: float) -> None:
+        self.backend = backend
+        self.timeout = timeout
+        backend.timeout = timeout
+        self.lock = anyio.Lock()
+        self._opened = False
+        #: Why the device is not available; None while it answers.
+        self.problem: str | None = "not opened yet"
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def available(self) -> bool:
+        return self.problem is None
+
+    @property
+    def readback(self) -> bool:
+        return self.backend.readback
+
+    async def open(self) -> bool:
+        """Open the board now (at daemon start). False, with :attr:`problem` set, if it is
+        absent: the daemon still starts and the next call tries again."""
+        async with self.lock:
+            try:
+                await self._ensure_open()
+            except BackendError:
+                return False
+        return True
+
+    async def close(self) -> None:
+        async with self.lock:
+            await self._close()
+
+    async def _close(self) -> None:
+        if self._opened:
+            self._opened = False
+            with anyio.move_on_after(self.timeout, shield=True):
+                try:
+                    await self.backend.close()
+                except BackendError:
+                    pass
+
+    async def _ensure_open(self) -> None:
+        if self._opened:
+            return
+        try:
+            with anyio.fail_after(self.timeout):
+                await self.backend.open()
+        except TimeoutError as exc:
+            self.problem = f"open timed out after {self.timeout:g} s"
+            raise HardwareTimeout(self.timeout, "opening the board") from exc
+        except BackendError as exc:
+            self.problem = str(exc) or type(exc).__name__
+            raise
+        self._opened = True
+        self.problem = None
+
+    async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """One hardware call under the deadline; on failure mark the board and close it so
+        that the next call re-opens it. Must be called with :attr:`lock` held."""
+        await self._ensure_open()
+        try:
+            with anyio.fail_after(self.timeout):
+                result = await fn()
+        except NotSupportedError:
+            raise
+        except (TimeoutError, BackendError) as exc:
+            if isinstance(exc, HardwareTimeout) or not isinstance(exc, BackendError):
+                self.problem = f"no answer within {self.timeout:g} s"
+                error: BackendError = (exc if isinstance(exc, HardwareTimeout)
+                                       else HardwareTimeout(self.timeout))
+            else:
+                self.problem = str(exc) or type(exc).__name__
+                error = exc
+            await self._close()
+            if error is exc:
+                raise
+            raise error from exc
+        self.problem = None
+        return result
+
+    async def switch(self, channel: int, on: bool) -> bool | None:
+        """Switch a channel, then read it back where the board can tell.
+
+        :returns: the state read back, or None when the board cannot report it.
+        """
+        backend = self.backend
+        async with self.lock:
+            await self._run(lambda: backend.set(channel, on))
+            if backend.readback:
+                return await self._run(lambda: backend.get(channel))
+            return None
+
+    async def state(self, channel: int) -> bool | None:
+        """The channel's state as the board reports it; None when it cannot tell."""
+        async with self.lock:
+            return await self._run(lambda: self.backend.get(channel))
+
+    async def states(self) -> dict[int, bool | None]:
+        """Every channel's state, asking the board as few times as it allows."""
+        async with self.lock:
+            return await self._run(self.backend.get_all)
+
+    async def measure(self, channel: int) -> Measurement:
+        async with self.lock:
+            return await self._run(lambda: self.backend.read(channel))

@@ -1,0 +1,81 @@
+"""Backend options: a frozen dataclass per backend, checked against the config table.
+
+A backend declares ``Options = SomeDataclass``; :func:`parse_options` turns the TOML table of a
+device into an instance, refusing unknown keys, missing keys and wrong types with an
+:class:`OptionError` that names the key. ``__post_init__`` of the dataclass may raise
+``ValueError("key: reason")`` or :class:`OptionError` for checks beyond the type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from labpower.backends.errors import OptionError
+
+T = TypeVar("T")
+
+_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NoOptions:
+    """For backends that take no options of their own."""
+
+
+def _check(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _check(key, value, args[0])
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise OptionError(key, f"must be a list of {_NAMES.get(item, item)}s, not {value!r}")
+        return [_check(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if typing.get_origin(hint) is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise OptionError(key, f"must be one of {', '.join(map(repr, allowed))}, "
+                                   f"not {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in _NAMES:
+        if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+            raise OptionError(key, f"must be {_NAMES[hint]}, not {value!r}")
+        return value
+    raise TypeError(f"option {key}: unsupported option type {hint!r}")  # a backend bug
+
+
+def parse_options(cls: type[T], table: Mapping[str, Any]) -> T:
+    """Build ``cls`` (a dataclass) from a config table.
+
+    :raises OptionError: unknown, missing or mistyped key, or a value ``cls`` refuses.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields)) or "none"
+        raise OptionError(unknown[0], f"unknown option (this backend takes: {known})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in table:
+            values[name] = _check(name, table[name], hints[name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise OptionError(name, "required option missing")
+    try:
+        return cls(**values)
+    except OptionError:
+        raise
+    except ValueError as exc:
+        key, sep, reason = str(exc).partition(": ")
+        if sep and key in fields:
+            raise OptionError(key, reason) from exc
+        raise OptionError("(options)", str(exc)) from exc

@@ -1,0 +1,33 @@
+"""Find backend classes by name through the ``labpower.backends`` entry-point group."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+
+from labpower.backends.base import Backend
+
+GROUP = "labpower.backends"
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def names() -> list[str]:
+    """Every backend name installed."""
+    return sorted(_entry_points())
+
+
+def load(name: str) -> type[Backend]:
+    """The backend class registered as ``name``.
+
+    :raises LookupError: no such backend is installed (the message lists those that are).
+    :raises ImportError: the backend's hardware library is missing.
+    """
+    eps = _entry_points()
+    if name not in eps:
+        raise LookupError(f"unknown backend {name!r} (installed: {', '.join(sorted(eps))})")
+    cls = eps[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise LookupError(f"entry point {name!r} of {GROUP} is not a Backend subclass")
+    return cls

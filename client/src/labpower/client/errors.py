@@ -1,0 +1,153 @@
+"""Exceptions of the labpower client: one class per varlink error, all under LabpowerError."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from labpower.client.wire import LocalProtocolError, ProtocolError, RemoteProtocolError
+
+INTERFACE = "io.labpower.Power"
+
+__all__ = [
+    "DaemonUnreachable",
+    "DeviceUnavailable",
+    "ExpectedMore",
+    "InterfaceNotFound",
+    "InvalidParameter",
+    "LabpowerError",
+    "LocalProtocolError",
+    "MethodNotFound",
+    "MethodNotImplemented",
+    "NotSupported",
+    "PermissionDenied",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "StateMismatch",
+    "TargetNotFound",
+    "Timeout",
+    "VarlinkError",
+    "error_from_reply",
+]
+
+
+class LabpowerError(Exception):
+    """Root of every error the labpower client raises."""
+
+
+class DaemonUnreachable(LabpowerError, ConnectionError):
+    """No daemon answers on the socket, or it went away mid-call."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"labpowerd not reachable at {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class VarlinkError(LabpowerError):
+    """An error reply from the daemon. Subclasses exist for every error labpower defines;
+    an unknown error name arrives as this class, with ``name`` and ``parameters``."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, parameters: Mapping[str, Any] | None = None, name: str | None = None):
+        self.parameters: dict[str, Any] = dict(parameters or {})
+        if name is not None:
+            self.name = name  # type: ignore[misc]  # instance override for unknown names
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        details = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())
+        return f"{self.name}({details})" if details else self.name
+
+
+class TargetNotFound(VarlinkError):
+    name = f"{INTERFACE}.TargetNotFound"
+
+    def _describe(self) -> str:
+        return f"no target named {self.parameters.get('target')!r}"
+
+
+class DeviceUnavailable(VarlinkError):
+    name = f"{INTERFACE}.DeviceUnavailable"
+
+    def _describe(self) -> str:
+        p = self.parameters
+        return f"device {p.get('device')!r} unavailable: {p.get('reason')}"
+
+
+class Timeout(VarlinkError, TimeoutError):
+    name = f"{INTERFACE}.Timeout"
+
+    def _describe(self) -> str:
+        p = self.parameters
+        return f"target {p.get('target')!r}: no answer from the board within {p.get('seconds')} s"
+
+
+class NotSupported(VarlinkError):
+    name = f"{INTERFACE}.NotSupported"
+
+    def _describe(self) -> str:
+        p = self.parameters
+        return f"target {p.get('target')!r} does not support {p.get('operation')}"
+
+
+class StateMismatch(VarlinkError):
+    name = f"{INTERFACE}.StateMismatch"
+
+    def _describe(self) -> str:
+        p = self.parameters
+        return (
+            f"target {p.get('target')!r}: board reports {p.get('actual')!r}"
+            f" after switching to {p.get('expected')!r}"
+        )
+
+
+class InterfaceNotFound(VarlinkError):
+    name = "org.varlink.service.InterfaceNotFound"
+
+
+class MethodNotFound(VarlinkError):
+    name = "org.varlink.service.MethodNotFound"
+
+
+class MethodNotImplemented(VarlinkError):
+    name = "org.varlink.service.MethodNotImplemented"
+
+
+class InvalidParameter(VarlinkError):
+    name = "org.varlink.service.InvalidParameter"
+
+
+class PermissionDenied(VarlinkError):
+    name = "org.varlink.service.PermissionDenied"
+
+
+class ExpectedMore(VarlinkError):
+    name = "org.varlink.service.ExpectedMore"
+
+
+_BY_NAME: dict[str, type[VarlinkError]] = {
+    cls.name: cls
+    for cls in (
+        TargetNotFound,
+        DeviceUnavailable,
+        Timeout,
+        NotSupported,
+        StateMismatch,
+        InterfaceNotFound,
+        MethodNotFound,
+        MethodNotImplemented,
+        InvalidParameter,
+        PermissionDenied,
+        ExpectedMore,
+    )
+}
+
+
+def error_from_reply(name: str, parameters: Mapping[str, Any]) -> VarlinkError:
+    """The exception for a varlink error reply."""
+    cls = _BY_NAME.get(name)
+    if cls is None:
+        return VarlinkError(parameters, name=name)
+    return cls(parameters)

@@ -1,0 +1,302 @@
+"""The blocking client: plain sockets, no event loop, no thread per call."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from labpower.client import _protocol as p
+from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.types import LogEntry, Reading, Target
+from labpower.client.wire import Call, Decoder, Reply, encode
+
+#: How long a call inside ``log_stream()`` waits for its own log entries at most.
+LOG_WAIT_SECONDS = 10.0
+
+
+class _Connection:
+    """One varlink connection over a blocking Unix socket."""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        self.path = path
+        self._decoder = Decoder()
+        self._replies: deque[dict[str, Any]] = deque()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachable(path, exc.strerror or str(exc)) from exc
+        self.sock = sock
+
+    def send(self, call: Call) -> None:
+        try:
+            self.sock.sendall(encode(call))
+        except OSError as exc:
+            raise DaemonUnreachable(self.path, f"send failed: {exc}") from exc
+
+    def receive(self) -> Reply:
+        """The next reply. :raises DaemonUnreachable: the daemon closed or timed out."""
+        replies = self._replies
+        while not replies:
+            try:
+                data = self.sock.recv(262144)
+            except TimeoutError as exc:
+                raise DaemonUnreachable(self.path, "no reply in time") from exc
+            except OSError as exc:
+                raise DaemonUnreachable(self.path, f"receive failed: {exc}") from exc
+            if not data:
+                raise DaemonUnreachable(self.path, "connection closed by the daemon")
+            replies.extend(self._decoder.feed(data))
+        return Reply.from_wire(replies.popleft())
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class Client:
+    """A connection to labpowerd.
+
+    ``socket`` defaults to $LABPOWER_SOCKET, else /run/labpower/labpower.sock. The connection
+    opens on first use and reopens on the next call after the daemon went away (the failed call
+    raises :class:`DaemonUnreachable`). Safe to share between threads: calls are serialised.
+    """
+
+    def __init__(self, socket: str | os.PathLike[str] | None = None, *,
+                 timeout: float | None = 60.0) -> None:
+        self.path = p.socket_path(socket)
+        self.timeout = timeout
+        self._conn: _Connection | None = None
+        self._lock = threading.Lock()
+        self._streams: list[LogStream] = []
+
+    # -- lifecycle
+    def __enter__(self) -> Client:
+        self.connect()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Open the connection now. :raises DaemonUnreachable: no daemon listens."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = _Connection(self.path, self.timeout)
+
+    def close(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _open(self, timeout: float | None = None) -> _Connection:
+        return _Connection(self.path, self.timeout if timeout is None else timeout)
+
+    # -- generic calls
+    def call(self, call: Call) -> dict[str, Any]:
+        """Send one call and return its reply's parameters.
+
+        :raises VarlinkError: (a subclass of) the daemon's error reply.
+        :raises DaemonUnreachable: no daemon, or it went away.
+        """
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = _Connection(self.path, self.timeout)
+            try:
+                conn.send(call)
+                if call.oneway:
+                    return {}
+                reply = conn.receive()
+            except LabpowerError:
+                conn.close()
+                self._conn = None
+                raise
+        return dict(p.check(reply))
+
+    def stream(self, call: Call) -> Iterator[dict[str, Any]]:
+        """Send a call with ``more`` on a connection of its own; yield each reply's parameters.
+        Closing the iterator closes that connection."""
+        conn = self._open()
+        try:
+            conn.send(Call(call.method, call.parameters, more=True))
+            while True:
+                reply = conn.receive()
+                yield dict(p.check(reply))
+                if not reply.continues:
+                    return
+        finally:
+            conn.close()
+
+    def _power(self, member: str, params: dict[str, Any]) -> Target:
+        target, seq = p.op_result(self.call(p.power_call(member, params)))
+        for stream in self._streams:
+            stream.wait_for(seq)
+        return target
+
+    # -- the power interface
+    def targets(self) -> list[Target]:
+        return p.targets_result(self.call(p.power_call("List")))
+
+    def target(self, name: str) -> TargetHandle:
+        return TargetHandle(self, name)
+
+    def get(self, target: str) -> Target:
+        return Target.from_wire(self.call(p.power_call("Get", {"target": target}))["target"])
+
+    def on(self, target: str) -> Target:
+        return self._power("On", {"target": target})
+
+    def off(self, target: str) -> Target:
+        return self._power("Off", {"target": target})
+
+    def cycle(self, target: str, delay: float | None = None) -> Target:
+        params: dict[str, Any] = {"target": target}
+        if delay is not None:
+            params["delay"] = delay
+        return self._power("Cycle", params)
+
+    def read(self, target: str, count: int | None = 1,
+             interval: float | None = None) -> Iterator[Reading]:
+        """Yield ``count`` readings (forever if None), ``interval`` seconds apart."""
+        params = p.read_parameters(target, count, interval)
+        if count == 1:
+            yield p.reading_result(self.call(p.power_call("Read", params)))
+            return
+        for reply in self.stream(p.power_call("Read", params)):
+            yield p.reading_result(reply)
+
+    def history(self, targets: Iterable[str] | None = None, level: str | None = None,
+                limit: int | None = None) -> list[LogEntry]:
+        """Past log entries the daemon still holds, oldest first."""
+        params = p.filter_parameters(targets, level)
+        if limit is not None:
+            params["limit"] = limit
+        return p.entries_result(self.call(p.power_call("History", params)))
+
+    def logs(self, targets: Iterable[str] | None = None,
+             level: str | None = None) -> Iterator[LogEntry]:
+        """Follow the daemon's log live (filtered by the daemon) until the iterator closes."""
+        for params in self.stream(p.power_call("Logs", p.filter_parameters(targets, level))):
+            entry = params.get("entry")
+            if entry is not None:
+                yield LogEntry.from_wire(entry)
+
+    def log_stream(self, targets: Iterable[str] | None = None,
+                   level: str | None = None) -> LogStream:
+        """Forward daemon log entries to Python logging while the context is open.
+
+        Entries go to ``labpower.remote.<target>`` at their level. Inside the context a
+        switching call returns only after its own entries were emitted.
+        """
+        return LogStream(self, targets, level)
+
+
+class TargetHandle:
+    """One target of a :class:`Client`; every method is one call to the daemon."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<TargetHandle {self.name!r} at {self.client.path}>"
+
+    def on(self) -> Target:
+        return self.client.on(self.name)
+
+    def off(self) -> Target:
+        return self.client.off(self.name)
+
+    def cycle(self, delay: float | None = None) -> Target:
+        return self.client.cycle(self.name, delay)
+
+    def state(self) -> Target:
+        return self.client.get(self.name)
+
+    def read(self, count: int | None = 1, interval: float | None = None) -> Iterator[Reading]:
+        return self.client.read(self.name, count, interval)
+
+
+class LogStream:
+    """A live ``Logs`` subscription on its own connection, read by one background thread that
+    re-emits each entry through Python logging (see :meth:`Client.log_stream`)."""
+
+    def __init__(self, client: Client, targets: Iterable[str] | None,
+                 level: str | None) -> None:
+        self.client = client
+        self._filter = p.EntryFilter(targets, level)
+        self._cond = threading.Condition()
+        self._seen = -1
+        self._dead: BaseException | None = None
+        self._conn: _Connection | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LogStream:
+        conn = self.client._open(timeout=None)
+        conn.sock.settimeout(self.client.timeout)
+        conn.send(p.power_call("Logs", more=True))
+        first = conn.receive()  # no entry: the subscription is live from here on
+        if p.log_entry_of(first) is not None or not first.continues:
+            conn.close()
+            raise LabpowerError("Logs subscription did not start with an empty reply")
+        conn.sock.settimeout(None)
+        self._conn = conn
+        self._thread = threading.Thread(target=self._run, name="labpower-log-stream",
+                                        daemon=True)
+        self._thread.start()
+        self.client._streams.append(self)
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self in self.client._streams:
+            self.client._streams.remove(self)
+        if self._conn is not None:
+            self._conn.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._conn = self._thread = None
+
+    def _run(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        accept = self._filter
+        try:
+            while True:
+                entry = p.log_entry_of(conn.receive())
+                if entry is None:
+                    continue
+                if accept(entry):
+                    p.emit(entry)
+                with self._cond:
+                    self._seen = entry.seq
+                    self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - ends the stream, woken waiters see it
+            with self._cond:
+                self._dead = exc
+                self._cond.notify_all()
+
+    def wait_for(self, seq: int, timeout: float = LOG_WAIT_SECONDS) -> bool:
+        """Block until every entry up to ``seq`` was emitted; False if the stream ended or the
+        wait timed out."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._seen >= seq or self._dead is not None,
+                                       timeout) and self._seen >= seq

@@ -1,0 +1,156 @@
+"""The values the daemon returns: targets, readings and log entries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from labpower.client.wire import RemoteProtocolError
+
+State = Literal["on", "off", "unknown"]
+_STATES = ("on", "off", "unknown")
+
+#: varlink level names <-> Python logging levels
+LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def level_name(levelno: int) -> str:
+    """The varlink level name for a Python logging level (rounded down)."""
+    for name, number in reversed(LEVELS.items()):
+        if levelno >= number:
+            return name
+    return "debug"
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise RemoteProtocolError(f"{what}: field {key!r} is {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One switchable output: a channel of a device."""
+
+    name: str
+    device: str
+    channel: int
+    state: State
+    verified: bool
+    available: bool
+    since: str | None = None
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Target:
+        if not isinstance(obj, Mapping):
+            raise RemoteProtocolError(f"Target must be an object, not {obj!r}")
+        state = _field(obj, "state", str, "Target")
+        if state not in _STATES:
+            raise RemoteProtocolError(f"Target: unknown state {state!r}")
+        since = obj.get("since")
+        return cls(
+            name=_field(obj, "name", str, "Target"),
+            device=_field(obj, "device", str, "Target"),
+            channel=_field(obj, "channel", int, "Target"),
+            state=state,
+            verified=_field(obj, "verified", bool, "Target"),
+            available=_field(obj, "available", bool, "Target"),
+            since=since if isinstance(since, str) else None,
+        )
+
+    @property
+    def is_on(self) -> bool:
+        return self.state == "on"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "device": self.device,
+            "channel": self.channel,
+            "state": self.state,
+            "verified": self.verified,
+            "available": self.available,
+            "since": self.since,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measurement of a target's supply."""
+
+    voltage: float
+    current: float
+    apparent_power: float
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Reading:
+        if not isinstance(obj, Mapping):
+            raise RemoteProtocolError(f"Reading must be an object, not {obj!r}")
+        num = (int, float)
+        return cls(
+            voltage=float(_field(obj, "voltage", num, "Reading")),
+            current=float(_field(obj, "current", num, "Reading")),
+            apparent_power=float(_field(obj, "apparent_power", num, "Reading")),
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "voltage": self.voltage,
+            "current": self.current,
+            "apparent_power": self.apparent_power,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of the daemon's log, numbered daemon-wide by ``seq``."""
+
+    time: str
+    level: str
+    message: str
+    seq: int
+    target: str | None = None
+    device: str | None = None
+    extra: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> LogEntry:
+        if not isinstance(obj, Mapping):
+            raise RemoteProtocolError(f"LogEntry must be an object, not {obj!r}")
+        known = {"time", "level", "message", "seq", "target", "device"}
+        target, device = obj.get("target"), obj.get("device")
+        extra = {k: v for k, v in obj.items() if k not in known}
+        return cls(
+            time=_field(obj, "time", str, "LogEntry"),
+            level=_field(obj, "level", str, "LogEntry"),
+            message=_field(obj, "message", str, "LogEntry"),
+            seq=_field(obj, "seq", int, "LogEntry"),
+            target=target if isinstance(target, str) else None,
+            device=device if isinstance(device, str) else None,
+            extra=extra or None,
+        )
+
+    @property
+    def levelno(self) -> int:
+        return LEVELS.get(self.level, logging.INFO)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = dict(self.extra or {})
+        d.update(
+            time=self.time,
+            level=self.level,
+            message=self.message,
+            seq=self.seq,
+            target=self.target,
+            device=self.device,
+        )
+        return d

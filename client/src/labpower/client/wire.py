@@ -1,0 +1,211 @@
+"""Sans-I/O varlink codec, shared by the daemon and both clients.
+
+Varlink messages are JSON objects, each terminated by a NUL byte. This module does no I/O:
+a :class:`Decoder` is fed bytes and hands back whole messages; :func:`encode` turns a message
+into bytes. Calls and replies are frozen dataclasses that validate on construction, so a
+malformed message never gets past the codec.
+
+Errors say whose fault a broken message is: :class:`RemoteProtocolError` for bytes the peer
+sent, :class:`LocalProtocolError` for a message this side tried to send. After a
+:class:`RemoteProtocolError` the decoder is broken and refuses more input: the connection has
+to be closed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+#: Largest message either side accepts, NUL included. Bigger input is a protocol error.
+MAX_MESSAGE_SIZE = 1024 * 1024
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+class ProtocolError(Exception):
+    """A varlink message broke the protocol."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that is not valid varlink; close the connection."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side tried to send something that is not valid varlink."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A method call: ``{"method": "iface.Method", "parameters": {...}}``."""
+
+    method: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    more: bool = False
+    oneway: bool = False
+    upgrade: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, str) or "." not in self.method:
+            raise LocalProtocolError(f"method must be 'interface.Method', not {self.method!r}")
+        if not isinstance(self.parameters, Mapping):
+            raise LocalProtocolError("parameters must be an object")
+        if self.more and self.oneway:
+            raise LocalProtocolError("a call cannot be both 'more' and 'oneway'")
+
+    @property
+    def interface(self) -> str:
+        return self.method.rpartition(".")[0]
+
+    @property
+    def member(self) -> str:
+        return self.method.rpartition(".")[2]
+
+    def to_wire(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"method": self.method}
+        if self.parameters:
+            msg["parameters"] = self.parameters
+        if self.more:
+            msg["more"] = True
+        if self.oneway:
+            msg["oneway"] = True
+        if self.upgrade:
+            msg["upgrade"] = True
+        return msg
+
+    @classmethod
+    def from_wire(cls, msg: Mapping[str, Any]) -> Call:
+        """Validate a decoded JSON object as a call.
+
+        :raises RemoteProtocolError: it is not a well-formed call.
+        """
+        method = msg.get("method")
+        params = msg.get("parameters", {})
+        if params is None:
+            params = {}
+        flags = [msg.get(k, False) for k in ("more", "oneway", "upgrade")]
+        if not isinstance(method, str) or not isinstance(params, dict):
+            raise RemoteProtocolError("a call needs a string 'method' and object 'parameters'")
+        if not all(isinstance(f, bool) for f in flags):
+            raise RemoteProtocolError("'more', 'oneway' and 'upgrade' must be booleans")
+        try:
+            return cls(method, params, *flags)
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply; ``error`` is the qualified varlink error name when the call failed."""
+
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    continues: bool = False
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.parameters, Mapping):
+            raise LocalProtocolError("parameters must be an object")
+        if self.error is not None and (not isinstance(self.error, str) or "." not in self.error):
+            raise LocalProtocolError(f"error must be a qualified name, not {self.error!r}")
+        if self.error is not None and self.continues:
+            raise LocalProtocolError("an error reply cannot continue")
+
+    def to_wire(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"parameters": self.parameters}
+        if self.continues:
+            msg["continues"] = True
+        if self.error is not None:
+            msg["error"] = self.error
+        return msg
+
+    @classmethod
+    def from_wire(cls, msg: Mapping[str, Any]) -> Reply:
+        """Validate a decoded JSON object as a reply.
+
+        :raises RemoteProtocolError: it is not a well-formed reply.
+        """
+        params = msg.get("parameters", {})
+        if params is None:
+            params = {}
+        continues = msg.get("continues", False)
+        error = msg.get("error")
+        if not isinstance(params, dict) or not isinstance(continues, bool):
+            raise RemoteProtocolError("a reply needs object 'parameters', boolean 'continues'")
+        try:
+            return cls(params, continues, error)
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(str(exc)) from None
+
+
+def encode(message: Call | Reply) -> bytes:
+    """Serialise one message, NUL terminator included.
+
+    :raises LocalProtocolError: the message is not JSON-serialisable or too big.
+    """
+    try:
+        data = _dumps(message.to_wire()).encode()
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"cannot encode message: {exc}") from exc
+    if len(data) >= MAX_MESSAGE_SIZE:
+        raise LocalProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")
+    return data + b"\0"
+
+
+def encode_reply(parameters: Mapping[str, Any], *, continues: bool = False) -> bytes:
+    """Fast path for the commonest message: a successful reply from trusted code."""
+    if continues:
+        return (_dumps({"parameters": parameters, "continues": True})).encode() + b"\0"
+    return (_dumps({"parameters": parameters})).encode() + b"\0"
+
+
+class Decoder:
+    """Splits a byte stream into JSON objects at NUL bytes.
+
+    ``feed()`` returns the complete objects received so far. Input that is not a JSON object,
+    or a message longer than ``max_size`` without its NUL, raises :class:`RemoteProtocolError`,
+    and the decoder refuses any further input.
+    """
+
+    __slots__ = ("_buffer", "_broken", "max_size")
+
+    def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self.max_size = max_size
+        self._buffer = b""
+        self._broken: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not form a whole message yet."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Add received bytes; return the whole messages they complete.
+
+        :raises RemoteProtocolError: the peer broke the framing or sent invalid JSON.
+        """
+        if self._broken is not None:
+            raise RemoteProtocolError(f"connection already failed: {self._broken}")
+        buf = self._buffer + data if self._buffer else data
+        messages: list[dict[str, Any]] = []
+        start = 0
+        while (end := buf.find(b"\0", start)) >= 0:
+            if end - start >= self.max_size:
+                self._fail(f"message of {end - start} bytes exceeds {self.max_size}")
+            try:
+                obj = json.loads(buf[start:end])
+            except (ValueError, RecursionError) as exc:
+                self._fail(f"invalid JSON: {exc}")
+            if not isinstance(obj, dict):
+                self._fail(f"a message must be a JSON object, not {type(obj).__name__}")
+            messages.append(obj)
+            start = end + 1
+        self._buffer = buf[start:]
+        if len(self._buffer) >= self.max_size:
+            self._fail(f"message exceeds {self.max_size} bytes without a NUL terminator")
+        return messages
+
+    def _fail(self, reason: str) -> NoReturn:
+        self._broken = reason
+        self._buffer = b""
+        raise RemoteProtocolError(reason)

@@ -1,0 +1,1 @@
+"""labpowerd: the labpower daemon."""

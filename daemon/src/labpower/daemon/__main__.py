@@ -1,0 +1,5 @@
+import sys
+
+from labpower.daemon.main import main
+
+sys.exit(main())

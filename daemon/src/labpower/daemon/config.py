@@ -1,0 +1,224 @@
+"""The daemon's configuration (TOML), validated whole before any hardware is touched.
+
+Every error names the file, the key (``devices.bench.port``) and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labpower.backends import Backend, OptionError, parse_options
+from labpower.backends import registry
+
+DEFAULT_CONFIG = "/etc/labpower/labpowerd.toml"
+DEFAULT_SOCKET = "/run/labpower/labpower.sock"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
+_DEVICE_KEYS = {"backend", "channels", "timeout", "description"}
+_TARGET_KEYS = {"device", "channel", "invert", "cycle_delay", "description"}
+_DAEMON_KEYS = {"socket", "log_level", "history"}
+
+
+class ConfigError(Exception):
+    """The configuration is wrong: ``path``, ``key`` and ``reason`` say where and why."""
+
+    def __init__(self, path: str, key: str, reason: str) -> None:
+        super().__init__(f"{path}: {key}: {reason}" if key else f"{path}: {reason}")
+        self.path = path
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    socket: str | None = None
+    log_level: str = "info"
+    #: log entries kept in memory for History
+    history: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    name: str
+    backend: str
+    backend_class: type[Backend]
+    channels: int
+    timeout: float
+    options: Any
+    description: str = ""
+
+    def create(self) -> Backend:
+        return self.backend_class(self.name, self.channels, self.options, self.timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    name: str
+    device: str
+    channel: int
+    invert: bool = False
+    cycle_delay: float = 1.0
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    daemon: DaemonSettings
+    devices: Mapping[str, DeviceConfig]
+    targets: Mapping[str, TargetConfig]
+
+
+def default_config_path() -> str:
+    """$CONFIGURATION_DIRECTORY/labpowerd.toml under systemd, else /etc/labpower/."""
+    base = os.environ.get("CONFIGURATION_DIRECTORY")
+    if base:
+        return os.path.join(base.split(":")[0], "labpowerd.toml")
+    return DEFAULT_CONFIG
+
+
+def default_socket_path() -> str:
+    """$RUNTIME_DIRECTORY/labpower.sock under systemd, else /run/labpower/labpower.sock."""
+    base = os.environ.get("RUNTIME_DIRECTORY")
+    if base:
+        return os.path.join(base.split(":")[0], "labpower.sock")
+    return DEFAULT_SOCKET
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file. :raises ConfigError:"""
+    where = os.fspath(path)
+    try:
+        with open(where, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(where, "", f"cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(where, "", f"not valid TOML: {exc}") from exc
+    return parse(data, where)
+
+
+class _Checker:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.path, key, reason)
+
+    def table(self, value: Any, key: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"must be a table, not {value!r}")
+        return value
+
+    def keys(self, table: Mapping[str, Any], allowed: set[str], key: str) -> None:
+        for k in table:
+            if k not in allowed:
+                raise self.fail(f"{key}.{k}" if key else k,
+                                f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def value(self, table: Mapping[str, Any], name: str, kind: type, key: str,
+              default: Any = ...) -> Any:
+        if name not in table:
+            if default is ...:
+                raise self.fail(f"{key}.{name}", "required key missing")
+            return default
+        value = table[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise self.fail(f"{key}.{name}", f"must be {kind.__name__}, not {value!r}")
+        return value
+
+    def name(self, name: str, key: str) -> None:
+        if not _NAME.fullmatch(name):
+            raise self.fail(key, f"name {name!r} must be letters, digits and _.:@+- "
+                                 "(starting with a letter or digit)")
+
+
+def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
+    """Validate a parsed TOML document. :raises ConfigError:"""
+    c = _Checker(path)
+    c.keys(data, {"daemon", "devices", "targets"}, "")
+    d = c.table(data.get("daemon", {}), "daemon")
+    c.keys(d, _DAEMON_KEYS, "daemon")
+    level = c.value(d, "log_level", str, "daemon", "info")
+    if level not in LOG_LEVELS:
+        raise c.fail("daemon.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    history = c.value(d, "history", int, "daemon", 1000)
+    if not 0 <= history <= 1_000_000:
+        raise c.fail("daemon.history", "must be between 0 and 1000000")
+    settings = DaemonSettings(c.value(d, "socket", str, "daemon", None), level, history)
+
+    devices: dict[str, DeviceConfig] = {}
+    for name, raw in c.table(data.get("devices", {}), "devices").items():
+        key = f"devices.{name}"
+        c.name(name, key)
+        devices[name] = _device(c, name, c.table(raw, key), key)
+
+    targets: dict[str, TargetConfig] = {}
+    used: dict[tuple[str, int], str] = {}
+    for name, raw in c.table(data.get("targets", {}), "targets").items():
+        key = f"targets.{name}"
+        c.name(name, key)
+        t = c.table(raw, key)
+        c.keys(t, _TARGET_KEYS, key)
+        device = c.value(t, "device", str, key)
+        if device not in devices:
+            known = ", ".join(sorted(devices)) or "none defined"
+            raise c.fail(f"{key}.device", f"no device named {device!r} (devices: {known})")
+        channel = c.value(t, "channel", int, key)
+        channels = devices[device].channels
+        if not 1 <= channel <= channels:
+            raise c.fail(f"{key}.channel",
+                         f"device {device!r} has channels 1..{channels}, not {channel}")
+        if (device, channel) in used:
+            raise c.fail(f"{key}.channel", f"channel {channel} of device {device!r} is "
+                                           f"already targets.{used[device, channel]}")
+        used[device, channel] = name
+        delay = c.value(t, "cycle_delay", float, key, 1.0)
+        if not 0 <= delay <= 3600:
+            raise c.fail(f"{key}.cycle_delay", f"must be 0..3600 seconds, not {delay}")
+        targets[name] = TargetConfig(
+            name, device, channel, c.value(t, "invert", bool, key, False), delay,
+            c.value(t, "description", str, key, ""),
+        )
+    return Config(path, settings, devices, targets)
+
+
+def _device(c: _Checker, name: str, table: Mapping[str, Any], key: str) -> DeviceConfig:
+    backend = c.value(table, "backend", str, key)
+    try:
+        cls = registry.load(backend)
+    except LookupError as exc:
+        raise c.fail(f"{key}.backend", str(exc)) from exc
+    except ImportError as exc:
+        raise c.fail(f"{key}.backend",
+                     f"backend {backend!r} needs a library that is not installed: {exc}"
+                     ) from exc
+    channels = c.value(table, "channels", int, key, 1)
+    if not 1 <= channels <= cls.max_channels:
+        raise c.fail(f"{key}.channels",
+                     f"backend {backend!r} supports 1..{cls.max_channels} channels, "
+                     f"not {channels}")
+    timeout = c.value(table, "timeout", float, key, 5.0)
+    if not 0 < timeout <= 600:
+        raise c.fail(f"{key}.timeout", f"must be more than 0 and at most 600 s, not {timeout}")
+    own = {k: v for k, v in table.items() if k not in _DEVICE_KEYS}
+    try:
+        options = parse_options(cls.Options, own)
+    except OptionError as exc:
+        raise c.fail(f"{key}.{exc.key}", exc.reason) from exc
+    return DeviceConfig(name, backend, cls, channels, timeout, options,
+                        c.value(table, "description", str, key, ""))
+
+
+def describe(path: str | os.PathLike[str]) -> str:
+    """A one-line summary of a valid config, for --check-config."""
+    cfg = load(path)
+    return (f"{Path(cfg.path)}: ok, {len(cfg.devices)} devices, {len(cfg.targets)} targets")

@@ -1,0 +1,184 @@
+"""The daemon's log: numbered entries, a short history, and a push fan-out to subscribers.
+
+The bus is a logging handler on the ``labpower.daemon`` and ``labpower.backends`` loggers
+only, never on the root logger, so records a client library re-emits in the same process
+(``labpower.remote.*``) can never loop back. Each entry gets the next daemon-wide ``seq``;
+the call being served (a context variable, which anyio copies into worker threads) supplies
+the target, device and caller, and learns the seq of the last entry it produced.
+
+Every subscriber has its own bounded queue of pre-encoded reply bytes: the producer never
+waits for a subscriber, a slow subscriber never slows another, and one that falls behind by
+more than its limit gets an explicit "N entries dropped" entry instead of silent loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from labpower.client.types import LEVELS, level_name
+from labpower.client.wire import encode_reply
+
+#: Loggers whose records become log entries.
+SOURCES = ("labpower.daemon", "labpower.backends")
+#: Entries a subscriber may fall behind by before entries are dropped for it.
+SUBSCRIBER_LIMIT = 65536
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Who is being served and for what; fields of every entry logged during the call."""
+
+    target: str | None = None
+    device: str | None = None
+    channel: int | None = None
+    op: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+    #: seq of the last entry this call produced
+    last_seq: int = 0
+
+
+current_call: ContextVar[CallContext | None] = ContextVar("labpower_call", default=None)
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace(
+        "+00:00", "Z")
+
+
+class Subscriber:
+    """One live ``Logs`` call: a filter and its own queue of encoded replies."""
+
+    def __init__(self, targets: Iterable[str] | None, level: str | None,
+                 limit: int = SUBSCRIBER_LIMIT) -> None:
+        self.targets = frozenset(targets) if targets is not None else None
+        self.levelno = LEVELS[level] if level else logging.NOTSET
+        self.limit = limit
+        self.queue: deque[bytes] = deque()
+        self.dropped = 0
+        self._last_dropped_seq = 0
+        self._wakeup = anyio.Event()
+
+    def wants(self, entry: dict[str, Any], levelno: int) -> bool:
+        return levelno >= self.levelno and (
+            self.targets is None or entry.get("target") in self.targets)
+
+    def push(self, data: bytes, seq: int) -> None:
+        if len(self.queue) >= self.limit:
+            self.dropped += 1
+            self._last_dropped_seq = seq
+        else:
+            self.queue.append(data)
+        self._wakeup.set()
+
+    async def next_batch(self) -> bytes:
+        """Everything queued, as one buffer to send; waits while there is nothing."""
+        while not self.queue and not self.dropped:
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+        data = b"".join(self.queue)
+        self.queue.clear()
+        if self.dropped:
+            notice = {
+                "time": rfc3339(datetime.now(UTC).timestamp()), "level": "warning",
+                "message": f"{self.dropped} entries dropped: this subscriber reads too slowly",
+                "seq": self._last_dropped_seq,
+            }
+            data += encode_reply({"entry": notice}, continues=True)
+            self.dropped = 0
+        return data
+
+
+class LogBus(logging.Handler):
+    """Turns log records into numbered entries; keeps history; feeds subscribers."""
+
+    def __init__(self, history: int = 1000) -> None:
+        super().__init__(logging.NOTSET)
+        self.seq = 0
+        self.history: deque[tuple[dict[str, Any], int]] = deque(maxlen=history or None)
+        self._keep_history = history > 0
+        self.subscribers: set[Subscriber] = set()
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_thread: int | None = None
+        #: extra sinks (e.g. journald) called with (entry, record) on the loop thread
+        self.sinks: list[Callable[[dict[str, Any], logging.LogRecord], None]] = []
+
+    # -- lifecycle
+    def attach(self) -> None:
+        """Start publishing; call from the event loop the subscribers run on."""
+        self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
+        for name in SOURCES:
+            logging.getLogger(name).addHandler(self)
+
+    def detach(self) -> None:
+        for name in SOURCES:
+            logging.getLogger(name).removeHandler(self)
+        self._token = None
+
+    # -- logging.Handler
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Skip logging.Handler's per-record lock: entries are published on the loop thread.
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ctx = current_call.get()
+        if threading.get_ident() == self._loop_thread:
+            seq = self._publish(record, ctx)
+        elif self._token is not None:
+            try:
+                seq = anyio.from_thread.run_sync(self._publish, record, ctx, token=self._token)
+            except RuntimeError:  # the loop is gone (shutting down)
+                return
+        else:
+            return
+        if ctx is not None:
+            ctx.last_seq = seq
+
+    def _publish(self, record: logging.LogRecord, ctx: CallContext | None) -> int:
+        self.seq = seq = self.seq + 1
+        entry: dict[str, Any] = {
+            "time": rfc3339(record.created),
+            "level": level_name(record.levelno),
+            "message": record.getMessage(),
+            "seq": seq,
+        }
+        extra = record.__dict__
+        if ctx is not None:
+            for key in ("target", "device", "channel", "op"):
+                value = getattr(ctx, key)
+                if value is not None:
+                    entry[key] = value
+        for key in ("device", "target", "channel", "op", "state"):
+            if key in extra and extra[key] is not None:
+                entry[key] = extra[key]
+        data = encode_reply({"entry": entry}, continues=True)
+        if self._keep_history:
+            self.history.append((entry, record.levelno))
+        levelno = record.levelno
+        for sub in self.subscribers:
+            if sub.wants(entry, levelno):
+                sub.push(data, seq)
+        for sink in self.sinks:
+            sink(entry, record)
+        return seq
+
+    # -- readers
+    def past(self, targets: Iterable[str] | None, level: str | None,
+             limit: int | None) -> list[dict[str, Any]]:
+        """History entries matching the filter, oldest first, the newest ``limit`` of them."""
+        probe = Subscriber(targets, level)
+        found = [e for e, levelno in self.history if probe.wants(e, levelno)]
+        return found[-limit:] if limit else found

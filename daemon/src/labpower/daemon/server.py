@@ -1,0 +1,296 @@
+"""The varlink server: connections, dispatch, parameter checks.
+
+Each connection is served by one task, one call at a time, in order (varlink allows
+pipelining; replies keep the order of calls). Malformed input (bad JSON, a missing NUL
+within the size limit, a message that is not a call) closes that connection only; a call
+with a bad method or parameters gets the matching ``org.varlink.service`` error.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream
+
+from labpower.client.wire import (
+    Call,
+    Decoder,
+    RemoteProtocolError,
+    Reply,
+    encode,
+    encode_reply,
+)
+from labpower.daemon.interface import DESCRIPTIONS, POWER, SERVICE
+from labpower.daemon.lab import ApiError, Lab
+from labpower.daemon.logbus import CallContext, LogBus, Subscriber, current_call
+
+log = logging.getLogger("labpower.daemon.server")
+
+_PEERCRED = struct.Struct("3i")
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+DEFAULT_READ_INTERVAL = 1.0
+
+try:
+    VERSION = version("labpower-daemon")
+except PackageNotFoundError:  # running from a source tree without metadata
+    VERSION = "0+unknown"
+
+
+def _invalid(name: str) -> ApiError:
+    return ApiError("org.varlink.service.InvalidParameter", parameter=name)
+
+
+class Params:
+    """Typed access to a call's parameters; anything unexpected is InvalidParameter."""
+
+    __slots__ = ("_p",)
+
+    def __init__(self, params: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+        for key in params:
+            if key not in allowed:
+                raise _invalid(key)
+        self._p = params
+
+    def string(self, name: str) -> str:
+        value = self._p.get(name)
+        if not isinstance(value, str):
+            raise _invalid(name)
+        return value
+
+    def number(self, name: str, low: float, high: float) -> float | None:
+        value = self._p.get(name)
+        if value is None:
+            return None
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or not low <= value <= high):
+            raise _invalid(name)
+        return float(value)
+
+    def integer(self, name: str, low: int, high: int) -> int | None:
+        value = self._p.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _invalid(name)
+        return value
+
+    def strings(self, name: str) -> list[str] | None:
+        value = self._p.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _invalid(name)
+        return value
+
+    def level(self, name: str) -> str | None:
+        value = self._p.get(name)
+        if value is None:
+            return None
+        if value not in _LEVELS:
+            raise _invalid(name)
+        return str(value)
+
+
+class Peer:
+    """The process at the other end of a connection (SO_PEERCRED)."""
+
+    __slots__ = ("gid", "pid", "uid")
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.pid = self.uid = self.gid = -1
+        try:
+            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            self.pid, self.uid, self.gid = _PEERCRED.unpack(
+                raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        except (OSError, anyio.TypedAttributeLookupError):
+            pass
+
+
+# A handler answers one call. It returns the reply parameters, or None when it has sent its
+# replies itself; it raises anyio.EndOfStream when the connection must end after it.
+Handler = Callable[[Call, Peer, SocketStream], Awaitable[Mapping[str, Any] | None]]
+
+
+class Server:
+    def __init__(self, lab: Lab, bus: LogBus) -> None:
+        self.lab = lab
+        self.bus = bus
+        self.connections = 0
+        #: switching calls in progress; shutdown waits for them
+        self.switching = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._methods: dict[str, Handler] = {
+            f"{SERVICE}.GetInfo": self._get_info,
+            f"{SERVICE}.GetInterfaceDescription": self._get_description,
+            f"{POWER}.List": self._list,
+            f"{POWER}.Get": self._get,
+            f"{POWER}.On": self._on,
+            f"{POWER}.Off": self._off,
+            f"{POWER}.Cycle": self._cycle,
+            f"{POWER}.Read": self._read,
+            f"{POWER}.Logs": self._logs,
+            f"{POWER}.History": self._history,
+        }
+
+    async def idle(self) -> None:
+        """Wait until no switching call is in progress."""
+        await self._idle.wait()
+
+    async def handle(self, stream: SocketStream) -> None:
+        """Serve one connection until the peer closes it or breaks the protocol."""
+        self.connections += 1
+        peer = Peer(stream)
+        decoder = Decoder()
+        try:
+            while True:
+                data = await stream.receive(262144)
+                for msg in decoder.feed(data):
+                    await self._dispatch(Call.from_wire(msg), peer, stream)
+        except RemoteProtocolError as exc:
+            log.debug("closing connection of pid %s: %s", peer.pid, exc)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                ConnectionError):
+            pass
+        finally:
+            self.connections -= 1
+            await stream.aclose()
+
+    async def _dispatch(self, call: Call, peer: Peer, stream: SocketStream) -> None:
+        """Answer one call."""
+        handler = self._methods.get(call.method)
+        reply: bytes
+        try:
+            if handler is None:
+                if call.interface not in DESCRIPTIONS:
+                    raise ApiError(f"{SERVICE}.InterfaceNotFound", interface=call.interface)
+                raise ApiError(f"{SERVICE}.MethodNotFound", method=call.method)
+            if call.upgrade:
+                raise _invalid("upgrade")
+            result = await handler(call, peer, stream)
+            if result is None:
+                return
+            reply = encode_reply(result)
+        except ApiError as exc:
+            reply = encode(Reply(exc.parameters, error=exc.name))
+        if not call.oneway:
+            await stream.send(reply)
+
+    # -- org.varlink.service
+    async def _get_info(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+        Params(call.parameters, ())
+        return {
+            "vendor": "labpower",
+            "product": "labpowerd",
+            "version": VERSION,
+            "url": "https://github.com/labpower/labpower",
+            "interfaces": list(DESCRIPTIONS),
+        }
+
+    async def _get_description(self, call: Call, peer: Peer,
+                               stream: SocketStream) -> dict[str, Any]:
+        name = Params(call.parameters, ("interface",)).string("interface")
+        if name not in DESCRIPTIONS:
+            raise ApiError(f"{SERVICE}.InterfaceNotFound", interface=name)
+        return {"description": DESCRIPTIONS[name]}
+
+    # -- io.labpower.Power
+    async def _list(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+        Params(call.parameters, ())
+        return {"targets": await self.lab.list()}
+
+    async def _get(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+        name = Params(call.parameters, ("target",)).string("target")
+        return {"target": await self.lab.get(name)}
+
+    async def _power(self, op: str, target: str, peer: Peer,
+                     action: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        ctx = CallContext(target=target, op=op, uid=peer.uid, pid=peer.pid)
+        token = current_call.set(ctx)
+        self.switching += 1
+        if self.switching == 1:
+            self._idle = anyio.Event()
+        try:
+            result = await action()
+        finally:
+            current_call.reset(token)
+            self.switching -= 1
+            if not self.switching:
+                self._idle.set()
+        return {"target": result, "log_seq": ctx.last_seq}
+
+    async def _on(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+        name = Params(call.parameters, ("target",)).string("target")
+        return await self._power("on", name, peer, lambda: self.lab.switch(name, True, "on"))
+
+    async def _off(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+        name = Params(call.parameters, ("target",)).string("target")
+        return await self._power("off", name, peer, lambda: self.lab.switch(name, False, "off"))
+
+    async def _cycle(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+        p = Params(call.parameters, ("target", "delay"))
+        name, delay = p.string("target"), p.number("delay", 0.0, 3600.0)
+        return await self._power("cycle", name, peer, lambda: self.lab.cycle(name, delay))
+
+    async def _read(self, call: Call, peer: Peer,
+                    stream: SocketStream) -> dict[str, Any] | None:
+        p = Params(call.parameters, ("target", "interval", "count"))
+        name = p.string("target")
+        interval = p.number("interval", 0.001, 86400.0)
+        count = p.integer("count", 1, 2**31)
+        if not call.more:
+            return {"reading": await self.lab.read(name)}
+        period = DEFAULT_READ_INTERVAL if interval is None else interval
+        sent = 0
+        while True:
+            deadline = anyio.current_time() + period
+            reading = await self.lab.read(name)  # an error reply ends the stream
+            sent += 1
+            last = count is not None and sent >= count
+            await stream.send(encode_reply({"reading": reading}, continues=not last))
+            if last:
+                return None
+            await anyio.sleep_until(deadline)
+
+    async def _history(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+        p = Params(call.parameters, ("targets", "level", "limit"))
+        entries = self.bus.past(p.strings("targets"), p.level("level"),
+                                p.integer("limit", 1, 1_000_000))
+        return {"entries": entries}
+
+    async def _logs(self, call: Call, peer: Peer, stream: SocketStream) -> None:
+        """Stream entries until the peer hangs up; then the connection ends."""
+        p = Params(call.parameters, ("targets", "level"))
+        targets, level = p.strings("targets"), p.level("level")
+        if not call.more:
+            raise ApiError(f"{SERVICE}.ExpectedMore")
+        sub = Subscriber(targets, level)
+        self.bus.subscribers.add(sub)
+        try:
+            await stream.send(encode_reply({}, continues=True))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._until_peer_leaves, stream, tg.cancel_scope)
+                try:
+                    while True:
+                        await stream.send(await sub.next_batch())
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+                    tg.cancel_scope.cancel()
+        finally:
+            self.bus.subscribers.discard(sub)
+        raise anyio.EndOfStream
+
+    @staticmethod
+    async def _until_peer_leaves(stream: SocketStream, scope: anyio.CancelScope) -> None:
+        """A subscriber sends nothing more; anything it sends, or its hang-up, ends it."""
+        try:
+            await stream.receive(1)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                ConnectionError):
+            pass
+        scope.cancel()
