@@ -25,7 +25,6 @@ from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.to_thread
-
 from labpower.backends.errors import HardwareTimeout, NotSupportedError
 from labpower.backends.options import NoOptions
 

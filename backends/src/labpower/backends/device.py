@@ -1,7 +1,8 @@
 """A device: one backend instance with its lock, deadlines and availability.
 
 Every call to the board goes through here: calls to one device run one at a time in arrival
-order (anyio's lock is fair), each hardware call has a deadline, and a board that vanished or
+order (anyio's lock is fair), each operation has a deadline (the device's ``timeout``; a
+switch and its read-back count as one operation), and a board that vanished or
 failed is closed and re-opened on the next call, so an unplugged board works again once it is
 back, without restarting anything. Re-opening never switches a relay.
 """
@@ -12,11 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
-
 from labpower.backends.base import Backend, Measurement
 from labpower.backends.errors import (
     BackendError,
-    DeviceUnavailableError,
     HardwareTimeout,
     NotSupportedError,
 )
@@ -31,7 +30,8 @@ class Device:
         self.backend = backend
         self.timeout = timeout
         backend.timeout = timeout
-        self.lock = anyio.Lock()
+        # fast_acquire: no event-loop round trip when the lock is free (the common case)
+        self.lock = anyio.Lock(fast_acquire=True)
         self._opened = False
         #: Why the device is not available; None while it answers.
         self.problem: str | None = "not opened yet"
@@ -87,40 +87,44 @@ class Device:
         self.problem = None
 
     async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """One hardware call under the deadline; on failure mark the board and close it so
-        that the next call re-opens it. Must be called with :attr:`lock` held."""
+        """One operation on the board under the deadline; on failure mark the board and
+        close it so that the next call re-opens it. Must be called with :attr:`lock` held."""
         await self._ensure_open()
-        try:
-            with anyio.fail_after(self.timeout):
+        failure: BackendError | None = None
+        with anyio.CancelScope(deadline=anyio.current_time() + self.timeout) as scope:
+            try:
                 result = await fn()
-        except NotSupportedError:
-            raise
-        except (TimeoutError, BackendError) as exc:
-            if isinstance(exc, HardwareTimeout) or not isinstance(exc, BackendError):
-                self.problem = f"no answer within {self.timeout:g} s"
-                error: BackendError = (exc if isinstance(exc, HardwareTimeout)
-                                       else HardwareTimeout(self.timeout))
-            else:
-                self.problem = str(exc) or type(exc).__name__
-                error = exc
-            await self._close()
-            if error is exc:
+            except NotSupportedError:
                 raise
-            raise error from exc
+            except HardwareTimeout as exc:
+                failure = exc
+                self.problem = f"no answer within {self.timeout:g} s"
+            except BackendError as exc:
+                failure = exc
+                self.problem = str(exc) or type(exc).__name__
+        if scope.cancelled_caught:
+            failure = HardwareTimeout(self.timeout)
+            self.problem = f"no answer within {self.timeout:g} s"
+        if failure is not None:
+            await self._close()
+            raise failure
         self.problem = None
         return result
 
     async def switch(self, channel: int, on: bool) -> bool | None:
-        """Switch a channel, then read it back where the board can tell.
+        """Switch a channel, then read it back where the board can tell. The switch and its
+        read-back are one operation under one deadline.
 
         :returns: the state read back, or None when the board cannot report it.
         """
         backend = self.backend
+
+        async def switch_and_check() -> bool | None:
+            await backend.set(channel, on)
+            return await backend.get(channel) if backend.readback else None
+
         async with self.lock:
-            await self._run(lambda: backend.set(channel, on))
-            if backend.readback:
-                return await self._run(lambda: backend.get(channel))
-            return None
+            return await self._run(switch_and_check)
 
     async def state(self, channel: int) -> bool | None:
         """The channel's state as the board reports it; None when it cannot tell."""

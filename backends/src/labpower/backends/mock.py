@@ -10,10 +10,9 @@ back disagrees), ``readback = false`` to act like a board that cannot report its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 import anyio
-
 from labpower.backends.base import Backend, Measurement
 from labpower.backends.errors import DeviceUnavailableError, OperationError, OptionError
 
@@ -42,8 +41,9 @@ class MockBackend(Backend):
     Options = MockOptions
     max_channels = 4096
 
-    def __init__(self, name: str, channels: int, options: MockOptions,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, name: str, channels: int, options: MockOptions, timeout: float = 5.0
+    ) -> None:
         super().__init__(name, channels, options, timeout)
         self.delay = options.delay
         self.fail: set[str] = set(options.fail)

@@ -41,8 +41,7 @@ def _check(key: str, value: Any, hint: Any) -> Any:
     if typing.get_origin(hint) is typing.Literal:
         allowed = typing.get_args(hint)
         if value not in allowed:
-            raise OptionError(key, f"must be one of {', '.join(map(repr, allowed))}, "
-                                   f"not {value!r}")
+            raise OptionError(key, f"must be one of {', '.join(map(repr, allowed))}, not {value!r}")
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from labpower.client.aio import AsyncClient, AsyncTargetHandle
 from labpower.client.errors import (
     DaemonUnreachable,
+    DeviceError,
     DeviceUnavailable,
     ExpectedMore,
     InterfaceNotFound,
@@ -31,6 +32,7 @@ __all__ = [
     "AsyncTargetHandle",
     "Client",
     "DaemonUnreachable",
+    "DeviceError",
     "DeviceUnavailable",
     "ExpectedMore",
     "InterfaceNotFound",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -167,8 +167,10 @@ class AsyncClient:
         if count == 1:
             yield p.reading_result(await self.call(p.power_call("Read", params)))
             return
-        async for reply in self.stream(p.power_call("Read", params)):
-            yield p.reading_result(reply)
+        # aclosing: an early break must close the stream's connection now, not at GC time
+        async with aclosing(self.stream(p.power_call("Read", params))) as replies:
+            async for reply in replies:
+                yield p.reading_result(reply)
 
     async def history(self, targets: Iterable[str] | None = None, level: str | None = None,
                       limit: int | None = None) -> list[LogEntry]:
@@ -179,11 +181,12 @@ class AsyncClient:
 
     async def logs(self, targets: Iterable[str] | None = None,
                    level: str | None = None) -> AsyncIterator[LogEntry]:
-        async for params in self.stream(
-                p.power_call("Logs", p.filter_parameters(targets, level))):
-            entry = params.get("entry")
-            if entry is not None:
-                yield LogEntry.from_wire(entry)
+        call = p.power_call("Logs", p.filter_parameters(targets, level))
+        async with aclosing(self.stream(call)) as replies:
+            async for params in replies:
+                entry = params.get("entry")
+                if entry is not None:
+                    yield LogEntry.from_wire(entry)
 
     @asynccontextmanager
     async def log_stream(self, targets: Iterable[str] | None = None,

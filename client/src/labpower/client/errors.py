@@ -11,6 +11,8 @@ INTERFACE = "io.labpower.Power"
 
 __all__ = [
     "DaemonUnreachable",
+    "DeviceError",
+    "DeviceError",
     "DeviceUnavailable",
     "ExpectedMore",
     "InterfaceNotFound",
@@ -103,6 +105,24 @@ class StateMismatch(VarlinkError):
         )
 
 
+class DeviceError(VarlinkError):
+    name = f"{INTERFACE}.DeviceError"
+
+    def _describe(self) -> str:
+        p = self.parameters
+        return f"device {p.get('device')!r} failed: {p.get('reason')}"
+
+
+class DeviceError(VarlinkError):
+    """The board answered, but not as its protocol says it should."""
+
+    name = f"{INTERFACE}.DeviceError"
+
+    def _describe(self) -> str:
+        p = self.parameters
+        return f"device {p.get('device')!r} failed: {p.get('reason')}"
+
+
 class InterfaceNotFound(VarlinkError):
     name = "org.varlink.service.InterfaceNotFound"
 
@@ -135,6 +155,7 @@ _BY_NAME: dict[str, type[VarlinkError]] = {
         Timeout,
         NotSupported,
         StateMismatch,
+        DeviceError,
         InterfaceNotFound,
         MethodNotFound,
         MethodNotImplemented,

@@ -289,7 +289,7 @@ class LogStream:
                 with self._cond:
                     self._seen = entry.seq
                     self._cond.notify_all()
-        except BaseException as exc:  # noqa: BLE001 - ends the stream, woken waiters see it
+        except BaseException as exc:  # ends the stream, woken waiters see it
             with self._cond:
                 self._dead = exc
                 self._cond.notify_all()

@@ -167,7 +167,7 @@ class Decoder:
     and the decoder refuses any further input.
     """
 
-    __slots__ = ("_buffer", "_broken", "max_size")
+    __slots__ = ("_broken", "_buffer", "max_size")
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self.max_size = max_size

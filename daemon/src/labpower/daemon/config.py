@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labpower.backends import Backend, OptionError, parse_options
-from labpower.backends import registry
+from labpower.backends import Backend, OptionError, parse_options, registry
 
 DEFAULT_CONFIG = "/etc/labpower/labpowerd.toml"
 DEFAULT_SOCKET = "/run/labpower/labpower.sock"
@@ -119,11 +118,14 @@ class _Checker:
     def keys(self, table: Mapping[str, Any], allowed: set[str], key: str) -> None:
         for k in table:
             if k not in allowed:
-                raise self.fail(f"{key}.{k}" if key else k,
-                                f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                raise self.fail(
+                    f"{key}.{k}" if key else k,
+                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
+                )
 
-    def value(self, table: Mapping[str, Any], name: str, kind: type, key: str,
-              default: Any = ...) -> Any:
+    def value(
+        self, table: Mapping[str, Any], name: str, kind: type, key: str, default: Any = ...
+    ) -> Any:
         if name not in table:
             if default is ...:
                 raise self.fail(f"{key}.{name}", "required key missing")
@@ -137,8 +139,11 @@ class _Checker:
 
     def name(self, name: str, key: str) -> None:
         if not _NAME.fullmatch(name):
-            raise self.fail(key, f"name {name!r} must be letters, digits and _.:@+- "
-                                 "(starting with a letter or digit)")
+            raise self.fail(
+                key,
+                f"name {name!r} must be letters, digits and _.:@+- "
+                "(starting with a letter or digit)",
+            )
 
 
 def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
@@ -175,17 +180,25 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
         channel = c.value(t, "channel", int, key)
         channels = devices[device].channels
         if not 1 <= channel <= channels:
-            raise c.fail(f"{key}.channel",
-                         f"device {device!r} has channels 1..{channels}, not {channel}")
+            raise c.fail(
+                f"{key}.channel", f"device {device!r} has channels 1..{channels}, not {channel}"
+            )
         if (device, channel) in used:
-            raise c.fail(f"{key}.channel", f"channel {channel} of device {device!r} is "
-                                           f"already targets.{used[device, channel]}")
+            raise c.fail(
+                f"{key}.channel",
+                f"channel {channel} of device {device!r} is "
+                f"already targets.{used[device, channel]}",
+            )
         used[device, channel] = name
         delay = c.value(t, "cycle_delay", float, key, 1.0)
         if not 0 <= delay <= 3600:
             raise c.fail(f"{key}.cycle_delay", f"must be 0..3600 seconds, not {delay}")
         targets[name] = TargetConfig(
-            name, device, channel, c.value(t, "invert", bool, key, False), delay,
+            name,
+            device,
+            channel,
+            c.value(t, "invert", bool, key, False),
+            delay,
             c.value(t, "description", str, key, ""),
         )
     return Config(path, settings, devices, targets)
@@ -198,14 +211,15 @@ def _device(c: _Checker, name: str, table: Mapping[str, Any], key: str) -> Devic
     except LookupError as exc:
         raise c.fail(f"{key}.backend", str(exc)) from exc
     except ImportError as exc:
-        raise c.fail(f"{key}.backend",
-                     f"backend {backend!r} needs a library that is not installed: {exc}"
-                     ) from exc
+        raise c.fail(
+            f"{key}.backend", f"backend {backend!r} needs a library that is not installed: {exc}"
+        ) from exc
     channels = c.value(table, "channels", int, key, 1)
     if not 1 <= channels <= cls.max_channels:
-        raise c.fail(f"{key}.channels",
-                     f"backend {backend!r} supports 1..{cls.max_channels} channels, "
-                     f"not {channels}")
+        raise c.fail(
+            f"{key}.channels",
+            f"backend {backend!r} supports 1..{cls.max_channels} channels, not {channels}",
+        )
     timeout = c.value(table, "timeout", float, key, 5.0)
     if not 0 < timeout <= 600:
         raise c.fail(f"{key}.timeout", f"must be more than 0 and at most 600 s, not {timeout}")
@@ -214,11 +228,12 @@ def _device(c: _Checker, name: str, table: Mapping[str, Any], key: str) -> Devic
         options = parse_options(cls.Options, own)
     except OptionError as exc:
         raise c.fail(f"{key}.{exc.key}", exc.reason) from exc
-    return DeviceConfig(name, backend, cls, channels, timeout, options,
-                        c.value(table, "description", str, key, ""))
+    return DeviceConfig(
+        name, backend, cls, channels, timeout, options, c.value(table, "description", str, key, "")
+    )
 
 
 def describe(path: str | os.PathLike[str]) -> str:
     """A one-line summary of a valid config, for --check-config."""
     cfg = load(path)
-    return (f"{Path(cfg.path)}: ok, {len(cfg.devices)} devices, {len(cfg.targets)} targets")
+    return f"{Path(cfg.path)}: ok, {len(cfg.devices)} devices, {len(cfg.targets)} targets"

@@ -15,7 +15,7 @@ import socket
 import stat
 
 import anyio
-from anyio.abc import SocketListener, TaskStatus
+from anyio.abc import TaskStatus
 
 from labpower.daemon import notify
 from labpower.daemon.config import Config
@@ -99,7 +99,7 @@ class Daemon:
             await self.lab.open()
             sock = bind_socket(self.socket_path)
             try:
-                await self._serve(await SocketListener.from_socket(sock), handle_signals,
+                await self._serve(sock, handle_signals,
                                   task_status)
             finally:
                 try:
@@ -110,11 +110,13 @@ class Daemon:
             await self.lab.close()
             self.bus.detach()
 
-    async def _serve(self, listener: SocketListener, handle_signals: bool,
+    async def _serve(self, listener: socket.socket, handle_signals: bool,
                      task_status: TaskStatus[Daemon]) -> None:
         async with anyio.create_task_group() as tg:
             if handle_signals:
-                tg.start_soon(self._signals)
+                # start(), not start_soon(): the handlers must be in place before READY=1,
+                # or a SIGTERM right after it kills the daemon with the socket left behind
+                await tg.start(self._signals)
             async with anyio.create_task_group() as connections:
                 accepting = anyio.CancelScope()
                 connections.start_soon(self._accept, listener, connections, accepting)
@@ -129,26 +131,32 @@ class Daemon:
                 notify.stopping()
                 log.info("stopping")
                 accepting.cancel()
-                await listener.aclose()
+                anyio.notify_closing(listener)
+                listener.close()
                 with anyio.move_on_after(self.grace):
                     await self.server.idle()
                 connections.cancel_scope.cancel()
             tg.cancel_scope.cancel()
 
-    async def _accept(self, listener: SocketListener, tg: anyio.abc.TaskGroup,
+    async def _accept(self, listener: socket.socket, tg: anyio.abc.TaskGroup,
                       scope: anyio.CancelScope) -> None:
+        listener.setblocking(False)
         with scope:
             while True:
+                await anyio.wait_readable(listener)
                 try:
-                    stream = await listener.accept()
+                    sock, _ = listener.accept()
+                except BlockingIOError:
+                    continue
                 except OSError as exc:  # e.g. EMFILE: keep serving those connected
                     log.error("accept failed: %s", exc)
                     await anyio.sleep(0.1)
                     continue
-                tg.start_soon(self.server.handle, stream)
+                tg.start_soon(self.server.handle, sock)
 
-    async def _signals(self) -> None:
+    async def _signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
                 self.stop()

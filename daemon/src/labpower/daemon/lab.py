@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-
 from labpower.backends import (
     BackendError,
     Device,
@@ -47,7 +46,7 @@ class TargetState:
     verified: bool = False
     since: str | None = None
     #: serialises operations on the target (a cycle holds it through its off-time)
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
 
     @property
     def name(self) -> str:
@@ -100,8 +99,12 @@ class Lab:
     @staticmethod
     async def _open(device: Device) -> None:
         if not await device.open():
-            log.warning("device %s unavailable: %s", device.name, device.problem,
-                        extra={"device": device.name})
+            log.warning(
+                "device %s unavailable: %s",
+                device.name,
+                device.problem,
+                extra={"device": device.name},
+            )
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -176,24 +179,44 @@ class Lab:
         ctx = current_call.get()
         if ctx is not None:
             ctx.target, ctx.device, ctx.channel, ctx.op = (
-                t.name, t.config.device, t.config.channel, op)
+                t.name,
+                t.config.device,
+                t.config.channel,
+                op,
+            )
         before = t.state
         try:
             with self._hardware(t):
                 physical = await t.device.switch(t.config.channel, on != t.config.invert)
         except ApiError as exc:
             t.state, t.verified = "unknown", False
-            log.error("%s %s failed: %s", op, "on" if on else "off", exc.parameters.get(
-                "reason", exc.name.rpartition(".")[2]), extra={"state": t.state})
+            log.error(
+                "%s %s failed: %s",
+                op,
+                "on" if on else "off",
+                exc.parameters.get("reason", exc.name.rpartition(".")[2]),
+                extra={"state": t.state},
+            )
             raise
         t.record(physical, on)
         wanted = "on" if on else "off"
         if t.verified and t.state != wanted:
-            log.error("%s: switched %s but the board reports %s", op, wanted, t.state,
-                      extra={"state": t.state})
+            log.error(
+                "%s: switched %s but the board reports %s",
+                op,
+                wanted,
+                t.state,
+                extra={"state": t.state},
+            )
             raise ApiError("StateMismatch", target=t.name, expected=wanted, actual=t.state)
-        log.info("%s: %s -> %s%s", op, before, t.state, "" if t.verified else " (not verified)",
-                 extra={"state": t.state})
+        log.info(
+            "%s: %s -> %s%s",
+            op,
+            before,
+            t.state,
+            "" if t.verified else " (not verified)",
+            extra={"state": t.state},
+        )
         return t.to_wire()
 
     async def read(self, name: str) -> dict[str, float]:

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-
 from labpower.client.types import LEVELS, level_name
 from labpower.client.wire import encode_reply
 
@@ -52,16 +51,23 @@ class CallContext:
 current_call: ContextVar[CallContext | None] = ContextVar("labpower_call", default=None)
 
 
+_second: list[Any] = [None, ""]
+
+
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z")
+    """UTC RFC 3339 time with microseconds; the date part is formatted once a second."""
+    whole = int(ts)
+    if _second[0] != whole:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((ts - whole) * 1e6):06d}Z"
 
 
 class Subscriber:
     """One live ``Logs`` call: a filter and its own queue of encoded replies."""
 
-    def __init__(self, targets: Iterable[str] | None, level: str | None,
-                 limit: int = SUBSCRIBER_LIMIT) -> None:
+    def __init__(
+        self, targets: Iterable[str] | None, level: str | None, limit: int = SUBSCRIBER_LIMIT
+    ) -> None:
         self.targets = frozenset(targets) if targets is not None else None
         self.levelno = LEVELS[level] if level else logging.NOTSET
         self.limit = limit
@@ -72,7 +78,8 @@ class Subscriber:
 
     def wants(self, entry: dict[str, Any], levelno: int) -> bool:
         return levelno >= self.levelno and (
-            self.targets is None or entry.get("target") in self.targets)
+            self.targets is None or entry.get("target") in self.targets
+        )
 
     def push(self, data: bytes, seq: int) -> None:
         if len(self.queue) >= self.limit:
@@ -91,7 +98,8 @@ class Subscriber:
         self.queue.clear()
         if self.dropped:
             notice = {
-                "time": rfc3339(datetime.now(UTC).timestamp()), "level": "warning",
+                "time": rfc3339(time.time()),
+                "level": "warning",
                 "message": f"{self.dropped} entries dropped: this subscriber reads too slowly",
                 "seq": self._last_dropped_seq,
             }
@@ -164,20 +172,23 @@ class LogBus(logging.Handler):
         for key in ("device", "target", "channel", "op", "state"):
             if key in extra and extra[key] is not None:
                 entry[key] = extra[key]
-        data = encode_reply({"entry": entry}, continues=True)
-        if self._keep_history:
-            self.history.append((entry, record.levelno))
         levelno = record.levelno
+        if self._keep_history:
+            self.history.append((entry, levelno))
+        data = b""
         for sub in self.subscribers:
             if sub.wants(entry, levelno):
+                # encoded once, shared by every subscriber that wants it
+                data = data or encode_reply({"entry": entry}, continues=True)
                 sub.push(data, seq)
         for sink in self.sinks:
             sink(entry, record)
         return seq
 
     # -- readers
-    def past(self, targets: Iterable[str] | None, level: str | None,
-             limit: int | None) -> list[dict[str, Any]]:
+    def past(
+        self, targets: Iterable[str] | None, level: str | None, limit: int | None
+    ) -> list[dict[str, Any]]:
         """History entries matching the filter, oldest first, the newest ``limit`` of them."""
         probe = Subscriber(targets, level)
         found = [e for e, levelno in self.history if probe.wants(e, levelno)]

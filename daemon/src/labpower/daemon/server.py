@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream
-
 from labpower.client.wire import (
     Call,
     Decoder,
@@ -26,15 +23,17 @@ from labpower.client.wire import (
     encode,
     encode_reply,
 )
+from labpower.daemon.connection import Connection
 from labpower.daemon.interface import DESCRIPTIONS, POWER, SERVICE
 from labpower.daemon.lab import ApiError, Lab
 from labpower.daemon.logbus import CallContext, LogBus, Subscriber, current_call
 
 log = logging.getLogger("labpower.daemon.server")
 
-_PEERCRED = struct.Struct("3i")
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_READ_INTERVAL = 1.0
+#: What a connection ending under us looks like.
+_HANGUP = (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
 
 try:
     VERSION = version("labpower-daemon")
@@ -67,8 +66,11 @@ class Params:
         value = self._p.get(name)
         if value is None:
             return None
-        if (not isinstance(value, int | float) or isinstance(value, bool)
-                or not low <= value <= high):
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not low <= value <= high
+        ):
             raise _invalid(name)
         return float(value)
 
@@ -97,24 +99,9 @@ class Params:
         return str(value)
 
 
-class Peer:
-    """The process at the other end of a connection (SO_PEERCRED)."""
-
-    __slots__ = ("gid", "pid", "uid")
-
-    def __init__(self, stream: SocketStream) -> None:
-        self.pid = self.uid = self.gid = -1
-        try:
-            raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-            self.pid, self.uid, self.gid = _PEERCRED.unpack(
-                raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-        except (OSError, anyio.TypedAttributeLookupError):
-            pass
-
-
 # A handler answers one call. It returns the reply parameters, or None when it has sent its
 # replies itself; it raises anyio.EndOfStream when the connection must end after it.
-Handler = Callable[[Call, Peer, SocketStream], Awaitable[Mapping[str, Any] | None]]
+Handler = Callable[[Call, Connection], Awaitable[Mapping[str, Any] | None]]
 
 
 class Server:
@@ -143,26 +130,24 @@ class Server:
         """Wait until no switching call is in progress."""
         await self._idle.wait()
 
-    async def handle(self, stream: SocketStream) -> None:
+    async def handle(self, sock: socket.socket) -> None:
         """Serve one connection until the peer closes it or breaks the protocol."""
         self.connections += 1
-        peer = Peer(stream)
+        conn = Connection(sock)
         decoder = Decoder()
         try:
-            while True:
-                data = await stream.receive(262144)
+            while data := await conn.receive():
                 for msg in decoder.feed(data):
-                    await self._dispatch(Call.from_wire(msg), peer, stream)
+                    await self._dispatch(Call.from_wire(msg), conn)
         except RemoteProtocolError as exc:
-            log.debug("closing connection of pid %s: %s", peer.pid, exc)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                ConnectionError):
+            log.debug("closing connection of pid %s: %s", conn.pid, exc)
+        except _HANGUP:
             pass
         finally:
             self.connections -= 1
-            await stream.aclose()
+            conn.close()
 
-    async def _dispatch(self, call: Call, peer: Peer, stream: SocketStream) -> None:
+    async def _dispatch(self, call: Call, conn: Connection) -> None:
         """Answer one call."""
         handler = self._methods.get(call.method)
         reply: bytes
@@ -173,17 +158,17 @@ class Server:
                 raise ApiError(f"{SERVICE}.MethodNotFound", method=call.method)
             if call.upgrade:
                 raise _invalid("upgrade")
-            result = await handler(call, peer, stream)
+            result = await handler(call, conn)
             if result is None:
                 return
             reply = encode_reply(result)
         except ApiError as exc:
             reply = encode(Reply(exc.parameters, error=exc.name))
         if not call.oneway:
-            await stream.send(reply)
+            await conn.send(reply)
 
     # -- org.varlink.service
-    async def _get_info(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+    async def _get_info(self, call: Call, conn: Connection) -> dict[str, Any]:
         Params(call.parameters, ())
         return {
             "vendor": "labpower",
@@ -193,25 +178,29 @@ class Server:
             "interfaces": list(DESCRIPTIONS),
         }
 
-    async def _get_description(self, call: Call, peer: Peer,
-                               stream: SocketStream) -> dict[str, Any]:
+    async def _get_description(self, call: Call, conn: Connection) -> dict[str, Any]:
         name = Params(call.parameters, ("interface",)).string("interface")
         if name not in DESCRIPTIONS:
             raise ApiError(f"{SERVICE}.InterfaceNotFound", interface=name)
         return {"description": DESCRIPTIONS[name]}
 
     # -- io.labpower.Power
-    async def _list(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+    async def _list(self, call: Call, conn: Connection) -> dict[str, Any]:
         Params(call.parameters, ())
         return {"targets": await self.lab.list()}
 
-    async def _get(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+    async def _get(self, call: Call, conn: Connection) -> dict[str, Any]:
         name = Params(call.parameters, ("target",)).string("target")
         return {"target": await self.lab.get(name)}
 
-    async def _power(self, op: str, target: str, peer: Peer,
-                     action: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        ctx = CallContext(target=target, op=op, uid=peer.uid, pid=peer.pid)
+    async def _power(
+        self,
+        op: str,
+        target: str,
+        conn: Connection,
+        action: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        ctx = CallContext(target=target, op=op, uid=conn.uid, pid=conn.pid)
         token = current_call.set(ctx)
         self.switching += 1
         if self.switching == 1:
@@ -225,21 +214,20 @@ class Server:
                 self._idle.set()
         return {"target": result, "log_seq": ctx.last_seq}
 
-    async def _on(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+    async def _on(self, call: Call, conn: Connection) -> dict[str, Any]:
         name = Params(call.parameters, ("target",)).string("target")
-        return await self._power("on", name, peer, lambda: self.lab.switch(name, True, "on"))
+        return await self._power("on", name, conn, lambda: self.lab.switch(name, True, "on"))
 
-    async def _off(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+    async def _off(self, call: Call, conn: Connection) -> dict[str, Any]:
         name = Params(call.parameters, ("target",)).string("target")
-        return await self._power("off", name, peer, lambda: self.lab.switch(name, False, "off"))
+        return await self._power("off", name, conn, lambda: self.lab.switch(name, False, "off"))
 
-    async def _cycle(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+    async def _cycle(self, call: Call, conn: Connection) -> dict[str, Any]:
         p = Params(call.parameters, ("target", "delay"))
         name, delay = p.string("target"), p.number("delay", 0.0, 3600.0)
-        return await self._power("cycle", name, peer, lambda: self.lab.cycle(name, delay))
+        return await self._power("cycle", name, conn, lambda: self.lab.cycle(name, delay))
 
-    async def _read(self, call: Call, peer: Peer,
-                    stream: SocketStream) -> dict[str, Any] | None:
+    async def _read(self, call: Call, conn: Connection) -> dict[str, Any] | None:
         p = Params(call.parameters, ("target", "interval", "count"))
         name = p.string("target")
         interval = p.number("interval", 0.001, 86400.0)
@@ -253,18 +241,19 @@ class Server:
             reading = await self.lab.read(name)  # an error reply ends the stream
             sent += 1
             last = count is not None and sent >= count
-            await stream.send(encode_reply({"reading": reading}, continues=not last))
+            await conn.send(encode_reply({"reading": reading}, continues=not last))
             if last:
                 return None
             await anyio.sleep_until(deadline)
 
-    async def _history(self, call: Call, peer: Peer, stream: SocketStream) -> dict[str, Any]:
+    async def _history(self, call: Call, conn: Connection) -> dict[str, Any]:
         p = Params(call.parameters, ("targets", "level", "limit"))
-        entries = self.bus.past(p.strings("targets"), p.level("level"),
-                                p.integer("limit", 1, 1_000_000))
+        entries = self.bus.past(
+            p.strings("targets"), p.level("level"), p.integer("limit", 1, 1_000_000)
+        )
         return {"entries": entries}
 
-    async def _logs(self, call: Call, peer: Peer, stream: SocketStream) -> None:
+    async def _logs(self, call: Call, conn: Connection) -> None:
         """Stream entries until the peer hangs up; then the connection ends."""
         p = Params(call.parameters, ("targets", "level"))
         targets, level = p.strings("targets"), p.level("level")
@@ -273,24 +262,23 @@ class Server:
         sub = Subscriber(targets, level)
         self.bus.subscribers.add(sub)
         try:
-            await stream.send(encode_reply({}, continues=True))
+            await conn.send(encode_reply({}, continues=True))
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._until_peer_leaves, stream, tg.cancel_scope)
+                tg.start_soon(self._until_peer_leaves, conn, tg.cancel_scope)
                 try:
                     while True:
-                        await stream.send(await sub.next_batch())
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionError):
+                        await conn.send(await sub.next_batch())
+                except _HANGUP:
                     tg.cancel_scope.cancel()
         finally:
             self.bus.subscribers.discard(sub)
         raise anyio.EndOfStream
 
     @staticmethod
-    async def _until_peer_leaves(stream: SocketStream, scope: anyio.CancelScope) -> None:
+    async def _until_peer_leaves(conn: Connection, scope: anyio.CancelScope) -> None:
         """A subscriber sends nothing more; anything it sends, or its hang-up, ends it."""
         try:
-            await stream.receive(1)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                ConnectionError):
+            await anyio.wait_readable(conn.sock)
+        except _HANGUP:
             pass
         scope.cancel()

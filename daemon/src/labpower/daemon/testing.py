@@ -27,7 +27,6 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-
 from labpower.client import Client
 from labpower.daemon import config as config_mod
 from labpower.daemon.daemon import Daemon
@@ -82,8 +81,14 @@ def write_config(source: ConfigSource, directory: str | os.PathLike[str]) -> Pat
 class DaemonProcess:
     """A ``labpowerd`` child process on a temporary socket."""
 
-    def __init__(self, config: ConfigSource, *, args: tuple[str, ...] = (),
-                 env: Mapping[str, str] | None = None, directory: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ConfigSource,
+        *,
+        args: tuple[str, ...] = (),
+        env: Mapping[str, str] | None = None,
+        directory: str | None = None,
+    ) -> None:
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="labpowerd-"))
         self.config_path = write_config(config, self.directory)
@@ -109,9 +114,20 @@ class DaemonProcess:
             env.pop("LISTEN_FDS", None)
             with open(self.stderr_path, "ab") as err:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "labpower.daemon", "--config",
-                     str(self.config_path), "--socket", self.socket_path, *self.args],
-                    env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                    [
+                        sys.executable,
+                        "-m",
+                        "labpower.daemon",
+                        "--config",
+                        str(self.config_path),
+                        "--socket",
+                        self.socket_path,
+                        *self.args,
+                    ],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=err,
+                    stderr=err,
                 )
             notify.settimeout(0.2)
             deadline = time.monotonic() + timeout
@@ -126,8 +142,7 @@ class DaemonProcess:
                     return
         code = self.proc.poll()
         self.stop()
-        raise RuntimeError(f"labpowerd did not get ready (exit code {code}):\n"
-                           f"{self.stderr()}")
+        raise RuntimeError(f"labpowerd did not get ready (exit code {code}):\n{self.stderr()}")
 
     def stderr(self) -> str:
         try:
@@ -181,13 +196,16 @@ class DaemonThread:
             self._token = anyio.lowlevel.current_token()
             self.daemon = Daemon(self.config, self.socket_path)
             async with anyio.create_task_group() as tg:
-                await tg.start(lambda task_status: self.daemon.run(  # type: ignore[union-attr]
-                    handle_signals=False, task_status=task_status))
+                await tg.start(
+                    lambda task_status: self.daemon.run(  # type: ignore[union-attr]
+                        handle_signals=False, task_status=task_status
+                    )
+                )
                 self._ready.set()
 
         try:
             anyio.run(run, backend=self.backend)
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+        except BaseException as exc:  # reported to the starting thread
             self._error = exc
         finally:
             self._ready.set()
@@ -210,8 +228,9 @@ class DaemonThread:
 
 
 @contextmanager
-def serve(config: ConfigSource, *, in_process: bool = False,
-          timeout: float | None = 60.0) -> Iterator[Client]:
+def serve(
+    config: ConfigSource, *, in_process: bool = False, timeout: float | None = 60.0
+) -> Iterator[Client]:
     """Run a daemon on a temporary socket for the length of the block; yield a connected
     :class:`Client`. The daemon is stopped (SIGTERM) and its socket removed afterwards.
 

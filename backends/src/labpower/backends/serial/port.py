@@ -1,0 +1,380 @@
+"""The serial port of one relay board, and the base class of the serial backends.
+
+:class:`SerialPort` does the blocking work and runs only in worker threads (through
+:meth:`SerialBackend.io`). It opens the port exclusively and without glitching the modem
+lines, keeps it open between calls, leaves at least ``gap`` seconds between commands, and
+reads replies under a deadline into a bounded buffer, a chunk at a time.
+
+:class:`SerialBackend` holds the options every serial board shares and the port's life cycle:
+the port opens in :meth:`~SerialBackend.open`, and :class:`~labpower.backends.device.Device`
+closes it after any error so that the next call opens it afresh. Opening never writes a byte
+(the LCUS backend adds a status query, which switches nothing).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import termios
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import anyio.to_thread
+
+from labpower.backends.base import Backend
+from labpower.backends.errors import (
+    DeviceUnavailableError,
+    HardwareTimeout,
+    OperationError,
+    OptionError,
+)
+
+T = TypeVar("T")
+
+#: Errors that mean the board is gone (unplugged, pty closed, port removed).
+_GONE = {errno.EIO, errno.ENXIO, errno.ENODEV, errno.ENOENT, errno.EBADF, errno.EPIPE}
+#: Largest reply any serial board sends; more than this is a runaway board.
+MAX_REPLY = 4096
+_CHUNK = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SerialOptions:
+    """Options every serial board takes (``[devices.NAME]`` keys next to ``backend``)."""
+
+    #: The port: any path, /dev/serial/by-id and /dev/serial/by-path links included.
+    port: str
+    baud: int = 9600
+    #: Seconds to wait for a reply; default: the device's ``timeout``.
+    read_timeout: float | None = None
+    #: Seconds a write may block (a hung USB serial chip); default: the device's ``timeout``.
+    write_timeout: float | None = None
+    #: Least seconds between two commands (from the end of the previous exchange).
+    gap: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            raise OptionError("port", "must not be empty")
+        if not 50 <= self.baud <= 4_000_000:
+            raise OptionError("baud", f"must be between 50 and 4000000, not {self.baud}")
+        for key in ("read_timeout", "write_timeout"):
+            value = getattr(self, key)
+            if value is not None and not 0 < value <= 600:
+                raise OptionError(key, f"must be more than 0 and at most 600 s, not {value}")
+        if not 0 <= self.gap <= 10:
+            raise OptionError("gap", f"must be 0..10 seconds, not {self.gap}")
+
+
+def _unavailable(path: str, exc: OSError) -> DeviceUnavailableError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EIO, errno.ENXIO, errno.ENODEV, errno.EBADF):
+        reason = f"board disconnected ({reason})"
+    return DeviceUnavailableError(f"{path}: {reason}")
+
+
+class SerialPort:
+    """One open serial port. Every method blocks; call them only inside :meth:`run`.
+
+    :meth:`request_close` may be called from any thread at any time: when a call is still
+    running (abandoned at its deadline), the port closes as soon as that call returns, so a
+    file descriptor is never closed under a thread that uses it.
+    """
+
+    def __init__(self, path: str, *, baud: int = 9600, gap: float = 0.0,
+                 write_timeout: float | None = None) -> None:
+        self.path = path
+        self.baud = baud
+        self.gap = gap
+        self.write_timeout = write_timeout
+        self._serial: Any = None
+        self._fd = -1
+        self._buf = bytearray()
+        self._last = 0.0  # monotonic time of the end of the previous exchange
+        self._deadline = 0.0
+        self._timeout = 0.0
+        self._state = threading.Lock()
+        self._active = False
+        self._close_requested = False
+
+    # -- life cycle
+    def open(self) -> None:
+        """Open exclusively, without a DTR/RTS pulse, and clear HUPCL. A port object opens
+        once; after :meth:`request_close` make a new one.
+
+        :raises DeviceUnavailableError: absent, no permission, or in use by another program.
+        """
+        with self._state:
+            if self._close_requested or self._serial is not None:
+                raise DeviceUnavailableError(f"{self.path}: port object already used")
+            self._active = True
+        try:
+            self._open()
+        finally:
+            with self._state:
+                self._active = False
+                close = self._close_requested
+            if close:  # abandoned while opening: nobody will use it
+                self._close_now()
+
+    def _open(self) -> None:
+        import serial  # the hardware library is needed only once a board is used
+
+        ser = serial.Serial()
+        ser.port = self.path
+        ser.baudrate = self.baud
+        # Set before open so that pyserial never raises the lines; the kernel still raises
+        # them on open unless HUPCL was cleared by the previous user, which we do below.
+        ser.dtr = False
+        ser.rts = False
+        ser.exclusive = True
+        ser.timeout = 0
+        ser.write_timeout = self.write_timeout
+        try:
+            ser.open()
+        except serial.SerialException as exc:
+            code = exc.errno if isinstance(exc.errno, int) else None
+            if code in (errno.EWOULDBLOCK, errno.EAGAIN):
+                reason = "in use by another program"
+            elif code == errno.ENOENT:
+                reason = "no such port (unplugged?)"
+            elif code == errno.EACCES:
+                reason = "permission denied"
+            else:
+                reason = str(exc)
+            raise DeviceUnavailableError(f"{self.path}: {reason}") from exc
+        except OSError as exc:  # pyserial lets some ioctl errors through unwrapped
+            raise _unavailable(self.path, exc) from exc
+        self._serial = ser
+        self._fd = ser.fileno()
+        try:
+            attrs = termios.tcgetattr(self._fd)
+            if attrs[2] & termios.HUPCL:
+                # Without this the kernel drops DTR/RTS when the port closes and raises
+                # them at the next open: a glitch that resets some boards.
+                attrs[2] &= ~termios.HUPCL
+                termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
+        except termios.error as exc:
+            if exc.args[0] not in (errno.ENOTTY, errno.EINVAL):
+                self._close_now()
+                raise DeviceUnavailableError(f"{self.path}: cannot configure: {exc}") from exc
+        self._last = time.monotonic()
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None
+
+    def request_close(self) -> None:
+        """Close now, or as soon as the call in progress returns. Never raises."""
+        with self._state:
+            self._close_requested = True
+            if self._active:
+                return
+        self._close_now()
+
+    def _close_now(self) -> None:
+        ser, self._serial, self._fd = self._serial, None, -1
+        if ser is None:
+            return
+        try:
+            # Unsent output would make close() wait for the tty to drain it, and an
+            # unsent command must not reach the board after we gave up on it.
+            termios.tcflush(ser.fileno(), termios.TCOFLUSH)
+        except (termios.error, OSError, ValueError):
+            pass
+        try:
+            ser.close()
+        except Exception:  # noqa: BLE001 - a closing port of a vanished board may fail anyhow
+            pass
+
+    def run(self, fn: Callable[[SerialPort], T], timeout: float) -> T:
+        """Run one exchange ``fn(self)``; reads in it end ``timeout`` seconds from now.
+
+        :raises DeviceUnavailableError: the port is closed or the board vanished.
+        """
+        with self._state:
+            if self._serial is None or self._close_requested:
+                raise DeviceUnavailableError(f"{self.path}: port not open")
+            self._active = True
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        try:
+            return fn(self)
+        finally:
+            with self._state:
+                self._active = False
+                close = self._close_requested
+            if close:
+                self._close_now()
+
+    # -- I/O (inside run)
+    def command(self, data: bytes) -> None:
+        """Send one command: drop stale input, respect the gap, write it all.
+
+        :raises HardwareTimeout: the port would not take the bytes in time.
+        :raises DeviceUnavailableError: the board vanished.
+        """
+        self.discard_input()
+        wait = self._last + self.gap - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # in a worker thread: the board needs the pause
+        self._write(data)
+
+    def discard_input(self) -> None:
+        """Forget anything the board sent that nobody asked for (a late or garbled reply)."""
+        self._buf.clear()
+        while True:
+            try:
+                if not os.read(self._fd, _CHUNK):
+                    raise DeviceUnavailableError(f"{self.path}: board disconnected (hang-up)")
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                raise _unavailable(self.path, exc) from exc
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        limit = self._timeout if self.write_timeout is None else self.write_timeout
+        deadline = time.monotonic() + limit
+        while view:
+            try:
+                n = os.write(self._fd, view)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                raise _unavailable(self.path, exc) from exc
+            view = view[n:]
+            if view:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise HardwareTimeout(limit, "writing to the board")
+                select.select([], [self._fd], [], remaining)
+        self._last = time.monotonic()
+
+    def _fill(self, deadline: float) -> bool:
+        """Read what arrived into the buffer; False once ``deadline`` passed with nothing."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            readable, _, _ = select.select([self._fd], [], [], remaining)
+            if not readable:
+                continue
+            try:
+                data = os.read(self._fd, _CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise _unavailable(self.path, exc) from exc
+            if not data:
+                raise DeviceUnavailableError(f"{self.path}: board disconnected (hang-up)")
+            if len(self._buf) + len(data) > MAX_REPLY:
+                raise OperationError(f"{self.path}: board sent more than {MAX_REPLY} bytes")
+            self._buf += data
+            self._last = time.monotonic()
+            return True
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def read_exact(self, n: int) -> bytes:
+        """Exactly ``n`` bytes. :raises HardwareTimeout: they did not come in time."""
+        while len(self._buf) < n:
+            if not self._fill(self._deadline):
+                got = len(self._buf)
+                raise HardwareTimeout(self._timeout, f"waiting for {n} bytes from the board "
+                                                     f"(got {got})")
+        return self._take(n)
+
+    def read_until(self, terminator: bytes, limit: int) -> bytes:
+        """Bytes up to and including ``terminator``.
+
+        :raises HardwareTimeout: it did not come in time.
+        :raises OperationError: more than ``limit`` bytes came without it.
+        """
+        start = 0
+        while True:
+            found = self._buf.find(terminator, start)
+            if found >= 0:
+                return self._take(found + len(terminator))
+            if len(self._buf) > limit:
+                raise OperationError(f"{self.path}: no {terminator!r} in the board's answer "
+                                     f"{bytes(self._buf[:64])!r}")
+            start = max(0, len(self._buf) - len(terminator) + 1)
+            if not self._fill(self._deadline):
+                raise HardwareTimeout(self._timeout, "waiting for the board's answer")
+
+    def wait_for_data(self, seconds: float) -> bool:
+        """Whether the board sent anything within ``seconds`` (capped by the deadline)."""
+        if self._buf:
+            return True
+        return self._fill(min(self._deadline, time.monotonic() + seconds))
+
+    def peek(self) -> bytes:
+        """What was read but not yet taken."""
+        return bytes(self._buf)
+
+
+class SerialBackend(Backend):
+    """A board behind a serial port. Subclasses implement :meth:`set` (and :meth:`get`) with
+    :meth:`io`; the port opens in :meth:`open` and closes in :meth:`close`."""
+
+    Options: ClassVar[type[Any]] = SerialOptions
+
+    def __init__(self, name: str, channels: int, options: SerialOptions,
+                 timeout: float = 5.0) -> None:
+        super().__init__(name, channels, options, timeout)
+        self.port: SerialPort | None = None
+
+    def _new_port(self) -> SerialPort:
+        o = self.options
+        return SerialPort(o.port, baud=o.baud, gap=o.gap, write_timeout=o.write_timeout)
+
+    @property
+    def read_timeout(self) -> float:
+        value: float | None = self.options.read_timeout
+        return self.timeout if value is None else value
+
+    async def open(self) -> None:
+        """Open the port, then run :meth:`_opened` (which must not switch anything).
+
+        :raises DeviceUnavailableError: the port is absent, busy or not permitted.
+        """
+        port = self._new_port()
+        try:
+            await self.in_thread(port.open)
+            self.port = port
+            await self._opened()
+        except BaseException:
+            self.port = None
+            port.request_close()
+            raise
+
+    async def _opened(self) -> None:
+        """Hook run once the port is open: e.g. find out what the board speaks."""
+
+    async def close(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            # close() can block on a wedged tty; never on the event loop
+            await anyio.to_thread.run_sync(port.request_close, abandon_on_cancel=True)
+
+    async def io(self, fn: Callable[[SerialPort], T]) -> T:
+        """Run one blocking exchange with the board in its worker thread.
+
+        :raises DeviceUnavailableError, HardwareTimeout, OperationError:
+        """
+        port = self.port
+        if port is None:
+            raise DeviceUnavailableError(f"{self.options.port}: port not open")
+        return await self.in_thread(port.run, fn, self.read_timeout)
+
+    def check_channel(self, channel: int) -> None:
+        """:raises OperationError: ``channel`` is not 1..channels."""
+        if not 1 <= channel <= self.channels:
+            raise OperationError(f"channel {channel} out of range 1..{self.channels}")

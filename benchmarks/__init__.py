@@ -1,0 +1,1 @@
+"""labpower's benchmarks: ``./dev bench`` (``python benchmarks/run.py``) runs them."""

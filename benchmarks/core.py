@@ -1,0 +1,513 @@
+"""The core benchmarks of labpower: a real ``labpowerd`` child process on the mock backend,
+driven by clients in processes of their own.
+
+Figures (see :func:`run`): the On/Off round trip through the sync :class:`Client`, the total
+rate of 32 concurrent clients on 64 targets, the time from spawning the daemon to its first
+answered call with 256 targets, the daemon's memory, and the loss and delivery latency of
+log entries streamed to 20 subscribers.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import queue
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any, Literal
+
+from labpower.client import Client, DaemonUnreachable
+from labpower.client.wire import Call
+from labpower.daemon.testing import to_toml
+
+POWER = "io.labpower.Power"
+#: Channels per mock board: the size of the common 4-channel relay boards.
+CHANNELS = 4
+START_TIMEOUT = 30.0
+#: How long a benchmark process may take before the run is declared broken.
+WORKER_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured number, with the target it should meet (None: for information)."""
+
+    key: str
+    label: str
+    value: float
+    unit: str
+    limit: float | None = None
+    better: Literal["lower", "higher"] = "lower"
+
+    @property
+    def ok(self) -> bool | None:
+        if self.limit is None:
+            return None
+        return self.value <= self.limit if self.better == "lower" else self.value >= self.limit
+
+    @property
+    def target(self) -> str:
+        if self.limit is None:
+            return ""
+        return f"{'<=' if self.better == 'lower' else '>='} {self.limit:g} {self.unit}".rstrip()
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How much work each benchmark does."""
+
+    round_trip_warmup: int
+    round_trip_calls: int
+    clients: int
+    client_targets: int
+    throughput_seconds: float
+    starts: int
+    start_targets: int
+    subscribers: int
+    entries: int
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(round_trip_warmup=2000, round_trip_calls=10000, clients=32,
+                   client_targets=64, throughput_seconds=5.0, starts=9, start_targets=256,
+                   subscribers=20, entries=10000)
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(round_trip_warmup=200, round_trip_calls=2000, clients=32,
+                   client_targets=64, throughput_seconds=1.0, starts=3, start_targets=256,
+                   subscribers=20, entries=1000)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile (0 < q <= 100) of ``values`` (not empty)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def target_names(count: int) -> list[str]:
+    return [f"t{i:03d}" for i in range(count)]
+
+
+def mock_lab(targets: int) -> dict[str, Any]:
+    """A config mapping: ``targets`` mock targets ``t000``... on 4-channel mock boards."""
+    boards = math.ceil(targets / CHANNELS)
+    return {
+        "daemon": {"log_level": "info"},
+        "devices": {f"board{b:02d}": {"backend": "mock", "channels": CHANNELS}
+                    for b in range(boards)},
+        "targets": {name: {"device": f"board{i // CHANNELS:02d}", "channel": i % CHANNELS + 1}
+                    for i, name in enumerate(target_names(targets))},
+    }
+
+
+# -- the daemon under test
+
+
+class Labpowerd:
+    """``python -m labpower.daemon`` as a child process on a socket in ``directory``.
+
+    Started like systemd starts it (READY=1 on a private $NOTIFY_SOCKET), and timed from the
+    moment it is spawned. ``profile``: run it under cProfile, writing the stats there.
+    """
+
+    def __init__(self, config: Path, directory: Path, *, profile: Path | None = None) -> None:
+        self.config = config
+        self.directory = directory
+        self.socket = str(directory / "labpower.sock")
+        self.profile = profile
+        self.stderr_path = directory / "labpowerd.stderr"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Spawn it and wait for READY=1; return the seconds that took.
+
+        :raises RuntimeError: it exited or did not get ready in time (with its stderr).
+        """
+        notify_path = str(self.directory / "notify.sock")
+        if os.path.exists(notify_path):
+            os.unlink(notify_path)
+        profiler = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
+        command = [sys.executable, *profiler, "-m", "labpower.daemon", "--config",
+                   str(self.config), "--socket", self.socket]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(notify_path)
+            notify.settimeout(0.5)
+            env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+            env.pop("LISTEN_FDS", None)
+            with open(self.stderr_path, "wb") as err:
+                started = time.perf_counter()
+                self.proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                             stdout=err, stderr=err)
+            deadline = started + START_TIMEOUT
+            while time.perf_counter() < deadline:
+                try:
+                    message = notify.recv(4096)
+                except TimeoutError:
+                    if self.proc.poll() is not None:
+                        break
+                    continue
+                if b"READY=1" in message.split(b"\n"):
+                    return time.perf_counter() - started
+        code = self.proc.poll()
+        self.stop()
+        raise RuntimeError(f"labpowerd did not get ready (exit code {code}):\n"
+                           f"{self.stderr_path.read_text(errors='replace')}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def memory(self) -> tuple[float, float]:
+        """Resident set size now and at its peak (VmRSS, VmHWM), in MB (10**6 bytes: the
+        stricter reading of a limit given in MB)."""
+        fields: dict[str, float] = {}
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                name, _, rest = line.partition(":")
+                if name in ("VmRSS", "VmHWM"):
+                    fields[name] = int(rest.split()[0]) * 1024 / 1e6  # /proc's kB are KiB
+        return fields["VmRSS"], fields["VmHWM"]
+
+    def stop(self) -> None:
+        """SIGTERM and wait (SIGKILL if it hangs). :raises RuntimeError: it failed."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("labpowerd did not stop on SIGTERM") from None
+
+
+# -- child processes
+
+
+_fork = multiprocessing.get_context("fork")
+Messages = Any  # a multiprocessing.Queue of (kind, index, payload) tuples
+
+
+def _child(fn: Callable[..., Any], index: int, out: Messages, *args: Any) -> None:
+    """Run ``fn(index, out, *args)`` in a child; its result or its traceback goes to ``out``."""
+    try:
+        out.put(("result", index, fn(index, out, *args)))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        out.put(("error", index, traceback.format_exc()))
+
+
+@contextmanager
+def _children(fn: Callable[..., Any], arglists: Sequence[tuple[Any, ...]]
+              ) -> Iterator[Messages]:
+    """One process per entry of ``arglists``, running ``fn(index, out, *args)``; yields the
+    queue ``out`` they report on, and kills any still running afterwards."""
+    out = _fork.Queue()
+    procs = [_fork.Process(target=_child, args=(fn, i, out, *args), daemon=True)
+             for i, args in enumerate(arglists)]
+    for proc in procs:
+        proc.start()
+    try:
+        yield out
+    finally:
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def _collect(out: Messages, kind: str, count: int, timeout: float = WORKER_TIMEOUT
+             ) -> dict[int, Any]:
+    """Wait for ``count`` messages of ``kind``. :raises RuntimeError: a child failed."""
+    found: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError(f"only {len(found)} of {count} benchmark processes reported "
+                               f"{kind!r} within {timeout:g} s")
+        try:
+            got, index, payload = out.get(timeout=left)
+        except queue.Empty as exc:
+            raise RuntimeError(f"benchmark processes silent for {timeout:g} s") from exc
+        if got == "error":
+            raise RuntimeError(f"benchmark process {index} failed:\n{payload}")
+        if got == kind:
+            found[index] = payload
+    return found
+
+
+# -- round trip
+
+
+def round_trip(path: str, target: str, sizes: Sizes) -> list[Figure]:
+    """Alternate On and Off on one target through one sync client, one call at a time."""
+    with Client(path) as client:
+        for i in range(sizes.round_trip_warmup):
+            (client.on if i % 2 else client.off)(target)
+        ns: list[int] = []
+        clock = time.perf_counter_ns
+        for i in range(sizes.round_trip_calls):
+            call = client.on if i % 2 else client.off
+            began = clock()
+            call(target)
+            ns.append(clock() - began)
+    us = [n / 1000 for n in ns]
+    return [
+        Figure("round_trip_median_us", "On/Off round trip, median", statistics.median(us), "us",
+               100.0),
+        Figure("round_trip_p99_us", "On/Off round trip, p99", percentile(us, 99), "us", 500.0),
+    ]
+
+
+# -- many clients
+
+
+def _switcher(index: int, out: Messages, path: str, targets: list[str],
+              barrier: multiprocessing.synchronize.Barrier, seconds: float) -> tuple[int, float,
+                                                                                    float]:
+    with Client(path) as client:
+        for name in targets:  # warm: connected, and every target in a known state
+            client.off(name)
+        barrier.wait(WORKER_TIMEOUT)
+        began = now = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+        end = began + seconds
+        done = 0
+        while now < end:
+            for name in targets:
+                client.on(name)
+                client.off(name)
+            done += 2 * len(targets)
+            now = time.perf_counter()
+    return done, began, now
+
+
+def throughput(path: str, sizes: Sizes) -> list[Figure]:
+    """``clients`` processes switch their own share of the targets as fast as they can."""
+    names = target_names(sizes.client_targets)
+    shares = [names[i::sizes.clients] for i in range(sizes.clients)]
+    barrier = _fork.Barrier(sizes.clients + 1)
+    arglists = [(path, share, barrier, sizes.throughput_seconds) for share in shares]
+    with _children(_switcher, arglists) as out:
+        _wait_barrier(barrier, out)
+        results = _collect(out, "result", sizes.clients)
+    done = sum(r[0] for r in results.values())
+    wall = max(r[2] for r in results.values()) - min(r[1] for r in results.values())
+    return [Figure("throughput_ops_per_s",
+                   f"{sizes.clients} clients on {sizes.client_targets} targets, total",
+                   done / wall, "ops/s", 10000.0, "higher")]
+
+
+def _wait_barrier(barrier: multiprocessing.synchronize.Barrier, out: Messages) -> None:
+    """Join the start barrier. :raises RuntimeError: a child failed before it got there."""
+    try:
+        barrier.wait(WORKER_TIMEOUT)
+    except threading.BrokenBarrierError as exc:
+        try:
+            while True:
+                kind, index, payload = out.get(timeout=10)
+                if kind == "error":
+                    raise RuntimeError(f"benchmark process {index} failed:\n{payload}") from exc
+        except queue.Empty:
+            raise RuntimeError("the benchmark processes did not all start") from exc
+
+
+# -- start-up and memory
+
+
+def startup(directory: Path, sizes: Sizes) -> list[Figure]:
+    """Spawn the daemon with ``start_targets`` targets ``starts`` times; time READY=1 and the
+    first answered call."""
+    config = directory / "startup.toml"
+    config.write_text(to_toml(mock_lab(sizes.start_targets)))
+    ready: list[float] = []
+    first_call: list[float] = []
+    for attempt in range(sizes.starts + 1):
+        daemon = Labpowerd(config, directory)
+        try:
+            began = time.perf_counter()
+            up = daemon.start()
+            with Client(daemon.socket) as client:
+                client.get("t000")
+            answered = time.perf_counter() - began
+        finally:
+            daemon.stop()
+        if attempt:  # the first start warms the page cache; real restarts find it warm
+            ready.append(up * 1000)
+            first_call.append(answered * 1000)
+    n = sizes.start_targets
+    return [
+        Figure("start_to_first_call_ms", f"start to first answered call, {n} targets (median)",
+               statistics.median(first_call), "ms", 200.0),
+        Figure("start_to_ready_ms", f"start to READY=1, {n} targets (median)",
+               statistics.median(ready), "ms"),
+    ]
+
+
+# -- log streaming
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one subscriber saw of the entries it had to see."""
+
+    received: int
+    missing: int
+    duplicates: int
+    dropped_notices: int
+    latencies_ms: list[float]
+
+
+def _subscriber(index: int, out: Messages, path: str, first: Synchronized[int],
+                last: Synchronized[int]) -> Delivery:
+    seen: list[tuple[int, float, str, str]] = []
+    with Client(path, timeout=30.0) as client:
+        replies = client.stream(Call(f"{POWER}.Logs", {}, more=True))
+        try:
+            if next(replies):  # the first reply carries no entry: the subscription is live
+                raise RuntimeError("Logs started with an entry, not the empty reply")
+            out.put(("ready", index, None))
+            wall = time.time
+            for params in replies:
+                received = wall()
+                entry = params["entry"]
+                seq = entry["seq"]
+                seen.append((seq, received, entry["time"], entry["message"]))
+                stop = last.value
+                if stop and seq >= stop:
+                    break
+        except DaemonUnreachable as exc:
+            if "no reply in time" not in exc.reason:
+                raise  # a silent stream ends the wait; anything else is a failure
+        finally:
+            replies.close()
+    low, high = first.value, last.value
+    wanted = [s for s in seen if low <= s[0] <= high and "entries dropped" not in s[3]]
+    seqs = {s[0] for s in wanted}
+    parse = datetime.fromisoformat
+    return Delivery(
+        received=len(seqs),
+        missing=high - low + 1 - len(seqs),
+        duplicates=len(wanted) - len(seqs),
+        dropped_notices=sum("entries dropped" in s[3] for s in seen),
+        latencies_ms=[(got - parse(stamp).timestamp()) * 1000 for _, got, stamp, _ in wanted],
+    )
+
+
+def _producer(index: int, out: Messages, path: str, targets: list[str],
+              go: multiprocessing.synchronize.Event, first: Synchronized[int],
+              last: Synchronized[int], rate: float) -> tuple[int, float]:
+    with Client(path) as client:
+        go.wait(WORKER_TIMEOUT)
+        began = time.perf_counter()
+        calls = seq = 0
+        base, stop = first.value - 1, last.value
+        while seq < stop:
+            name = targets[calls % len(targets)]
+            member = "Off" if (calls // len(targets)) % 2 else "On"
+            seq = client.call(Call(f"{POWER}.{member}", {"target": name}))["log_seq"]
+            calls += 1
+            if rate:  # hold the entry rate: sleep until the entries made so far are due
+                wait = began + (seq - base) / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+        return calls, time.perf_counter() - began
+
+
+def logs(path: str, sizes: Sizes, rate: float = 0.0) -> list[Figure]:
+    """``subscribers`` processes follow the log while a producer process switches targets
+    until the daemon has made ``entries`` entries; every subscriber must get each of them."""
+    first = _fork.Value("q", 0, lock=False)
+    last = _fork.Value("q", 0, lock=False)
+    go = _fork.Event()
+    with _children(_subscriber, [(path, first, last)] * sizes.subscribers) as out:
+        _collect(out, "ready", sizes.subscribers)
+        producer = [(path, target_names(sizes.client_targets), go, first, last, rate)]
+        with _children(_producer, producer) as produced:
+            with Client(path) as client:  # everyone is listening: entries after this count
+                base = client.call(Call(f"{POWER}.Off", {"target": "t000"}))["log_seq"]
+            first.value = base + 1
+            last.value = base + sizes.entries
+            go.set()
+            calls, seconds = _collect(produced, "result", 1)[0]
+        deliveries: list[Delivery] = list(_collect(out, "result", sizes.subscribers).values())
+    latencies = [ms for d in deliveries for ms in d.latencies_ms]
+    n = sizes.subscribers
+    return [
+        Figure("log_lost_entries", f"log entries lost, {n} subscribers x {sizes.entries}",
+               sum(d.missing + d.duplicates for d in deliveries), "", 0.0),
+        Figure("log_dropped_notices", "'entries dropped' notices received",
+               sum(d.dropped_notices for d in deliveries), ""),
+        Figure("log_latency_p99_ms", "log delivery latency, p99", percentile(latencies, 99),
+               "ms", 5.0),
+        Figure("log_latency_median_ms", "log delivery latency, median",
+               statistics.median(latencies), "ms"),
+        Figure("log_latency_max_ms", "log delivery latency, max", max(latencies), "ms"),
+        Figure("log_production_per_s", "log entries produced per second",
+               sizes.entries / seconds, "entries/s"),
+        Figure("log_producer_calls", "switching calls to produce them", calls, "calls"),
+    ]
+
+
+# -- the whole suite
+
+
+def run(quick: bool = False, profile: Path | None = None,
+        progress: Callable[[str], None] | None = None) -> list[Figure]:
+    """Every core benchmark; ``profile``: run the loaded daemon under cProfile.
+
+    :raises RuntimeError: the daemon or a benchmark process failed.
+    """
+    sizes = Sizes.quick() if quick else Sizes.full()
+    say = progress or (lambda _: None)
+    directory = Path(tempfile.mkdtemp(prefix="labpower-bench-"))
+    figures: list[Figure] = []
+    try:
+        say(f"start-up ({sizes.starts} starts, {sizes.start_targets} targets)")
+        figures += startup(directory, sizes)
+        config = directory / "lab.toml"
+        config.write_text(to_toml(mock_lab(sizes.start_targets)))
+        daemon = Labpowerd(config, directory, profile=profile)
+        daemon.start()
+        try:
+            with Client(daemon.socket) as client:
+                client.get("t000")
+            rss_start, _ = daemon.memory()
+            say(f"round trip ({sizes.round_trip_calls} calls)")
+            figures += round_trip(daemon.socket, "t000", sizes)
+            say(f"throughput ({sizes.clients} clients, {sizes.throughput_seconds:g} s)")
+            figures += throughput(daemon.socket, sizes)
+            say(f"logs ({sizes.subscribers} subscribers, {sizes.entries} entries)")
+            figures += logs(daemon.socket, sizes)
+            rss_load, peak = daemon.memory()
+        finally:
+            daemon.stop()
+        figures += [
+            Figure("rss_after_start_mb", f"daemon RSS after start, {sizes.start_targets} "
+                   "targets", rss_start, "MB", 35.0),
+            Figure("rss_after_load_mb", "daemon RSS after the load", rss_load, "MB", 35.0),
+            Figure("rss_peak_mb", "daemon RSS peak (VmHWM)", peak, "MB"),
+        ]
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return figures

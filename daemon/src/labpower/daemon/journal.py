@@ -1,0 +1,248 @@
+"""The daemon's log output: journald (native protocol) under systemd, else stderr.
+
+One handler, :class:`LogOutput`, sits on the ``labpower`` logger and writes every record.
+Records the daemon's :class:`~labpower.daemon.logbus.LogBus` publishes were annotated by its
+sink :func:`annotate` before they reach the handler (the bus is on a child logger), so the
+journal entry carries the same ``seq``, target, device, channel, operation and state that live
+subscribers saw, plus the calling client's uid and pid.
+
+Nothing here may block the daemon: datagrams go to journald on a non-blocking socket (libsystemd's
+``sd_journal_send`` blocks while journald's queue is full, e.g. when journald hangs or
+restarts), and an entry journald cannot take right now (no journald, a stale socket, a full
+queue) is written to stderr instead, with one notice per outage.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from labpower.daemon.logbus import current_call
+
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+SYSLOG_IDENTIFIER = "labpowerd"
+#: Identifies one run of the daemon in the journal, so history can tell this run's entries.
+RUN_ID = os.environ.get("INVOCATION_ID") or uuid.uuid4().hex
+#: Longest MESSAGE sent; a datagram must fit in the socket's send buffer.
+MAX_MESSAGE = 48 * 1024
+#: Record attribute carrying the bus entry of a record.
+ENTRY_ATTR = "labpower_entry"
+
+LogTarget = Literal["auto", "journal", "stderr"]
+
+# entry key -> journal field
+_ENTRY_FIELDS = {
+    "target": "LABPOWER_TARGET",
+    "device": "LABPOWER_DEVICE",
+    "channel": "LABPOWER_CHANNEL",
+    "op": "LABPOWER_OP",
+    "state": "LABPOWER_STATE",
+    "seq": "LABPOWER_SEQ",
+}
+
+
+def priority(levelno: int) -> int:
+    """The syslog priority of a Python logging level."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def annotate(entry: dict[str, Any], record: logging.LogRecord) -> None:
+    """LogBus sink: attach the published entry to its record for :class:`LogOutput`."""
+    record.__dict__[ENTRY_ATTR] = entry
+
+
+def entry_of(record: logging.LogRecord) -> Mapping[str, Any]:
+    """The bus entry of a record, or what the record itself says of target and device."""
+    entry = record.__dict__.get(ENTRY_ATTR)
+    if entry is not None:
+        return entry  # type: ignore[no-any-return]  # set by annotate()
+    return {k: record.__dict__[k] for k in ("target", "device", "channel", "op", "state")
+            if record.__dict__.get(k) is not None}
+
+
+def fields(record: logging.LogRecord, message: str) -> dict[str, str]:
+    """The journal fields of one record (upper-case names; journald drops the rest)."""
+    out = {
+        "MESSAGE": message[:MAX_MESSAGE],
+        "PRIORITY": str(priority(record.levelno)),
+        "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+        "LOGGER": record.name,
+        "CODE_FILE": record.pathname,
+        "CODE_LINE": str(record.lineno),
+        "CODE_FUNC": record.funcName,
+        "LABPOWER_RUN": RUN_ID,
+    }
+    for key, value in entry_of(record).items():
+        name = _ENTRY_FIELDS.get(key)
+        if name is not None and value is not None:
+            out[name] = str(value)
+    ctx = current_call.get()
+    if ctx is not None:
+        if ctx.uid is not None and ctx.uid >= 0:
+            out["LABPOWER_CLIENT_UID"] = str(ctx.uid)
+        if ctx.pid is not None and ctx.pid > 0:
+            out["LABPOWER_CLIENT_PID"] = str(ctx.pid)
+    return out
+
+
+def encode(journal_fields: Mapping[str, str]) -> bytes:
+    """One native-protocol datagram: ``KEY=value`` lines, or for a value with a newline the
+    name, a newline, the value's length as 64-bit little endian, the value and a newline."""
+    parts: list[bytes] = []
+    for key, value in journal_fields.items():
+        data = value.encode("utf-8", "replace")
+        if b"\n" in data:
+            parts.append(key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n")
+        else:
+            parts.append(key.encode() + b"=" + data + b"\n")
+    return b"".join(parts)
+
+
+class JournalWriter:
+    """Sends datagrams to journald without ever waiting."""
+
+    def __init__(self, path: str = JOURNAL_SOCKET) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._sock.setblocking(False)
+
+    def send(self, datagram: bytes) -> None:
+        """:raises OSError: journald cannot take it now (ENOENT, ECONNREFUSED, EAGAIN...)."""
+        self._sock.sendto(datagram, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL, self.path)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def journal_available(path: str = JOURNAL_SOCKET) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def choose_target(wanted: LogTarget) -> Literal["journal", "stderr"]:
+    """Where logs go: ``auto`` means the journal when systemd connected stderr to it
+    ($JOURNAL_STREAM) and journald's socket is there, else stderr (foreground)."""
+    if wanted != "auto":
+        return wanted
+    if os.environ.get("JOURNAL_STREAM") and journal_available():
+        return "journal"
+    return "stderr"
+
+
+def stderr_line(record: logging.LogRecord, message: str) -> str:
+    """``level: target: message`` (the device where there is no target)."""
+    entry = entry_of(record)
+    where = entry.get("target") or entry.get("device")
+    level = record.levelname.lower()
+    return f"{level}: {where}: {message}" if where else f"{level}: {message}"
+
+
+class _Stderr:
+    """Writes lines to stderr; when stderr is a socket (systemd's journal stream) it never
+    waits for it, since that socket stalls together with journald."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        try:
+            fd = sys.stderr.fileno()
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                self._sock = socket.socket(fileno=os.dup(fd))
+        except (OSError, ValueError, AttributeError):
+            self._sock = None
+
+    def write(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8", "replace")
+        try:
+            if self._sock is not None:
+                self._sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            else:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+        except (OSError, ValueError):  # stderr closed or full: nowhere left to log
+            pass
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+class LogOutput(logging.Handler):
+    """Writes every record to journald or stderr (see the module docstring)."""
+
+    def __init__(self, target: Literal["journal", "stderr"],
+                 journal_socket: str = JOURNAL_SOCKET) -> None:
+        super().__init__(logging.NOTSET)
+        self.target = target
+        self.journal = JournalWriter(journal_socket) if target == "journal" else None
+        self.stderr = _Stderr()
+        #: entries journald could not take, written to stderr instead
+        self.fallbacks = 0
+        self._outage: str | None = None
+        self._state_lock = threading.Lock()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Skip logging.Handler's lock: sends are single datagrams, outage state has its own.
+        if self.filter(record):
+            self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+        except Exception:  # noqa: BLE001 - a broken record must not break the daemon
+            self.handleError(record)
+            return
+        if self.journal is not None:
+            try:
+                self.journal.send(encode(fields(record, message)))
+            except OSError as exc:
+                self._fallback(exc)
+            else:
+                if self._outage is not None:
+                    self._recovered()
+                return
+        self.stderr.write(stderr_line(record, message))
+
+    def _fallback(self, exc: OSError) -> None:
+        with self._state_lock:
+            self.fallbacks += 1
+            reason = errno.errorcode.get(exc.errno or 0, str(exc))
+            if self._outage == reason:
+                return
+            self._outage = reason
+        self.stderr.write(f"warning: journald cannot take entries ({reason}: {exc.strerror}); "
+                          "logging to stderr until it can")
+
+    def _recovered(self) -> None:
+        with self._state_lock:
+            if self._outage is None:
+                return
+            self._outage = None
+        self.stderr.write("info: journald takes entries again")
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+        self.stderr.close()
+        super().close()
