@@ -55,9 +55,9 @@ def serial_figures(quick: bool) -> list[Figure]:
 def fmt(value: float) -> str:
     if value != value or math.isinf(value):
         return str(value)
-    if value == int(value) and abs(value) >= 1:
-        return f"{int(value):,}"
-    return f"{value:,.3g}" if abs(value) < 10 else f"{value:,.1f}"
+    if abs(value) >= 100 or value == int(value):
+        return f"{round(value):,}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def verdict(figure: Figure) -> str:
@@ -66,20 +66,24 @@ def verdict(figure: Figure) -> str:
 
 def table(figures: Sequence[Figure]) -> str:
     rows = [("figure", "value", "target", "result")]
-    rows += [(f.label, f"{fmt(f.value)} {f.unit}".rstrip(), f.target, verdict(f))
-             for f in figures]
+    rows += [(f.label, f"{fmt(f.value)} {f.unit}".rstrip(), f.target, verdict(f)) for f in figures]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for n, row in enumerate(rows):
-        lines.append("  ".join(
-            cell.rjust(w) if i == 1 else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+        lines.append(
+            "  ".join(
+                cell.rjust(w) if i == 1 else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def machine() -> dict[str, str | int]:
+    """What the figures were measured on; ``load``: the 1-minute load average before the
+    run (other work on the machine moves the figures)."""
     model = "unknown"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -89,25 +93,33 @@ def machine() -> dict[str, str | int]:
                     break
     except OSError:
         pass
-    return {"cpu": model, "cpus": os.cpu_count() or 0, "python": platform.python_version(),
-            "kernel": platform.release()}
+    load = os.getloadavg()[0]
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load": f"{load:.2f}",
+    }
 
 
-def markdown(figures: Sequence[Figure], quick: bool) -> str:
-    m = machine()
+def markdown(figures: Sequence[Figure], quick: bool, m: dict[str, str | int]) -> str:
     lines = [
         "# Benchmark results",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {m['cpus']} x {m['cpu']}, "
-        f"Python {m['python']}, Linux {m['kernel']}, with "
+        f"Python {m['python']}, Linux {m['kernel']} (load average {m['load']} before the "
+        "run), with "
         f"`python benchmarks/run.py{' --quick' if quick else ''} --write`. "
         "See README.md for what each figure measures.",
         "",
         "| figure | value | target | result |",
         "|---|---:|---|---|",
     ]
-    lines += [f"| {f.label} | {fmt(f.value)} {f.unit} | {f.target} | {verdict(f)} |".replace(
-        "  |", " |") for f in figures]
+    lines += [
+        f"| {f.label} | {fmt(f.value)} {f.unit} | {f.target} | {verdict(f)} |".replace("  |", " |")
+        for f in figures
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -117,8 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--only", choices=("core", "serial"), help="run one group only")
     ap.add_argument("--write", action="store_true", help=f"also write {RESULTS.name}")
-    ap.add_argument("--profile", metavar="FILE", type=Path,
-                    help="run the loaded daemon under cProfile, stats to FILE (slows it)")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        type=Path,
+        help="run the loaded daemon under cProfile, stats to FILE (slows it)",
+    )
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args(argv)
     has_serial = SERIAL_MODULE.exists()
@@ -129,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {what}", file=sys.stderr, flush=True)
 
     figures: list[Figure] = []
+    host = machine()  # before the run: its load average is the machine's, not ours
     began = time.monotonic()
     try:
         if args.only in (None, "core"):
@@ -142,23 +159,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.monotonic() - began
 
     if args.json:
-        json.dump({
-            "quick": args.quick,
-            "seconds": round(elapsed, 2),
-            "machine": machine(),
-            "figures": {f.key: {"label": f.label, "value": f.value, "unit": f.unit,
-                                "limit": f.limit, "better": f.better, "ok": f.ok}
-                        for f in figures},
-        }, sys.stdout, indent=2)
+        json.dump(
+            {
+                "quick": args.quick,
+                "seconds": round(elapsed, 2),
+                "machine": host,
+                "figures": {
+                    f.key: {
+                        "label": f.label,
+                        "value": f.value,
+                        "unit": f.unit,
+                        "limit": f.limit,
+                        "better": f.better,
+                        "ok": f.ok,
+                    }
+                    for f in figures
+                },
+            },
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
         print(table(figures))
-        print(f"\n({elapsed:.0f} s{', quick mode' if args.quick else ''})")
+        print(
+            f"\n({elapsed:.0f} s{', quick mode' if args.quick else ''}; load average "
+            f"{host['load']} before the run)"
+        )
     if args.write:
-        RESULTS.write_text(markdown(figures, args.quick))
+        RESULTS.write_text(markdown(figures, args.quick, host))
     if args.profile is not None:
-        print(f"\ndaemon profile ({args.profile}), top 25 by own time; the profiler slowed "
-              "the daemon, so the figures above are not representative:", file=sys.stderr)
+        print(
+            f"\ndaemon profile ({args.profile}), top 25 by own time; the profiler slowed "
+            "the daemon, so the figures above are not representative:",
+            file=sys.stderr,
+        )
         pstats.Stats(str(args.profile), stream=sys.stderr).sort_stats("tottime").print_stats(25)
     missed = [f for f in figures if f.ok is False]
     return 1 if args.strict and missed else 0

@@ -102,6 +102,18 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
         proc.cleanup()
 
 
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """One labpowerd for a whole module, for tests that leave no state behind (bad input,
+    error replies): starting a daemon per parametrized case would dominate the run time."""
+    proc = DaemonProcess(mock_config(), directory=str(tmp_path_factory.mktemp("shared")))
+    proc.start()
+    yield proc
+    code = proc.stop()
+    assert code == 0, f"labpowerd exited with {code}:\n{proc.stderr()}"
+    assert not os.path.exists(proc.socket_path), "labpowerd left its socket behind"
+
+
 @pytest.fixture
 def daemon(start_daemon: StartDaemon) -> DaemonProcess:
     """A labpowerd child process serving the standard mock lab."""

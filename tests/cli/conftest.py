@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
-
 from labpower.daemon.testing import DaemonProcess
 
 #: ``python -m labpower.client.cli``: the module the installed ``labpower`` script runs
@@ -27,11 +26,17 @@ def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _run(*args: str, env: Mapping[str, str] | None = None,
-         command: Sequence[str] = LABPOWER) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, env: Mapping[str, str] | None = None, command: Sequence[str] = LABPOWER
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=command_env(env),
-        stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT, check=False,
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        env=command_env(env),
+        stdin=subprocess.DEVNULL,
+        timeout=RUN_TIMEOUT,
+        check=False,
     )
 
 
@@ -59,8 +64,12 @@ def spawn_labpower(daemon: DaemonProcess) -> Iterator[Callable[..., subprocess.P
 
     def spawn(*args: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [*LABPOWER, "--socket", daemon.socket_path, *args], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=command_env(),
+            [*LABPOWER, "--socket", daemon.socket_path, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=command_env(),
         )
         procs.append(proc)
         return proc

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
@@ -101,7 +100,8 @@ def test_list_is_an_aligned_table(labpower: Run, lab: Client) -> None:
     for line in lines:  # each column starts under its heading
         for column in COLUMNS[1:]:
             start = header.index(column)
-            assert line[start - 2:start] == "  " and line[start] != " ", (column, line)
+            assert line[start - 2 : start] == "  ", (column, line)
+            assert line[start] != " ", (column, line)
 
 
 def test_list_json_is_an_array_of_targets(labpower: Run, lab: Client) -> None:
@@ -111,10 +111,16 @@ def test_list_json_is_an_array_of_targets(labpower: Run, lab: Client) -> None:
         assert (result.returncode, result.stderr) == (0, "")
         assert json.loads(result.stdout) == [t.to_dict() for t in lab.targets()]
     router = json.loads(result.stdout)[4]
-    assert {k: router[k] for k in ("name", "device", "channel", "state", "verified",
-                                   "available")} == {
-        "name": "router", "device": "rack", "channel": 1, "state": "on", "verified": True,
-        "available": True}
+    assert {
+        k: router[k] for k in ("name", "device", "channel", "state", "verified", "available")
+    } == {
+        "name": "router",
+        "device": "rack",
+        "channel": 1,
+        "state": "on",
+        "verified": True,
+        "available": True,
+    }
 
 
 def test_status_without_targets_is_list(labpower: Run) -> None:
@@ -142,7 +148,10 @@ def test_status_prints_each_state(labpower: Run, lab: Client) -> None:
 def test_on_and_off(labpower: Run, lab: Client) -> None:
     on = labpower("on", "dut1", "dut2")
     assert (on.returncode, on.stdout, on.stderr) == (
-        0, "dut1: on (verified)\ndut2: on (verified)\n", "")
+        0,
+        "dut1: on (verified)\ndut2: on (verified)\n",
+        "",
+    )
     assert [lab.get("dut1").state, lab.get("dut2").state] == ["on", "on"]
     assert lab.get("spare").state == "off", "only the targets named are switched"
     off = labpower("off", "dut2")
@@ -160,7 +169,9 @@ def test_switching_json(labpower: Run, lab: Client) -> None:
     assert (result.returncode, result.stderr) == (0, "")
     targets = json.loads(result.stdout)
     assert [(t["name"], t["state"], t["verified"]) for t in targets] == [
-        ("dut1", "on", True), ("blind", "on", False)]
+        ("dut1", "on", True),
+        ("blind", "on", False),
+    ]
     assert targets[0] == lab.get("dut1").to_dict()
 
 
@@ -181,8 +192,13 @@ def test_cycle(labpower: Run, lab: Client) -> None:
 
 
 def test_unknown_target(labpower: Run, lab: Client) -> None:
-    for args in (["on", "nosuch"], ["off", "nosuch"], ["cycle", "nosuch"],
-                 ["status", "nosuch"], ["read", "nosuch"]):
+    for args in (
+        ["on", "nosuch"],
+        ["off", "nosuch"],
+        ["cycle", "nosuch"],
+        ["status", "nosuch"],
+        ["read", "nosuch"],
+    ):
         result = labpower(*args)
         assert_failed(result, "nosuch")
         assert len(result.stderr.splitlines()) == 1
@@ -206,24 +222,33 @@ def test_a_target_that_cannot_measure(labpower: Run) -> None:
 
 def test_no_daemon_fails_naming_the_socket(run_labpower: Run, tmp_path: Path) -> None:
     path = str(tmp_path / "labpower.sock")
-    for args in (["list"], ["status", "dut1"], ["on", "dut1"], ["read", "-n", "0", "dut1"],
-                 ["logs"], ["logs", "-f"]):
+    for args in (
+        ["list"],
+        ["status", "dut1"],
+        ["on", "dut1"],
+        ["read", "-n", "0", "dut1"],
+        ["logs"],
+        ["logs", "-f"],
+    ):
         result = run_labpower("--socket", path, *args)
         assert_failed(result, path)
         assert len(result.stderr.splitlines()) == 1
         assert result.stdout == ""
 
 
-def test_labpower_socket_environment_variable(run_labpower: Run, daemon: DaemonProcess,
-                                              lab: Client, tmp_path: Path) -> None:
+def test_labpower_socket_environment_variable(
+    run_labpower: Run, daemon: DaemonProcess, lab: Client, tmp_path: Path
+) -> None:
     result = run_labpower("on", "dut1", env={"LABPOWER_SOCKET": daemon.socket_path})
     assert (result.returncode, result.stdout) == (0, "dut1: on (verified)\n"), result.stderr
     assert lab.get("dut1").state == "on"
     missing = str(tmp_path / "missing.sock")
     assert_failed(run_labpower("list", env={"LABPOWER_SOCKET": missing}), missing)
     # --socket wins over the environment, before or after the command name
-    for args in (["--socket", daemon.socket_path, "status", "dut1"],
-                 ["status", "--socket", daemon.socket_path, "dut1"]):
+    for args in (
+        ["--socket", daemon.socket_path, "status", "dut1"],
+        ["status", "--socket", daemon.socket_path, "dut1"],
+    ):
         result = run_labpower(*args, env={"LABPOWER_SOCKET": missing})
         assert (result.returncode, result.stdout) == (0, "dut1: on (verified)\n")
 
@@ -261,3 +286,19 @@ def test_main_returns_the_exit_status(tmp_path: Path, capsys: pytest.CaptureFixt
     out, err = capsys.readouterr()
     assert "usage: labpower" in out
     assert str(tmp_path / "none.sock") in err
+
+
+def test_the_command_needs_only_the_client_distribution(tmp_path: Path) -> None:
+    # labpower-client installs alone: running a command loads nothing of the daemon's or the
+    # backends' distributions
+    script = (
+        "import sys\n"
+        "from labpower.client.cli import main\n"
+        f"code = main(['--socket', {str(tmp_path / 'none.sock')!r}, 'list'])\n"
+        "print(code, sorted(m for m in sys.modules\n"
+        "      if m.startswith(('labpower.daemon', 'labpower.backends'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout == "1 []\n", result.stderr

@@ -16,6 +16,7 @@ from labpower.client.errors import (
     InterfaceNotFound,
     InvalidParameter,
     LabpowerError,
+    Locked,
     MethodNotFound,
     NotSupported,
     PermissionDenied,
@@ -25,7 +26,7 @@ from labpower.client.errors import (
     VarlinkError,
 )
 from labpower.client.sync import Client, LogStream, TargetHandle
-from labpower.client.types import LogEntry, Reading, Target
+from labpower.client.types import Lease, LogEntry, Reading, Target
 
 __all__ = [
     "AsyncClient",
@@ -38,6 +39,8 @@ __all__ = [
     "InterfaceNotFound",
     "InvalidParameter",
     "LabpowerError",
+    "Lease",
+    "Locked",
     "LogEntry",
     "LogStream",
     "MethodNotFound",

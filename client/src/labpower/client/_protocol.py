@@ -12,6 +12,8 @@ from labpower.client.types import LEVELS, LogEntry, Reading, Target
 from labpower.client.wire import Call, RemoteProtocolError, Reply
 
 DEFAULT_SOCKET = "/run/labpower/labpower.sock"
+#: Lease tokens handed to a child process: "target=token,target=token"
+LEASES_ENV = "LABPOWER_LEASES"
 REMOTE_LOGGER = "labpower.remote"
 
 # LogRecord attributes that a forwarded entry must not overwrite.
@@ -23,6 +25,29 @@ def socket_path(path: str | os.PathLike[str] | None) -> str:
     if path is not None:
         return os.fspath(path)
     return os.environ.get("LABPOWER_SOCKET") or DEFAULT_SOCKET
+
+
+def lease_tokens() -> dict[str, str]:
+    """Lease tokens inherited through $LABPOWER_LEASES (set by ``labpower lock``)."""
+    tokens = {}
+    for item in os.environ.get(LEASES_ENV, "").split(","):
+        target, sep, token = item.strip().partition("=")
+        if sep and target and token:
+            tokens[target] = token
+    return tokens
+
+
+def format_tokens(tokens: Mapping[str, str]) -> str:
+    return ",".join(f"{t}={tok}" for t, tok in tokens.items())
+
+
+def acquire_parameters(target: str, name: str | None, timeout: float | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"target": target}
+    if name is not None:
+        params["name"] = name
+    if timeout is not None:
+        params["timeout"] = timeout
+    return params
 
 
 def power_call(member: str, parameters: Mapping[str, Any] | None = None, **flags: bool) -> Call:

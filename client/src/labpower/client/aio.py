@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -69,6 +69,7 @@ class AsyncClient:
         self._conn: _AsyncConnection | None = None
         self._lock = anyio.Lock()
         self._streams: list[AsyncLogStream] = []
+        self.lease_tokens: dict[str, str] = p.lease_tokens()
         self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> AsyncClient:
@@ -120,7 +121,7 @@ class AsyncClient:
                 raise
         return dict(p.check(reply))
 
-    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         """Send a call with ``more`` on a connection of its own; yield each reply's parameters."""
         conn = await _AsyncConnection.open(self.path)
         try:
@@ -134,6 +135,9 @@ class AsyncClient:
             await conn.aclose()
 
     async def _power(self, member: str, params: dict[str, Any]) -> Target:
+        token = self.lease_tokens.get(params["target"])
+        if token is not None:
+            params["lease"] = token
         target, seq = p.op_result(await self.call(p.power_call(member, params)))
         for stream in self._streams:
             await stream.wait_for(seq)
@@ -172,11 +176,42 @@ class AsyncClient:
             async for reply in replies:
                 yield p.reading_result(reply)
 
+    async def acquire(self, target: str, name: str | None = None,
+                      timeout: float | None = None) -> tuple[Target, str]:
+        """See :meth:`Client.acquire`."""
+        params = await self.call(
+            p.power_call("Acquire", p.acquire_parameters(target, name, timeout)))
+        token = params["token"]
+        self.lease_tokens[target] = token
+        return Target.from_wire(params["target"]), token
+
+    async def release(self, target: str) -> Target:
+        params: dict[str, Any] = {"target": target}
+        token = self.lease_tokens.pop(target, None)
+        if token is not None:
+            params["token"] = token
+        return Target.from_wire((await self.call(p.power_call("Release", params)))["target"])
+
+    @asynccontextmanager
+    async def lease(self, target: str, name: str | None = None,
+                    timeout: float | None = None) -> AsyncIterator[Target]:
+        held, _ = await self.acquire(target, name, timeout)
+        try:
+            yield held
+        finally:
+            try:
+                await self.release(target)
+            except DaemonUnreachable:
+                pass
+
     async def history(self, targets: Iterable[str] | None = None, level: str | None = None,
-                      limit: int | None = None) -> list[LogEntry]:
+                      limit: int | None = None, since: str | None = None) -> list[LogEntry]:
+        """Past log entries, oldest first; ``since``: RFC 3339 time or a span like "1h"."""
         params = p.filter_parameters(targets, level)
         if limit is not None:
             params["limit"] = limit
+        if since is not None:
+            params["since"] = since
         return p.entries_result(await self.call(p.power_call("History", params)))
 
     async def logs(self, targets: Iterable[str] | None = None,
@@ -233,6 +268,10 @@ class AsyncTargetHandle:
 
     async def state(self) -> Target:
         return await self.client.get(self.name)
+
+    def lease(self, name: str | None = None,
+              timeout: float | None = None) -> AbstractAsyncContextManager[Target]:
+        return self.client.lease(self.name, name, timeout)
 
     def read(self, count: int | None = 1, interval: float | None = None
              ) -> AsyncIterator[Reading]:

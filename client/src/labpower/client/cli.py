@@ -15,8 +15,8 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, LabpowerError
@@ -36,6 +36,8 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_INTERVAL = 1.0
 
 PROG = "labpower"
+
+T = TypeVar("T")
 
 EPILOG = f"""\
 The socket is --socket, else $LABPOWER_SOCKET, else {p.DEFAULT_SOCKET}.
@@ -130,6 +132,18 @@ def format_entry(entry: LogEntry) -> str:
 # -- commands
 
 
+@contextmanager
+def _closing(it: Iterator[T]) -> Iterator[Iterator[T]]:
+    """Close a client's stream (a generator holding its own connection) on the way out, also
+    when Ctrl-C interrupts it, rather than whenever it is garbage collected."""
+    try:
+        yield it
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
 def _client(args: argparse.Namespace, extra: float = 0.0) -> Client:
     """A client whose per-reply wait is --timeout plus ``extra`` seconds (a cycle delay or a
     read interval the daemon spends before it answers)."""
@@ -149,7 +163,9 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def _each_target(
-    args: argparse.Namespace, verb: str, action: Callable[[Client, str], Target],
+    args: argparse.Namespace,
+    verb: str,
+    action: Callable[[Client, str], Target],
     extra_timeout: float = 0.0,
 ) -> None:
     """Run ``action`` on every target named, in order, and print each result.
@@ -204,7 +220,7 @@ def cmd_cycle(args: argparse.Namespace) -> None:
 def cmd_read(args: argparse.Namespace) -> None:
     count: int | None = args.count or None  # 0: until interrupted
     interval: float = args.interval
-    with _client(args, interval) as lab, closing(lab.read(args.target, count, interval)) as it:
+    with _client(args, interval) as lab, _closing(lab.read(args.target, count, interval)) as it:
         for reading in it:
             if args.json:
                 _emit_json({"target": args.target, **reading.to_dict()}, flush=True)
@@ -242,16 +258,16 @@ def cmd_logs(args: argparse.Namespace) -> None:
         # The subscription has no timeout: a quiet daemon is not a failure.
         follower = Client(args.socket, timeout=None)
         call = p.power_call("Logs", p.filter_parameters(targets, args.level))
-        with closing(follower.stream(call)) as replies:
+        with _closing(follower.stream(call)) as replies:
             live = _entries(replies)
             next(live, None)  # the subscription is live once its first reply arrived
             newest = -1
             for entry in _history(lab, targets, args):
                 _print_entry(args, entry)
                 newest = entry.seq
-            for entry in live:
-                if entry is not None and entry.seq > newest:
-                    _print_entry(args, entry)
+            for new in live:
+                if new is not None and new.seq > newest:
+                    _print_entry(args, new)
         # The daemon ended the stream without an error (it does not normally do that).
         raise DaemonUnreachable(follower.path, "the daemon ended the log stream")
 
@@ -302,15 +318,22 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     parser.add_argument(
-        "--socket", metavar="PATH", default=default(None),
-        help="the daemon's socket (default: $LABPOWER_SOCKET, else %s)" % p.DEFAULT_SOCKET,
+        "--socket",
+        metavar="PATH",
+        default=default(None),
+        help=f"the daemon's socket (default: $LABPOWER_SOCKET, else {p.DEFAULT_SOCKET})",
     )
     parser.add_argument(
-        "--json", action="store_true", default=default(False),
+        "--json",
+        action="store_true",
+        default=default(False),
         help="machine-readable output: one JSON document, or JSON lines for read and logs",
     )
     parser.add_argument(
-        "--timeout", metavar="S", type=_positive_float, default=default(DEFAULT_TIMEOUT),
+        "--timeout",
+        metavar="S",
+        type=_positive_float,
+        default=default(DEFAULT_TIMEOUT),
         help=f"seconds to wait for the daemon's answer (default: {DEFAULT_TIMEOUT:g})",
     )
 
@@ -324,74 +347,110 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common_options(parser, suppress=False)
     commands = parser.add_subparsers(
-        title="commands", metavar="COMMAND", dest="command", required=True,
+        title="commands",
+        metavar="COMMAND",
+        dest="command",
+        required=True,
     )
 
-    def command(name: str, run: Callable[[argparse.Namespace], None], summary: str,
-                description: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, run: Callable[[argparse.Namespace], None], summary: str, description: str
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=description)
         _common_options(sub, suppress=True)
         sub.set_defaults(run=run)
         return sub
 
     command(
-        "list", cmd_list, "show every target as a table",
+        "list",
+        cmd_list,
+        "show every target as a table",
         "Show every target: its state, whether the state was read back from the board "
         "(VERIFIED), its device and channel, whether the device answers (AVAILABLE), and "
         "when this daemon last switched it (SINCE). With --json: an array of target objects.",
     )
     sub = command(
-        "status", cmd_status, "show the state of targets",
+        "status",
+        cmd_status,
+        "show the state of targets",
         "Show each target's state, e.g. 'dut1: on (verified)'. Without targets: the same as "
         "'list'. With --json: an array of target objects.",
     )
-    sub.add_argument("targets", nargs="*", metavar="TARGET")
-    for name, run, verb in (("on", cmd_on, "switch targets on"),
-                            ("off", cmd_off, "switch targets off")):
+    sub.add_argument("targets", nargs="*", metavar="TARGET", help="targets to show")
+    for name, run, verb in (
+        ("on", cmd_on, "switch targets on"),
+        ("off", cmd_off, "switch targets off"),
+    ):
         sub = command(
-            name, run, verb,
+            name,
+            run,
+            verb,
             f"{verb[0].upper()}{verb[1:]}, in the order given, and print each resulting "
             "state. A target that fails is reported and the others are still switched.",
         )
-        sub.add_argument("targets", nargs="+", metavar="TARGET")
+        sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to switch")
     sub = command(
-        "cycle", cmd_cycle, "switch targets off, wait, and on again",
+        "cycle",
+        cmd_cycle,
+        "switch targets off, wait, and on again",
         "Power-cycle targets, in the order given: off, wait, on. Prints each resulting state.",
     )
     sub.add_argument(
-        "--delay", metavar="S", type=_non_negative_float, default=None,
+        "--delay",
+        metavar="S",
+        type=_non_negative_float,
+        default=None,
         help="seconds to stay off (default: the target's cycle_delay in the daemon's config)",
     )
-    sub.add_argument("targets", nargs="+", metavar="TARGET")
+    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to power-cycle")
     sub = command(
-        "read", cmd_read, "measure a target's supply",
+        "read",
+        cmd_read,
+        "measure a target's supply",
         "Print one line per reading: voltage (V), current (A), apparent power (VA).",
     )
     sub.add_argument(
-        "-n", "--count", metavar="COUNT", type=_non_negative_int, default=1,
+        "-n",
+        "--count",
+        metavar="COUNT",
+        type=_non_negative_int,
+        default=1,
         help="number of readings; 0 reads until interrupted (default: 1)",
     )
     sub.add_argument(
-        "--interval", metavar="S", type=_positive_float, default=DEFAULT_INTERVAL,
+        "--interval",
+        metavar="S",
+        type=_positive_float,
+        default=DEFAULT_INTERVAL,
         help=f"seconds between readings (default: {DEFAULT_INTERVAL:g})",
     )
-    sub.add_argument("target", metavar="TARGET")
+    sub.add_argument("target", metavar="TARGET", help="the target to measure")
     sub = command(
-        "logs", cmd_logs, "show (and follow) the daemon's log",
+        "logs",
+        cmd_logs,
+        "show (and follow) the daemon's log",
         "Print the log entries the daemon still holds, oldest first, as "
         "'TIME LEVEL TARGET: MESSAGE'. With -f, keep printing new entries as they happen, "
         "until interrupted. Targets limit the output to their entries.",
     )
     sub.add_argument("-f", "--follow", action="store_true", help="follow new entries live")
     sub.add_argument(
-        "--level", choices=list(LEVELS), default=None,
+        "--level",
+        choices=list(LEVELS),
+        default=None,
         help="only entries at this level or above",
     )
     sub.add_argument(
-        "-n", "--limit", metavar="LIMIT", type=_non_negative_int, default=None,
+        "-n",
+        "--limit",
+        metavar="LIMIT",
+        type=_non_negative_int,
+        default=None,
         help="print at most the newest LIMIT past entries (default: all the daemon holds)",
     )
-    sub.add_argument("targets", nargs="*", metavar="TARGET")
+    sub.add_argument(
+        "targets", nargs="*", metavar="TARGET", help="only entries about these targets"
+    )
     return parser
 
 

@@ -12,13 +12,13 @@ INTERFACE = "io.labpower.Power"
 __all__ = [
     "DaemonUnreachable",
     "DeviceError",
-    "DeviceError",
     "DeviceUnavailable",
     "ExpectedMore",
     "InterfaceNotFound",
     "InvalidParameter",
     "LabpowerError",
     "LocalProtocolError",
+    "Locked",
     "MethodNotFound",
     "MethodNotImplemented",
     "NotSupported",
@@ -106,14 +106,6 @@ class StateMismatch(VarlinkError):
 
 
 class DeviceError(VarlinkError):
-    name = f"{INTERFACE}.DeviceError"
-
-    def _describe(self) -> str:
-        p = self.parameters
-        return f"device {p.get('device')!r} failed: {p.get('reason')}"
-
-
-class DeviceError(VarlinkError):
     """The board answered, but not as its protocol says it should."""
 
     name = f"{INTERFACE}.DeviceError"
@@ -121,6 +113,19 @@ class DeviceError(VarlinkError):
     def _describe(self) -> str:
         p = self.parameters
         return f"device {p.get('device')!r} failed: {p.get('reason')}"
+
+
+class Locked(VarlinkError):
+    """Somebody else holds the target's lease; ``holder`` says who."""
+
+    name = f"{INTERFACE}.Locked"
+
+    def _describe(self) -> str:
+        h = self.parameters.get("holder") or {}
+        who = f"uid {h.get('uid')} pid {h.get('pid')}"
+        if h.get("name"):
+            who = f"{h['name']} ({who})"
+        return f"target {self.parameters.get('target')!r} is leased by {who}"
 
 
 class InterfaceNotFound(VarlinkError):
@@ -156,6 +161,7 @@ _BY_NAME: dict[str, type[VarlinkError]] = {
         NotSupported,
         StateMismatch,
         DeviceError,
+        Locked,
         InterfaceNotFound,
         MethodNotFound,
         MethodNotImplemented,

@@ -7,6 +7,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -79,6 +80,9 @@ class Client:
         self._conn: _Connection | None = None
         self._lock = threading.Lock()
         self._streams: list[LogStream] = []
+        #: lease tokens sent with switching calls: inherited from $LABPOWER_LEASES, and
+        #: those of leases this client acquired
+        self.lease_tokens: dict[str, str] = p.lease_tokens()
 
     # -- lifecycle
     def __enter__(self) -> Client:
@@ -143,6 +147,9 @@ class Client:
             conn.close()
 
     def _power(self, member: str, params: dict[str, Any]) -> Target:
+        token = self.lease_tokens.get(params["target"])
+        if token is not None:
+            params["lease"] = token
         target, seq = p.op_result(self.call(p.power_call(member, params)))
         for stream in self._streams:
             stream.wait_for(seq)
@@ -180,12 +187,47 @@ class Client:
         for reply in self.stream(p.power_call("Read", params)):
             yield p.reading_result(reply)
 
+    def acquire(self, target: str, name: str | None = None,
+                timeout: float | None = None) -> tuple[Target, str]:
+        """Take the target's lease for this connection; returns it and the lease token.
+
+        :raises Locked: somebody else holds it.
+        """
+        params = self.call(p.power_call("Acquire", p.acquire_parameters(target, name, timeout)))
+        token = params["token"]
+        self.lease_tokens[target] = token
+        return Target.from_wire(params["target"]), token
+
+    def release(self, target: str) -> Target:
+        """Give the target's lease back."""
+        params: dict[str, Any] = {"target": target}
+        token = self.lease_tokens.pop(target, None)
+        if token is not None:
+            params["token"] = token
+        return Target.from_wire(self.call(p.power_call("Release", params))["target"])
+
+    @contextmanager
+    def lease(self, target: str, name: str | None = None,
+              timeout: float | None = None) -> Iterator[Target]:
+        """Hold the target exclusively for the block (see :meth:`acquire`)."""
+        held, _ = self.acquire(target, name, timeout)
+        try:
+            yield held
+        finally:
+            try:
+                self.release(target)
+            except DaemonUnreachable:
+                pass  # the lease ended with the connection anyway
+
     def history(self, targets: Iterable[str] | None = None, level: str | None = None,
-                limit: int | None = None) -> list[LogEntry]:
-        """Past log entries the daemon still holds, oldest first."""
+                limit: int | None = None, since: str | None = None) -> list[LogEntry]:
+        """Past log entries, oldest first (from the journal where the daemon logs there, so
+        across daemon restarts); ``since``: an RFC 3339 time or a span back like "1h"."""
         params = p.filter_parameters(targets, level)
         if limit is not None:
             params["limit"] = limit
+        if since is not None:
+            params["since"] = since
         return p.entries_result(self.call(p.power_call("History", params)))
 
     def logs(self, targets: Iterable[str] | None = None,
@@ -227,6 +269,11 @@ class TargetHandle:
 
     def state(self) -> Target:
         return self.client.get(self.name)
+
+    def lease(self, name: str | None = None,
+              timeout: float | None = None) -> AbstractContextManager[Target]:
+        """``with dut.lease(): ...`` holds the target exclusively for the block."""
+        return self.client.lease(self.name, name, timeout)
 
     def read(self, count: int | None = 1, interval: float | None = None) -> Iterator[Reading]:
         return self.client.read(self.name, count, interval)

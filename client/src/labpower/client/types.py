@@ -38,6 +38,45 @@ def _field(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a target exclusively."""
+
+    uid: int
+    pid: int
+    name: str | None
+    since: str
+    expires: str | None = None
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Lease | None:
+        if obj is None:
+            return None
+        if not isinstance(obj, Mapping):
+            raise RemoteProtocolError(f"Lease must be an object, not {obj!r}")
+        name, expires = obj.get("name"), obj.get("expires")
+        return cls(
+            uid=_field(obj, "uid", int, "Lease"),
+            pid=_field(obj, "pid", int, "Lease"),
+            name=name if isinstance(name, str) else None,
+            since=_field(obj, "since", str, "Lease"),
+            expires=expires if isinstance(expires, str) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "pid": self.pid,
+            "name": self.name,
+            "since": self.since,
+            "expires": self.expires,
+        }
+
+    def __str__(self) -> str:
+        who = f"uid {self.uid} pid {self.pid}"
+        return f"{self.name} ({who})" if self.name else who
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One switchable output: a channel of a device."""
 
@@ -48,6 +87,8 @@ class Target:
     verified: bool
     available: bool
     since: str | None = None
+    #: who holds the target exclusively, if anybody
+    lease: Lease | None = None
 
     @classmethod
     def from_wire(cls, obj: Any) -> Target:
@@ -65,6 +106,7 @@ class Target:
             verified=_field(obj, "verified", bool, "Target"),
             available=_field(obj, "available", bool, "Target"),
             since=since if isinstance(since, str) else None,
+            lease=Lease.from_wire(obj.get("lease")),
         )
 
     @property
@@ -80,6 +122,7 @@ class Target:
             "verified": self.verified,
             "available": self.available,
             "since": self.since,
+            "lease": None if self.lease is None else self.lease.to_dict(),
         }
 
 

@@ -5,10 +5,12 @@ Every error names the file, the key (``devices.bench.port``) and the reason.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,26 @@ DEFAULT_SOCKET = "/run/labpower/labpower.sock"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
 _DEVICE_KEYS = {"backend", "channels", "timeout", "description"}
-_TARGET_KEYS = {"device", "channel", "invert", "cycle_delay", "description"}
-_DAEMON_KEYS = {"socket", "log_level", "history"}
+_TARGET_KEYS = {
+    "device",
+    "channel",
+    "invert",
+    "cycle_delay",
+    "description",
+    "start",
+    "allow_users",
+    "allow_groups",
+}
+_DAEMON_KEYS = {
+    "socket",
+    "log_level",
+    "history",
+    "state_directory",
+    "max_connections",
+    "subscriber_queue",
+}
+START_POLICIES = ("keep", "off", "on", "restore")
+DEFAULT_STATE_DIRECTORY = "/var/lib/labpower"
 
 
 class ConfigError(Exception):
@@ -40,6 +60,11 @@ class DaemonSettings:
     log_level: str = "info"
     #: log entries kept in memory for History
     history: int = 1000
+    #: where targets.json lives; None: $STATE_DIRECTORY, else /var/lib/labpower
+    state_directory: str | None = None
+    max_connections: int = 1024
+    #: log entries a live subscriber may fall behind by before entries are dropped for it
+    subscriber_queue: int = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,11 @@ class TargetConfig:
     invert: bool = False
     cycle_delay: float = 1.0
     description: str = ""
+    #: what to do at daemon start: keep (switch nothing), off, on, restore (last commanded)
+    start: str = "keep"
+    #: who may switch it (uids and gids, resolved from names at load); empty: everyone
+    allow_users: frozenset[int] = frozenset()
+    allow_groups: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +110,12 @@ def default_config_path() -> str:
     if base:
         return os.path.join(base.split(":")[0], "labpowerd.toml")
     return DEFAULT_CONFIG
+
+
+def default_state_directory() -> str:
+    """$STATE_DIRECTORY under systemd, else /var/lib/labpower."""
+    base = os.environ.get("STATE_DIRECTORY")
+    return base.split(":")[0] if base else DEFAULT_STATE_DIRECTORY
 
 
 def default_socket_path() -> str:
@@ -137,6 +173,26 @@ class _Checker:
             raise self.fail(f"{key}.{name}", f"must be {kind.__name__}, not {value!r}")
         return value
 
+    def ids(
+        self, table: Mapping[str, Any], name: str, key: str, lookup: Callable[[str], Any], what: str
+    ) -> frozenset[int]:
+        """A list of user or group names (or numeric ids), resolved to ids."""
+        values = table.get(name, [])
+        if not isinstance(values, list):
+            raise self.fail(f"{key}.{name}", f"must be a list of {what} names or ids")
+        ids: set[int] = set()
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                ids.add(v)
+            elif isinstance(v, str):
+                try:
+                    ids.add(lookup(v)[2])
+                except KeyError:
+                    raise self.fail(f"{key}.{name}", f"no {what} named {v!r}") from None
+            else:
+                raise self.fail(f"{key}.{name}", f"{v!r} is not a {what} name or id")
+        return frozenset(ids)
+
     def name(self, name: str, key: str) -> None:
         if not _NAME.fullmatch(name):
             raise self.fail(
@@ -158,7 +214,20 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
     history = c.value(d, "history", int, "daemon", 1000)
     if not 0 <= history <= 1_000_000:
         raise c.fail("daemon.history", "must be between 0 and 1000000")
-    settings = DaemonSettings(c.value(d, "socket", str, "daemon", None), level, history)
+    max_connections = c.value(d, "max_connections", int, "daemon", 1024)
+    if not 1 <= max_connections <= 65536:
+        raise c.fail("daemon.max_connections", "must be between 1 and 65536")
+    queue = c.value(d, "subscriber_queue", int, "daemon", 65536)
+    if not 16 <= queue <= 10_000_000:
+        raise c.fail("daemon.subscriber_queue", "must be between 16 and 10000000")
+    settings = DaemonSettings(
+        c.value(d, "socket", str, "daemon", None),
+        level,
+        history,
+        c.value(d, "state_directory", str, "daemon", None),
+        max_connections,
+        queue,
+    )
 
     devices: dict[str, DeviceConfig] = {}
     for name, raw in c.table(data.get("devices", {}), "devices").items():
@@ -193,6 +262,11 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
         delay = c.value(t, "cycle_delay", float, key, 1.0)
         if not 0 <= delay <= 3600:
             raise c.fail(f"{key}.cycle_delay", f"must be 0..3600 seconds, not {delay}")
+        start = c.value(t, "start", str, key, "keep")
+        if start not in START_POLICIES:
+            raise c.fail(
+                f"{key}.start", f"must be one of {', '.join(START_POLICIES)}, not {start!r}"
+            )
         targets[name] = TargetConfig(
             name,
             device,
@@ -200,6 +274,9 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
             c.value(t, "invert", bool, key, False),
             delay,
             c.value(t, "description", str, key, ""),
+            start,
+            c.ids(t, "allow_users", key, pwd.getpwnam, "user"),
+            c.ids(t, "allow_groups", key, grp.getgrnam, "group"),
         )
     return Config(path, settings, devices, targets)
 

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 
 import anyio
 
 _PEERCRED = struct.Struct("3i")
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; not in Python 3.11
 RECEIVE_SIZE = 262144
 
 
 class Connection:
-    __slots__ = ("_closed", "gid", "pid", "sock", "uid")
+    __slots__ = ("_closed", "_groups", "_on_close", "gid", "pid", "sock", "uid")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._closed = False
+        self._groups: frozenset[int] | None = None
+        self._on_close: list[Callable[[Connection], None]] = []
         #: The peer process (SO_PEERCRED); -1 where the kernel does not say.
         self.pid = self.uid = self.gid = -1
         try:
@@ -32,6 +36,20 @@ class Connection:
             )
         except OSError:
             pass
+
+    def groups(self) -> frozenset[int]:
+        """The peer's primary and supplementary groups, as the kernel recorded them when it
+        connected (SO_PEERGROUPS)."""
+        if self._groups is None:
+            gids = {self.gid}
+            size = 4 * 256
+            try:
+                raw = self.sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, size)
+                gids.update(struct.unpack(f"{len(raw) // 4}I", raw))
+            except OSError:
+                pass
+            self._groups = frozenset(gids)
+        return self._groups
 
     async def receive(self) -> bytes:
         """The next bytes from the peer; b"" once it closed its side.
@@ -60,8 +78,15 @@ class Connection:
                 continue
             view = view[sent:]
 
+    def on_close(self, callback: Callable[[Connection], None]) -> None:
+        """Call ``callback(self)`` when the connection closes (once per callback)."""
+        if callback not in self._on_close:
+            self._on_close.append(callback)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            for callback in self._on_close:
+                callback(self)
             anyio.notify_closing(self.sock)
             self.sock.close()

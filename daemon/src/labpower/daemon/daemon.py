@@ -1,8 +1,13 @@
-"""The daemon's lifecycle: open boards, bind the socket, serve, stop cleanly.
+"""The daemon's lifecycle: open boards, bind the socket, serve, reload, stop cleanly.
+
+Under systemd the daemon uses the listening socket passed in $LISTEN_FDS (socket activation),
+reports READY=1 once its boards are open and the socket accepts calls, pings the watchdog from
+the event loop itself (a stuck loop stops the pings, and systemd restarts it), reloads the
+config on SIGHUP (see :mod:`labpower.daemon.reload`) and reports STOPPING=1.
 
 Stopping (SIGTERM/SIGINT) stops accepting connections, lets switching calls in flight finish
-(at most ``grace`` seconds), ends the rest, removes the socket and closes the boards. Nothing
-here switches a relay: not at start and not at stop.
+(at most ``grace`` seconds), ends the rest, removes the socket (unless systemd owns it) and
+closes the boards. Nothing here switches a relay: not at start, reload or stop.
 """
 
 from __future__ import annotations
@@ -13,19 +18,27 @@ import os
 import signal
 import socket
 import stat
+import time
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskStatus
-
-from labpower.daemon import notify
-from labpower.daemon.config import Config
+from labpower.daemon import journal, notify
+from labpower.daemon.config import Config, default_state_directory, ConfigError, load
+from labpower.daemon.history import history_source
 from labpower.daemon.lab import Lab
 from labpower.daemon.logbus import LogBus
+from labpower.daemon.reload import apply as apply_config
 from labpower.daemon.server import Server
+from labpower.daemon.state import StateStore
 
 log = logging.getLogger("labpower.daemon")
 
 SOCKET_MODE = 0o660
+#: The first file descriptor systemd passes (sd_listen_fds)
+LISTEN_FDS_START = 3
+#: How often STATUS= is refreshed when there is no watchdog to ping
+STATUS_INTERVAL = 5.0
 
 
 class StartupError(Exception):
@@ -76,56 +89,158 @@ def bind_socket(path: str) -> socket.socket:
     return sock
 
 
+def activated_socket() -> socket.socket | None:
+    """The listening socket systemd passed ($LISTEN_FDS for this $LISTEN_PID), else None.
+    The variables are removed, so that nothing the daemon starts takes them for its own.
+
+    :raises StartupError: a socket was passed but it is not a listening Unix stream socket.
+    """
+    fds, pid = os.environ.get("LISTEN_FDS"), os.environ.get("LISTEN_PID")
+    if not fds or pid != str(os.getpid()):
+        return None
+    for var in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)
+    try:
+        count = int(fds)
+    except ValueError:
+        raise StartupError(f"LISTEN_FDS is not a number: {fds!r}") from None
+    if count < 1:
+        return None
+    for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + count):
+        os.set_inheritable(fd, False)
+    try:
+        sock = socket.socket(fileno=LISTEN_FDS_START)
+    except OSError as exc:
+        raise StartupError(f"the socket passed by systemd is unusable: {exc}") from exc
+    if (
+        sock.family != socket.AF_UNIX
+        or sock.type != socket.SOCK_STREAM
+        or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    ):
+        sock.detach()
+        raise StartupError(
+            "the socket passed by systemd is not a listening Unix stream "
+            "socket (check ListenStream= in labpowerd.socket)"
+        )
+    if count > 1:
+        log.warning("using the first of %d sockets passed by systemd", count)
+    return sock
+
+
 class Daemon:
-    def __init__(self, config: Config, socket_path: str, *, grace: float = 10.0) -> None:
+    """One daemon: its lab, log bus and server, and their lifecycle."""
+
+    def __init__(
+        self,
+        config: Config,
+        socket_path: str,
+        *,
+        grace: float = 10.0,
+        listen_socket: socket.socket | None = None,
+        history_from_journal: bool = False,
+        follow_log_level: bool = False,
+        freeze_signal: signal.Signals | None = None,
+        state_directory: str | None = None,
+    ) -> None:
+        """
+        :param listen_socket: a listening socket to use instead of binding ``socket_path``
+            (socket activation); it is not removed at stop.
+        :param history_from_journal: History reads the journal (the daemon logs there).
+        :param follow_log_level: a reload applies the new ``daemon.log_level``.
+        :param freeze_signal: test hook: this signal blocks the event loop for good, as a
+            hung daemon would, so that the watchdog can be seen to act.
+        """
         self.config = config
+        self.listen_socket = listen_socket
+        if listen_socket is not None:
+            name = listen_socket.getsockname()
+            socket_path = name if isinstance(name, str) and name else socket_path
         self.socket_path = socket_path
         self.grace = grace
+        self.follow_log_level = follow_log_level
+        self.freeze_signal = freeze_signal
         self.bus = LogBus(config.daemon.history)
-        self.lab = Lab(config)
+        self.bus.sinks.append(journal.annotate)
+        self.store = StateStore(
+            state_directory or config.daemon.state_directory or default_state_directory()
+        )
+        self.lab = Lab(config, self.store)
         self.server = Server(self.lab, self.bus)
+        self.server.history = history_source(self.bus, history_from_journal)
+        self.reloads = 0
+        self._reload_lock = anyio.Lock()
         self._stop = anyio.Event()
 
     def stop(self) -> None:
         """Ask the daemon to stop (from the event loop)."""
         self._stop.set()
 
-    async def run(self, *, handle_signals: bool = True,
-                  task_status: TaskStatus[Daemon] = anyio.TASK_STATUS_IGNORED) -> None:
+    def status(self) -> str:
+        """The one-line summary systemd shows (STATUS=)."""
+        available = sum(d.available for d in self.lab.devices.values())
+        return (
+            f"{len(self.lab.targets)} targets, {available}/{len(self.lab.devices)} "
+            "devices available"
+        )
+
+    async def run(
+        self,
+        *,
+        handle_signals: bool = True,
+        task_status: TaskStatus[Daemon] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Serve until :meth:`stop` or SIGTERM/SIGINT. ``task_status.started()`` fires once
         the socket accepts calls."""
         self.bus.attach()
         try:
-            await self.lab.open()
-            sock = bind_socket(self.socket_path)
-            try:
-                await self._serve(sock, handle_signals,
-                                  task_status)
-            finally:
+            async with anyio.create_task_group() as persist:
+                await self.lab.open()
+                await self.lab.start(self.store.load())
+                persist.start_soon(self.store.run)
                 try:
-                    os.unlink(self.socket_path)
-                except FileNotFoundError:
-                    pass
+                    await self._listen(handle_signals, task_status)
+                finally:
+                    persist.cancel_scope.cancel()
         finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.flush()
             await self.lab.close()
             self.bus.detach()
 
-    async def _serve(self, listener: socket.socket, handle_signals: bool,
-                     task_status: TaskStatus[Daemon]) -> None:
+    async def _listen(self, handle_signals: bool, task_status: TaskStatus[Daemon]) -> None:
+        if self.listen_socket is not None:
+            await self._serve(self.listen_socket, handle_signals, task_status)
+            return
+        sock = bind_socket(self.socket_path)
+        try:
+            await self._serve(sock, handle_signals, task_status)
+        finally:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+
+    async def _serve(
+        self, listener: socket.socket, handle_signals: bool, task_status: TaskStatus[Daemon]
+    ) -> None:
         async with anyio.create_task_group() as tg:
             if handle_signals:
                 # start(), not start_soon(): the handlers must be in place before READY=1,
                 # or a SIGTERM right after it kills the daemon with the socket left behind
-                await tg.start(self._signals)
+                await tg.start(self._signals, tg)
             async with anyio.create_task_group() as connections:
                 accepting = anyio.CancelScope()
                 connections.start_soon(self._accept, listener, connections, accepting)
-                available = sum(d.available for d in self.lab.devices.values())
-                log.info("serving %d targets on %s (%d of %d devices available)",
-                         len(self.lab.targets), self.socket_path, available,
-                         len(self.lab.devices))
-                notify.ready(f"{len(self.lab.targets)} targets, {available}/"
-                             f"{len(self.lab.devices)} devices available")
+                status = self.status()
+                log.info(
+                    "serving on %s%s: %s",
+                    self.socket_path,
+                    " (socket activation)" if self.listen_socket is not None else "",
+                    status,
+                )
+                notify.ready(status)
+                if notify.enabled():
+                    tg.start_soon(self._heartbeat, notify.watchdog_interval())
                 task_status.started(self)
                 await self._stop.wait()
                 notify.stopping()
@@ -138,8 +253,9 @@ class Daemon:
                 connections.cancel_scope.cancel()
             tg.cancel_scope.cancel()
 
-    async def _accept(self, listener: socket.socket, tg: anyio.abc.TaskGroup,
-                      scope: anyio.CancelScope) -> None:
+    async def _accept(
+        self, listener: socket.socket, tg: anyio.abc.TaskGroup, scope: anyio.CancelScope
+    ) -> None:
         listener.setblocking(False)
         with scope:
             while True:
@@ -154,9 +270,64 @@ class Daemon:
                     continue
                 tg.start_soon(self.server.handle, sock)
 
-    async def _signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    async def _heartbeat(self, watchdog: float | None) -> None:
+        """WATCHDOG=1 at half the watchdog timeout, STATUS= when it changes. This runs on the
+        event loop on purpose: if the loop is stuck, the pings stop and systemd steps in."""
+        last = self.status()
+        while True:
+            await anyio.sleep(watchdog or STATUS_INTERVAL)
+            if watchdog:
+                notify.watchdog()
+            status = self.status()
+            if status != last:
+                notify.status(status)
+                last = status
+
+    async def _signals(
+        self, tg: anyio.abc.TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        wanted = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+        if self.freeze_signal is not None:
+            wanted.append(self.freeze_signal)
+        with anyio.open_signal_receiver(*wanted) as signals:
             task_status.started()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
-                self.stop()
+                if signum == signal.SIGHUP:
+                    tg.start_soon(self.reload)
+                elif signum == self.freeze_signal:
+                    self._freeze()
+                else:
+                    self.stop()
+
+    def _freeze(self) -> None:
+        log.warning("freezing the event loop on request (test hook)")
+        while True:
+            time.sleep(3600)  # blocks the loop itself: no more watchdog pings
+
+    async def reload(self) -> bool:
+        """Load the config file again and apply it (:mod:`labpower.daemon.reload`).
+
+        :returns: False when the new file is refused; the running config keeps serving.
+        """
+        async with self._reload_lock:
+            notify.reloading()
+            path = self.lab.config.path
+            log.info("reloading %s", path)
+            try:
+                new = await anyio.to_thread.run_sync(load, path)
+            except ConfigError as exc:
+                log.error("reload refused, the previous configuration keeps serving: %s", exc)
+                notify.ready(f"reload refused ({exc.key or 'file'}): {self.status()}")
+                return False
+            old = self.lab.config.daemon
+            changes = await apply_config(self.lab, new)
+            self.config = new
+            self.reloads += 1
+            if (new.daemon.socket, new.daemon.history) != (old.socket, old.history):
+                log.warning("daemon.socket and daemon.history take effect at the next start")
+            if self.follow_log_level:
+                logging.getLogger("labpower").setLevel(new.daemon.log_level.upper())
+            log.info("reloaded %s: %s", path, changes.summary())
+            notify.ready(self.status())
+            return True

@@ -16,29 +16,44 @@ type Target (
   state: (on, off, unknown),
   verified: bool,          # state was read back from the hardware, not assumed
   available: bool,         # its device is present and answering
-  since: ?string           # RFC 3339 time of the last change made by this daemon
+  since: ?string,          # RFC 3339 time of the last change made by this daemon
+  lease: ?Lease            # who holds the target exclusively, if anybody
 )
+
+# An exclusive hold on a target: only its holder may switch it.
+type Lease (uid: int, pid: int, name: ?string, since: string, expires: ?string)
 
 type Reading (voltage: float, current: float, apparent_power: float)
 
 type LogEntry (
   time: string, level: string, message: string,
   target: ?string, device: ?string, seq: int,
-  channel: ?int, op: ?string, state: ?string
+  channel: ?int, op: ?string, state: ?string,
+  before: ?string, client_uid: ?int, client_pid: ?int
 )
 
 method List() -> (targets: []Target)
 method Get(target: string) -> (target: Target)
-method On(target: string) -> (target: Target, log_seq: int)
-method Off(target: string) -> (target: Target, log_seq: int)
-method Cycle(target: string, delay: ?float) -> (target: Target, log_seq: int)
+# lease: the token of a lease held by another connection of the same user (see Acquire)
+method On(target: string, lease: ?string) -> (target: Target, log_seq: int)
+method Off(target: string, lease: ?string) -> (target: Target, log_seq: int)
+method Cycle(target: string, delay: ?float, lease: ?string) -> (target: Target, log_seq: int)
 # "more": one reply per reading; without "more": one reading
 # count: with "more", stop after this many readings (the last reply does not continue)
 method Read(target: string, interval: ?float, count: ?int) -> (reading: Reading)
 # requires "more": the first reply has no entry (subscription is live), then one entry per reply
 method Logs(targets: ?[]string, level: ?string) -> (entry: ?LogEntry)
-# past entries the daemon still holds, oldest first, at most limit of them
-method History(targets: ?[]string, level: ?string, limit: ?int) -> (entries: []LogEntry)
+# past entries, oldest first, the newest limit of them: from the journal (across daemon
+# restarts) where the daemon logs there, else those it still holds in memory;
+# since: an RFC 3339 time, or a span back from now such as "90s", "5m", "1h", "2d"
+method History(targets: ?[]string, level: ?string, limit: ?int, since: ?string)
+  -> (entries: []LogEntry)
+
+# Take the target exclusively for this connection (renews the lease if already held). It
+# ends with the connection, on Release, or after timeout seconds. The token lets other
+# connections (e.g. child processes) act under this lease.
+method Acquire(target: string, name: ?string, timeout: ?float) -> (target: Target, token: string)
+method Release(target: string, token: ?string) -> (target: Target)
 
 error TargetNotFound (target: string)
 error DeviceUnavailable (device: string, reason: string)
@@ -47,6 +62,8 @@ error NotSupported (target: string, operation: string)
 error StateMismatch (target: string, expected: string, actual: string)
 # the board answered, but not as its protocol says
 error DeviceError (device: string, reason: string)
+# somebody else holds the target's lease
+error Locked (target: string, holder: Lease)
 """
 
 SERVICE_IDL = """\

@@ -73,8 +73,11 @@ def entry_of(record: logging.LogRecord) -> Mapping[str, Any]:
     entry = record.__dict__.get(ENTRY_ATTR)
     if entry is not None:
         return entry  # type: ignore[no-any-return]  # set by annotate()
-    return {k: record.__dict__[k] for k in ("target", "device", "channel", "op", "state")
-            if record.__dict__.get(k) is not None}
+    return {
+        k: record.__dict__[k]
+        for k in ("target", "device", "channel", "op", "state")
+        if record.__dict__.get(k) is not None
+    }
 
 
 def fields(record: logging.LogRecord, message: str) -> dict[str, str]:
@@ -84,11 +87,12 @@ def fields(record: logging.LogRecord, message: str) -> dict[str, str]:
         "PRIORITY": str(priority(record.levelno)),
         "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
         "LOGGER": record.name,
-        "CODE_FILE": record.pathname,
-        "CODE_LINE": str(record.lineno),
-        "CODE_FUNC": record.funcName,
         "LABPOWER_RUN": RUN_ID,
     }
+    if record.lineno:  # the daemon turns off collecting callers (logging._srcfile)
+        out.update(
+            CODE_FILE=record.pathname, CODE_LINE=str(record.lineno), CODE_FUNC=record.funcName
+        )
     for key, value in entry_of(record).items():
         name = _ENTRY_FIELDS.get(key)
         if name is not None and value is not None:
@@ -188,8 +192,9 @@ class _Stderr:
 class LogOutput(logging.Handler):
     """Writes every record to journald or stderr (see the module docstring)."""
 
-    def __init__(self, target: Literal["journal", "stderr"],
-                 journal_socket: str = JOURNAL_SOCKET) -> None:
+    def __init__(
+        self, target: Literal["journal", "stderr"], journal_socket: str = JOURNAL_SOCKET
+    ) -> None:
         super().__init__(logging.NOTSET)
         self.target = target
         self.journal = JournalWriter(journal_socket) if target == "journal" else None
@@ -210,7 +215,7 @@ class LogOutput(logging.Handler):
             message = record.getMessage()
             if record.exc_info:
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
-        except Exception:  # noqa: BLE001 - a broken record must not break the daemon
+        except Exception:
             self.handleError(record)
             return
         if self.journal is not None:
@@ -231,8 +236,10 @@ class LogOutput(logging.Handler):
             if self._outage == reason:
                 return
             self._outage = reason
-        self.stderr.write(f"warning: journald cannot take entries ({reason}: {exc.strerror}); "
-                          "logging to stderr until it can")
+        self.stderr.write(
+            f"warning: journald cannot take entries ({reason}: {exc.strerror}); "
+            "logging to stderr until it can"
+        )
 
     def _recovered(self) -> None:
         with self._state_lock:

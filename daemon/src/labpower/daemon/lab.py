@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,20 +22,13 @@ from labpower.backends import (
     HardwareTimeout,
     NotSupportedError,
 )
+from labpower.daemon.access import Leases
+from labpower.daemon.api import ApiError
 from labpower.daemon.config import Config, TargetConfig
-from labpower.daemon.interface import POWER
-from labpower.daemon.logbus import current_call, rfc3339
+from labpower.daemon.logbus import CallContext, current_call, rfc3339
+from labpower.daemon.state import Remembered, StateStore
 
 log = logging.getLogger("labpower.daemon.lab")
-
-
-class ApiError(Exception):
-    """A varlink error reply: qualified ``name`` and its ``parameters``."""
-
-    def __init__(self, name: str, **parameters: Any) -> None:
-        super().__init__(f"{name} {parameters}")
-        self.name = name if "." in name else f"{POWER}.{name}"
-        self.parameters = parameters
 
 
 @dataclass(slots=True)
@@ -52,7 +45,8 @@ class TargetState:
     def name(self) -> str:
         return self.config.name
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, leases: Leases) -> dict[str, Any]:
+        lease = leases.holder(self.config.name)
         return {
             "name": self.config.name,
             "device": self.config.device,
@@ -61,6 +55,7 @@ class TargetState:
             "verified": self.verified,
             "available": self.device.available,
             "since": self.since,
+            "lease": None if lease is None else lease.to_wire(),
         }
 
     def record(self, physical: bool | None, commanded: bool | None) -> None:
@@ -81,8 +76,10 @@ class TargetState:
 class Lab:
     """Every device and target of one configuration."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, store: StateStore | None = None) -> None:
         self.config = config
+        self.store = store
+        self.leases = Leases()
         self.devices: dict[str, Device] = {
             name: Device(dc.create(), dc.timeout) for name, dc in config.devices.items()
         }
@@ -138,7 +135,7 @@ class Lab:
             for device in self.devices.values():
                 if device.readback:
                     tg.start_soon(self._refresh_device, device)
-        return [t.to_wire() for t in self.targets.values()]
+        return [t.to_wire(self.leases) for t in self.targets.values()]
 
     async def _refresh_device(self, device: Device) -> None:
         on_device = [t for t in self.targets.values() if t.device is device]
@@ -160,17 +157,26 @@ class Lab:
                 t.record(await t.device.state(t.config.channel), None)
             except BackendError:
                 t.verified = False
-        return t.to_wire()
+        return t.to_wire(self.leases)
 
-    async def switch(self, name: str, on: bool, op: str) -> dict[str, Any]:
+    async def switch(
+        self, name: str, on: bool, op: str, guard: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Switch a target; ``guard`` (permission, lease) runs once the target is ours."""
         t = self.target(name)
         async with t.lock:
+            if guard is not None:
+                guard()
             return await self._switch(t, on, op)
 
-    async def cycle(self, name: str, delay: float | None) -> dict[str, Any]:
+    async def cycle(
+        self, name: str, delay: float | None, guard: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
         t = self.target(name)
         off_time = t.config.cycle_delay if delay is None else delay
         async with t.lock:
+            if guard is not None:
+                guard()
             await self._switch(t, False, "cycle")
             await anyio.sleep(off_time)
             return await self._switch(t, True, "cycle")
@@ -184,40 +190,84 @@ class Lab:
                 t.config.channel,
                 op,
             )
+            who = f"uid {ctx.uid} pid {ctx.pid}"
+        else:
+            who = "labpowerd"
         before = t.state
+        wanted = "on" if on else "off"
         try:
             with self._hardware(t):
                 physical = await t.device.switch(t.config.channel, on != t.config.invert)
         except ApiError as exc:
             t.state, t.verified = "unknown", False
+            self._remember(t, ctx)
             log.error(
-                "%s %s failed: %s",
+                "%s %s by %s failed: %s",
                 op,
-                "on" if on else "off",
+                wanted,
+                who,
                 exc.parameters.get("reason", exc.name.rpartition(".")[2]),
-                extra={"state": t.state},
+                extra={"state": t.state, "before": before},
             )
             raise
         t.record(physical, on)
-        wanted = "on" if on else "off"
+        self._remember(t, ctx)
         if t.verified and t.state != wanted:
             log.error(
-                "%s: switched %s but the board reports %s",
+                "%s %s by %s: the board reports %s",
                 op,
                 wanted,
+                who,
                 t.state,
-                extra={"state": t.state},
+                extra={"state": t.state, "before": before},
             )
             raise ApiError("StateMismatch", target=t.name, expected=wanted, actual=t.state)
+        # the audit line: who, what, before, after
         log.info(
-            "%s: %s -> %s%s",
+            "%s by %s: %s -> %s%s",
             op,
+            who,
             before,
             t.state,
             "" if t.verified else " (not verified)",
-            extra={"state": t.state},
+            extra={"state": t.state, "before": before},
         )
-        return t.to_wire()
+        return t.to_wire(self.leases)
+
+    def _remember(self, t: TargetState, ctx: CallContext | None) -> None:
+        if self.store is not None:
+            self.store.update(
+                t.name,
+                Remembered(
+                    t.state,
+                    t.since,
+                    ctx.uid if ctx else None,
+                    ctx.pid if ctx else None,
+                    ctx.client if ctx else None,
+                ),
+            )
+
+    async def start(self, remembered: Mapping[str, Remembered]) -> None:
+        """Apply each target's start policy. ``keep`` switches nothing: the state is what
+        the board reports (read on the next Get/List) or else the remembered one, not
+        verified. ``off``/``on`` switch to that state; ``restore`` to the remembered one."""
+        async with anyio.create_task_group() as tg:
+            for t in self.targets.values():
+                known = remembered.get(t.name)
+                if known is not None:
+                    t.state, t.since, t.verified = known.state, known.since, False
+                policy = t.config.start
+                if policy == "restore":
+                    policy = known.state if known is not None else "keep"
+                if policy in ("on", "off"):
+                    tg.start_soon(self._start_switch, t, policy == "on")
+
+    async def _start_switch(self, t: TargetState, on: bool) -> None:
+        try:
+            async with t.lock:
+                await self._switch(t, on, "start")
+        except ApiError:
+            pass  # logged by _switch; the daemon serves anyway
 
     async def read(self, name: str) -> dict[str, float]:
         t = self.target(name)

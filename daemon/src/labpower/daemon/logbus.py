@@ -30,6 +30,17 @@ from labpower.client.wire import encode_reply
 
 #: Loggers whose records become log entries.
 SOURCES = ("labpower.daemon", "labpower.backends")
+#: LogRecord attributes (``extra=``) that become entry fields.
+_RECORD_FIELDS = (
+    "device",
+    "target",
+    "channel",
+    "op",
+    "state",
+    "before",
+    "client_uid",
+    "client_pid",
+)
 #: Entries a subscriber may fall behind by before entries are dropped for it.
 SUBSCRIBER_LIMIT = 65536
 
@@ -44,6 +55,8 @@ class CallContext:
     op: str | None = None
     uid: int | None = None
     pid: int | None = None
+    #: the name a client gave its lease, if any
+    client: str | None = None
     #: seq of the last entry this call produced
     last_seq: int = 0
 
@@ -169,7 +182,9 @@ class LogBus(logging.Handler):
                 value = getattr(ctx, key)
                 if value is not None:
                     entry[key] = value
-        for key in ("device", "target", "channel", "op", "state"):
+            if ctx.uid is not None and ctx.uid >= 0:
+                entry["client_uid"], entry["client_pid"] = ctx.uid, ctx.pid
+        for key in _RECORD_FIELDS:
             if key in extra and extra[key] is not None:
                 entry[key] = extra[key]
         levelno = record.levelno

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 import anyio
-
 from labpower.daemon.config import (
     Config,
     ConfigError,
@@ -16,30 +16,22 @@ from labpower.daemon.config import (
     default_socket_path,
     load,
 )
+from labpower.daemon.journal import LogOutput, LogTarget, choose_target
 
 log = logging.getLogger("labpower.daemon")
 
 
-class _StderrFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        where = getattr(record, "target", None) or getattr(record, "device", None)
-        prefix = f"{record.levelname.lower()}: {where}: " if where else \
-            f"{record.levelname.lower()}: "
-        text = prefix + record.getMessage()
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, target: LogTarget = "auto") -> LogOutput:
+    """Send the daemon's records to journald (under systemd, or when asked) or to stderr
+    (foreground, ``level: target: message`` lines). :returns: the handler installed."""
     # The daemon never logs caller file/line or thread names: skip collecting them per record.
     logging._srcfile = None  # documented in the logging HOWTO, "Optimization"
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_StderrFormatter())
+    handler = LogOutput(choose_target(target))
     root = logging.getLogger("labpower")
     root.addHandler(handler)
     root.setLevel(level.upper())
+    return handler
 
 
 def parser() -> argparse.ArgumentParser:
@@ -47,24 +39,69 @@ def parser() -> argparse.ArgumentParser:
         prog="labpowerd",
         description="Serve the power of relay-switched lab devices over a varlink socket.",
     )
-    ap.add_argument("--config", metavar="FILE", default=None,
-                    help=f"configuration file (default: {default_config_path()})")
-    ap.add_argument("--socket", metavar="PATH", default=None,
-                    help="Unix socket to listen on (default: the config's daemon.socket, "
-                         f"else {default_socket_path()})")
-    ap.add_argument("--check-config", metavar="FILE", default=None,
-                    help="validate FILE, print what is wrong, exit 0 if it is fine")
-    ap.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                    default=None, help="override daemon.log_level")
-    ap.add_argument("--async-backend", choices=("asyncio", "trio"), default="asyncio",
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help=f"configuration file (default: {default_config_path()})",
+    )
+    ap.add_argument(
+        "--socket",
+        metavar="PATH",
+        default=None,
+        help="Unix socket to listen on (default: the config's daemon.socket, "
+        f"else {default_socket_path()})",
+    )
+    ap.add_argument(
+        "--check-config",
+        metavar="FILE",
+        default=None,
+        help="validate FILE, print what is wrong, exit 0 if it is fine",
+    )
+    ap.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=None,
+        help="override daemon.log_level",
+    )
+    ap.add_argument(
+        "--log-target",
+        choices=("auto", "journal", "stderr"),
+        default="auto",
+        help="where logs go (default: the journal when systemd connected stderr "
+        "to it, else stderr)",
+    )
+    ap.add_argument(
+        "--async-backend", choices=("asyncio", "trio"), default="asyncio", help=argparse.SUPPRESS
+    )
+    # test hook: this signal blocks the event loop for good, to see the watchdog act
+    ap.add_argument(
+        "--test-freeze-signal", metavar="SIGNAL", type=_signal, default=None, help=argparse.SUPPRESS
+    )
     return ap
 
 
-async def _run(config: Config, socket_path: str) -> None:
-    from labpower.daemon.daemon import Daemon
+def _signal(name: str) -> signal.Signals:
+    try:
+        return signal.Signals[
+            name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
+        ]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no signal named {name!r}") from None
 
-    await Daemon(config, socket_path).run()
+
+async def _run(config: Config, socket_path: str, args: argparse.Namespace, journal: bool) -> None:
+    from labpower.daemon.daemon import Daemon, activated_socket
+
+    daemon = Daemon(
+        config,
+        socket_path,
+        listen_socket=activated_socket(),
+        history_from_journal=journal,
+        follow_log_level=args.log_level is None,
+        freeze_signal=args.test_freeze_signal,
+    )
+    await daemon.run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,18 +121,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"labpowerd: {exc}", file=sys.stderr)
         return 1
-    setup_logging(args.log_level or cfg.daemon.log_level)
+    output = setup_logging(args.log_level or cfg.daemon.log_level, args.log_target)
     socket_path = args.socket or cfg.daemon.socket or default_socket_path()
 
     from labpower.daemon.daemon import StartupError
 
     try:
-        anyio.run(_run, cfg, socket_path, backend=args.async_backend)
+        anyio.run(
+            _run, cfg, socket_path, args, output.target == "journal", backend=args.async_backend
+        )
     except StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
     except KeyboardInterrupt:
         pass
+    finally:
+        logging.getLogger("labpower").removeHandler(output)
+        output.close()
     return 0
 
 

@@ -23,9 +23,12 @@ from labpower.client.wire import (
     encode,
     encode_reply,
 )
+from labpower.daemon.access import check_allowed
+from labpower.daemon.api import ApiError
 from labpower.daemon.connection import Connection
+from labpower.daemon.history import HistorySource, MemoryHistory, parse_since
 from labpower.daemon.interface import DESCRIPTIONS, POWER, SERVICE
-from labpower.daemon.lab import ApiError, Lab
+from labpower.daemon.lab import Lab
 from labpower.daemon.logbus import CallContext, LogBus, Subscriber, current_call
 
 log = logging.getLogger("labpower.daemon.server")
@@ -59,6 +62,12 @@ class Params:
     def string(self, name: str) -> str:
         value = self._p.get(name)
         if not isinstance(value, str):
+            raise _invalid(name)
+        return value
+
+    def optional_string(self, name: str) -> str | None:
+        value = self._p.get(name)
+        if value is not None and not isinstance(value, str):
             raise _invalid(name)
         return value
 
@@ -109,10 +118,13 @@ class Server:
         self.lab = lab
         self.bus = bus
         self.connections = 0
+        self._refusing = False
         #: switching calls in progress; shutdown waits for them
         self.switching = 0
         self._idle = anyio.Event()
         self._idle.set()
+        #: where History finds past entries (the daemon switches it to the journal)
+        self.history: HistorySource = MemoryHistory(bus)
         self._methods: dict[str, Handler] = {
             f"{SERVICE}.GetInfo": self._get_info,
             f"{SERVICE}.GetInterfaceDescription": self._get_description,
@@ -124,6 +136,8 @@ class Server:
             f"{POWER}.Read": self._read,
             f"{POWER}.Logs": self._logs,
             f"{POWER}.History": self._history,
+            f"{POWER}.Acquire": self._acquire,
+            f"{POWER}.Release": self._release,
         }
 
     async def idle(self) -> None:
@@ -132,6 +146,14 @@ class Server:
 
     async def handle(self, sock: socket.socket) -> None:
         """Serve one connection until the peer closes it or breaks the protocol."""
+        if self.connections >= self.lab.config.daemon.max_connections:
+            if not self._refusing:
+                log.warning("refusing connections: %d open, the limit (daemon.max_connections)",
+                            self.connections)
+            self._refusing = True
+            sock.close()
+            return
+        self._refusing = False
         self.connections += 1
         conn = Connection(sock)
         decoder = Decoder()
@@ -194,38 +216,64 @@ class Server:
         return {"target": await self.lab.get(name)}
 
     async def _power(
-        self,
-        op: str,
-        target: str,
-        conn: Connection,
-        action: Callable[[], Awaitable[dict[str, Any]]],
+        self, call: Call, conn: Connection, op: str, extra: tuple[str, ...] = ()
     ) -> dict[str, Any]:
-        ctx = CallContext(target=target, op=op, uid=conn.uid, pid=conn.pid)
-        token = current_call.set(ctx)
+        """On, Off and Cycle: permission and lease checked once the target is ours."""
+        p = Params(call.parameters, ("target", "lease", *extra))
+        name = p.string("target")
+        token = p.optional_string("lease")
+        delay = p.number("delay", 0.0, 3600.0) if extra else None
+        lab = self.lab
+        target = lab.target(name)
+
+        def guard() -> None:
+            check_allowed(target.config, conn, op)
+            lab.leases.check(name, conn, token)
+
+        lease = lab.leases.holder(name)
+        ctx = CallContext(target=name, op=op, uid=conn.uid, pid=conn.pid,
+                          client=lease.name if lease is not None else None)
+        reset = current_call.set(ctx)
         self.switching += 1
         if self.switching == 1:
             self._idle = anyio.Event()
         try:
-            result = await action()
+            if op == "cycle":
+                result = await lab.cycle(name, delay, guard)
+            else:
+                result = await lab.switch(name, op == "on", op, guard)
         finally:
-            current_call.reset(token)
+            current_call.reset(reset)
             self.switching -= 1
             if not self.switching:
                 self._idle.set()
         return {"target": result, "log_seq": ctx.last_seq}
 
     async def _on(self, call: Call, conn: Connection) -> dict[str, Any]:
-        name = Params(call.parameters, ("target",)).string("target")
-        return await self._power("on", name, conn, lambda: self.lab.switch(name, True, "on"))
+        return await self._power(call, conn, "on")
 
     async def _off(self, call: Call, conn: Connection) -> dict[str, Any]:
-        name = Params(call.parameters, ("target",)).string("target")
-        return await self._power("off", name, conn, lambda: self.lab.switch(name, False, "off"))
+        return await self._power(call, conn, "off")
 
     async def _cycle(self, call: Call, conn: Connection) -> dict[str, Any]:
-        p = Params(call.parameters, ("target", "delay"))
-        name, delay = p.string("target"), p.number("delay", 0.0, 3600.0)
-        return await self._power("cycle", name, conn, lambda: self.lab.cycle(name, delay))
+        return await self._power(call, conn, "cycle", ("delay",))
+
+    async def _acquire(self, call: Call, conn: Connection) -> dict[str, Any]:
+        p = Params(call.parameters, ("target", "name", "timeout"))
+        name, client = p.string("target"), p.optional_string("name")
+        timeout = p.number("timeout", 0.001, 7 * 86400.0)
+        target = self.lab.target(name)
+        check_allowed(target.config, conn, "acquire")
+        lease = self.lab.leases.acquire(name, conn, client, timeout)
+        conn.on_close(self.lab.leases.release_all)
+        return {"target": target.to_wire(self.lab.leases), "token": lease.token}
+
+    async def _release(self, call: Call, conn: Connection) -> dict[str, Any]:
+        p = Params(call.parameters, ("target", "token"))
+        name, token = p.string("target"), p.optional_string("token")
+        target = self.lab.target(name)
+        self.lab.leases.release(name, conn, token)
+        return {"target": target.to_wire(self.lab.leases)}
 
     async def _read(self, call: Call, conn: Connection) -> dict[str, Any] | None:
         p = Params(call.parameters, ("target", "interval", "count"))
@@ -247,9 +295,15 @@ class Server:
             await anyio.sleep_until(deadline)
 
     async def _history(self, call: Call, conn: Connection) -> dict[str, Any]:
-        p = Params(call.parameters, ("targets", "level", "limit"))
-        entries = self.bus.past(
-            p.strings("targets"), p.level("level"), p.integer("limit", 1, 1_000_000)
+        p = Params(call.parameters, ("targets", "level", "limit", "since"))
+        since = None
+        if call.parameters.get("since") is not None:
+            try:
+                since = parse_since(p.string("since"))
+            except ValueError:
+                raise _invalid("since") from None
+        entries = await self.history(
+            p.strings("targets"), p.level("level"), p.integer("limit", 1, 1_000_000), since
         )
         return {"entries": entries}
 
@@ -259,7 +313,7 @@ class Server:
         targets, level = p.strings("targets"), p.level("level")
         if not call.more:
             raise ApiError(f"{SERVICE}.ExpectedMore")
-        sub = Subscriber(targets, level)
+        sub = Subscriber(targets, level, self.lab.config.daemon.subscriber_queue)
         self.bus.subscribers.add(sub)
         try:
             await conn.send(encode_reply({}, continues=True))

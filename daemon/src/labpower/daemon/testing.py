@@ -110,7 +110,12 @@ class DaemonProcess:
             os.unlink(notify_path)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(notify_path)
-            env = {**os.environ, **self.env, "NOTIFY_SOCKET": notify_path}
+            env = {
+                **os.environ,
+                "STATE_DIRECTORY": str(self.directory / "state"),
+                **self.env,
+                "NOTIFY_SOCKET": notify_path,
+            }
             env.pop("LISTEN_FDS", None)
             with open(self.stderr_path, "ab") as err:
                 self.proc = subprocess.Popen(
@@ -194,7 +199,8 @@ class DaemonThread:
     def _main(self) -> None:
         async def run() -> None:
             self._token = anyio.lowlevel.current_token()
-            self.daemon = Daemon(self.config, self.socket_path)
+            self.daemon = Daemon(self.config, self.socket_path,
+                                 state_directory=str(self.directory / "state"))
             async with anyio.create_task_group() as tg:
                 await tg.start(
                     lambda task_status: self.daemon.run(  # type: ignore[union-attr]

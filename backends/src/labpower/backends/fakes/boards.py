@@ -24,55 +24,129 @@ class Stall(Exception):
     """The device answered the control request with a STALL (it does not support it)."""
 
 
-def usbrelay(key: str, *, id: str = "ABCDE", relays: int = 2, path: str = "/dev/hidraw0",
-             usb_port: str = "1-2", report_prefix: bool = True) -> Board:
+def usbrelay(
+    key: str,
+    *,
+    id: str = "ABCDE",
+    relays: int = 2,
+    path: str = "/dev/hidraw0",
+    usb_port: str = "1-2",
+    report_prefix: bool = True,
+) -> Board:
     """A dcttech USBRelayN board. ``report_prefix`` False models a host library that returns
     feature reports without the leading report number."""
-    return {"key": key, "model": "usbrelay", "vid": USBRELAY_VID, "pid": USBRELAY_PID,
-            "product": f"USBRelay{relays}", "manufacturer": "www.dcttech.com", "serial": "",
-            "relays": relays, "id": id, "mask": 0, "path": path, "usb_port": usb_port,
-            "report_prefix": report_prefix}
+    return {
+        "key": key,
+        "model": "usbrelay",
+        "vid": USBRELAY_VID,
+        "pid": USBRELAY_PID,
+        "product": f"USBRelay{relays}",
+        "manufacturer": "www.dcttech.com",
+        "serial": "",
+        "relays": relays,
+        "id": id,
+        "mask": 0,
+        "path": path,
+        "usb_port": usb_port,
+        "report_prefix": report_prefix,
+    }
 
 
-def lcus_hid(key: str, *, relays: int = 1, path: str = "/dev/hidraw1",
-             usb_port: str = "1-3") -> Board:
+def lcus_hid(
+    key: str, *, relays: int = 1, path: str = "/dev/hidraw1", usb_port: str = "1-3"
+) -> Board:
     """An LCUS HID board: no strings, interrupt OUT only, state not readable."""
-    return {"key": key, "model": "lcus-hid", "vid": LCUS_HID_VID, "pid": LCUS_HID_PID,
-            "product": "", "manufacturer": "", "serial": "", "relays": relays,
-            "state": [False] * relays, "path": path, "usb_port": usb_port}
+    return {
+        "key": key,
+        "model": "lcus-hid",
+        "vid": LCUS_HID_VID,
+        "pid": LCUS_HID_PID,
+        "product": "",
+        "manufacturer": "",
+        "serial": "",
+        "relays": relays,
+        "state": [False] * relays,
+        "path": path,
+        "usb_port": usb_port,
+    }
 
 
-def ykush(key: str, *, serial: str = "YK20001", model: str = "YKUSH",
-          path: str = "/dev/hidraw2", usb_port: str = "1-4", firmware: tuple[int, int] = (2, 1),
-          ) -> Board:
+def ykush(
+    key: str,
+    *,
+    serial: str = "YK20001",
+    model: str = "YKUSH",
+    path: str = "/dev/hidraw2",
+    usb_port: str = "1-4",
+    firmware: tuple[int, int] = (2, 1),
+) -> Board:
     """A Yepkit YKUSH, YKUSH3 or YKUSHXS; its downstream ports start up powered."""
     ports = YKUSH_PORTS[model]
-    return {"key": key, "model": "ykush", "vid": YKUSH_VID, "pid": YKUSH_PIDS[model],
-            "product": model, "manufacturer": "Yepkit Lda.", "serial": serial,
-            "ports": [True] * ports, "firmware": list(firmware), "path": path,
-            "usb_port": usb_port, "pending": []}
+    return {
+        "key": key,
+        "model": "ykush",
+        "vid": YKUSH_VID,
+        "pid": YKUSH_PIDS[model],
+        "product": model,
+        "manufacturer": "Yepkit Lda.",
+        "serial": serial,
+        "ports": [True] * ports,
+        "firmware": list(firmware),
+        "path": path,
+        "usb_port": usb_port,
+        "pending": [],
+    }
 
 
-def hub(key: str, *, location: str = "1-5", usb3: bool = False, ports: int = 4,
-        per_port: bool = True) -> Board:
+def hub(
+    key: str, *, location: str = "1-5", usb3: bool = False, ports: int = 4, per_port: bool = True
+) -> Board:
     """A USB hub; ``per_port`` False is a ganged hub (its ports cannot be switched alone:
     the power bit follows a request, but it only reports what the hub does)."""
     bus, _, path = location.partition("-")
-    return {"key": key, "model": "hub", "bus": int(bus),
-            "port_numbers": [int(p) for p in path.split(".")], "usb3": usb3,
-            "vid": 0x2109, "pid": 0x0817 if usb3 else 0x2817,
-            "product": "USB3.0 Hub" if usb3 else "USB2.0 Hub", "manufacturer": "VIA Labs, Inc.",
-            "nports": ports, "per_port": per_port, "power": [True] * ports}
+    return {
+        "key": key,
+        "model": "hub",
+        "bus": int(bus),
+        "port_numbers": [int(p) for p in path.split(".")],
+        "usb3": usb3,
+        "vid": 0x2109,
+        "pid": 0x0817 if usb3 else 0x2817,
+        "product": "USB3.0 Hub" if usb3 else "USB2.0 Hub",
+        "manufacturer": "VIA Labs, Inc.",
+        "nports": ports,
+        "per_port": per_port,
+        "power": [True] * ports,
+    }
 
 
-def serial_port(key: str, device: str, *, vid: int, pid: int, serial_number: str | None = None,
-                product: str | None = None, manufacturer: str | None = None,
-                location: str = "1-6:1.0", by_id: str | None = None,
-                by_path: str | None = None) -> Board:
+def serial_port(
+    key: str,
+    device: str,
+    *,
+    vid: int,
+    pid: int,
+    serial_number: str | None = None,
+    product: str | None = None,
+    manufacturer: str | None = None,
+    location: str = "1-6:1.0",
+    by_id: str | None = None,
+    by_path: str | None = None,
+) -> Board:
     """A USB serial port as pyserial's ``list_ports`` reports it, with its udev links."""
-    return {"key": key, "model": "serial", "device": device, "vid": vid, "pid": pid,
-            "serial_number": serial_number, "product": product, "manufacturer": manufacturer,
-            "location": location, "by-id": by_id, "by-path": by_path}
+    return {
+        "key": key,
+        "model": "serial",
+        "device": device,
+        "vid": vid,
+        "pid": pid,
+        "serial_number": serial_number,
+        "product": product,
+        "manufacturer": manufacturer,
+        "location": location,
+        "by-id": by_id,
+        "by-path": by_path,
+    }
 
 
 # -- dcttech USBRelay: feature report 0, 8 bytes
@@ -149,8 +223,9 @@ def hub_status(board: Board, port: int) -> int:
     return USB2_POWER_BIT if powered else 0
 
 
-def hub_control(board: Board, request_type: int, request: int, value: int, index: int,
-                length: int) -> list[int] | None:
+def hub_control(
+    board: Board, request_type: int, request: int, value: int, index: int, length: int
+) -> list[int] | None:
     """One control request to the hub; the reply's bytes for IN requests.
 
     :raises Stall: a request the hub refuses.

@@ -28,19 +28,30 @@ class FakeHidapi:
 
     def enumerate(self, vendor_id: int = 0, product_id: int = 0) -> list[dict[str, Any]]:
         with self.bus.transaction() as world:
-            return [_info(b) for b in world["hid"] if b["plugged"]
-                    and vendor_id in (0, b["vid"]) and product_id in (0, b["pid"])]
+            return [
+                _info(b)
+                for b in world["hid"]
+                if b["plugged"] and vendor_id in (0, b["vid"]) and product_id in (0, b["pid"])
+            ]
 
     def device(self) -> FakeHidDevice:
         return FakeHidDevice(self.bus)
 
 
 def _info(b: Board) -> dict[str, Any]:
-    return {"path": b["path"].encode(), "vendor_id": b["vid"], "product_id": b["pid"],
-            "serial_number": b["serial"], "release_number": 0x0100,
-            "manufacturer_string": b["manufacturer"], "product_string": b["product"],
-            "usage_page": 0xFF00 if b["model"] != "ykush" else 0xFF01, "usage": 1,
-            "interface_number": 0, "bus_type": 1}
+    return {
+        "path": b["path"].encode(),
+        "vendor_id": b["vid"],
+        "product_id": b["pid"],
+        "serial_number": b["serial"],
+        "release_number": 0x0100,
+        "manufacturer_string": b["manufacturer"],
+        "product_string": b["product"],
+        "usage_page": 0xFF00 if b["model"] != "ykush" else 0xFF01,
+        "usage": 1,
+        "interface_number": 0,
+        "bus_type": 1,
+    }
 
 
 class FakeHidDevice:
@@ -57,10 +68,16 @@ class FakeHidDevice:
         want = path.decode() if isinstance(path, bytes) else path
         self._attach(lambda b: b["path"] == want)
 
-    def open(self, vendor_id: int = 0, product_id: int = 0,
-             serial_number: str | None = None) -> None:
-        self._attach(lambda b: b["vid"] == vendor_id and b["pid"] == product_id
-                     and serial_number in (None, b["serial"]))
+    def open(
+        self, vendor_id: int = 0, product_id: int = 0, serial_number: str | None = None
+    ) -> None:
+        self._attach(
+            lambda b: (
+                b["vid"] == vendor_id
+                and b["pid"] == product_id
+                and serial_number in (None, b["serial"])
+            )
+        )
 
     def _attach(self, match: Any) -> None:
         with self._bus.transaction() as world:
@@ -90,7 +107,8 @@ class FakeHidDevice:
         for b in world["hid"]:
             if b["key"] == self._key:
                 if b["plugged"] and b["generation"] == self._generation:
-                    return b
+                    board: Board = b
+                    return board
                 break
         # the hidraw node of an unplugged board answers ENODEV until closed
         raise OSError(19, "No such device")
@@ -168,5 +186,4 @@ class FakeHidDevice:
 
 
 def _log(world: World, board: Board, call: str, data: list[int]) -> None:
-    world["log"].append({"board": board["key"], "call": call, "data": data,
-                         "time": time.time()})
+    world["log"].append({"board": board["key"], "call": call, "data": data, "time": time.time()})

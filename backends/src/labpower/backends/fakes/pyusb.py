@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from usb.core import NoBackendError, USBError, USBTimeoutError
-
 from labpower.backends.fakes import boards
 from labpower.backends.fakes.bus import Bus, World
 from labpower.backends.fakes.hidapi import _log
+from usb.core import NoBackendError, USBError, USBTimeoutError
 
 __all__ = ["FakeHubDevice", "FakePyusb", "NoBackendError", "USBError", "USBTimeoutError"]
 
@@ -33,13 +32,21 @@ class FakePyusb:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
-    def find(self, find_all: bool = False, backend: Any = None,
-             custom_match: Callable[[Any], bool] | None = None, **args: Any) -> Any:
+    def find(
+        self,
+        find_all: bool = False,
+        backend: Any = None,
+        custom_match: Callable[[Any], bool] | None = None,
+        **args: Any,
+    ) -> Any:
         with self.bus.transaction() as world:
             devices = [FakeHubDevice(self.bus, h) for h in world["hubs"] if h["plugged"]]
-        found = [d for d in devices
-                 if all(getattr(d, k) == v for k, v in args.items())
-                 and (custom_match is None or custom_match(d))]
+        found = [
+            d
+            for d in devices
+            if all(getattr(d, k) == v for k, v in args.items())
+            and (custom_match is None or custom_match(d))
+        ]
         if find_all:
             return iter(found)
         return found[0] if found else None
@@ -75,12 +82,19 @@ class FakeHubDevice:
     def _hub(self, world: World) -> dict[str, Any]:
         for h in world["hubs"]:
             if h["key"] == self._key and h["plugged"] and h["generation"] == self._generation:
-                return h
+                hub: dict[str, Any] = h
+                return hub
         raise USBError("No such device (it may have been disconnected)", -4, errno.ENODEV)
 
-    def ctrl_transfer(self, bmRequestType: int, bRequest: int, wValue: int = 0,
-                      wIndex: int = 0, data_or_wLength: Any = None,
-                      timeout: int | None = None) -> Any:
+    def ctrl_transfer(
+        self,
+        bmRequestType: int,
+        bRequest: int,
+        wValue: int = 0,
+        wIndex: int = 0,
+        data_or_wLength: Any = None,
+        timeout: int | None = None,
+    ) -> Any:
         deadline = None if not timeout else time.monotonic() + timeout / 1000
         if not self._bus.wait_released("hubs", self._key, deadline):
             raise USBTimeoutError("Operation timed out", -7, errno.ETIMEDOUT)

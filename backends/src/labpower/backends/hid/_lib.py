@@ -48,7 +48,7 @@ def hidapi() -> Any:
 
         return FakeHidapi(bus)
     try:
-        import hidraw
+        import hidraw  # type: ignore[import-not-found]  # untyped C extension, as hid
 
         return hidraw
     except ImportError:
@@ -72,8 +72,12 @@ def pyusb() -> Any:
     import usb.util
 
     return types.SimpleNamespace(
-        find=usb.core.find, dispose=usb.util.dispose_resources, USBError=usb.core.USBError,
-        USBTimeoutError=usb.core.USBTimeoutError, NoBackendError=usb.core.NoBackendError)
+        find=usb.core.find,
+        dispose=usb.util.dispose_resources,
+        USBError=usb.core.USBError,
+        USBTimeoutError=usb.core.USBTimeoutError,
+        NoBackendError=usb.core.NoBackendError,
+    )
 
 
 def comports() -> list[Any]:

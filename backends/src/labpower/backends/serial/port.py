@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import anyio.to_thread
-
 from labpower.backends.base import Backend
 from labpower.backends.errors import (
     DeviceUnavailableError,
@@ -84,8 +83,9 @@ class SerialPort:
     file descriptor is never closed under a thread that uses it.
     """
 
-    def __init__(self, path: str, *, baud: int = 9600, gap: float = 0.0,
-                 write_timeout: float | None = None) -> None:
+    def __init__(
+        self, path: str, *, baud: int = 9600, gap: float = 0.0, write_timeout: float | None = None
+    ) -> None:
         self.path = path
         self.baud = baud
         self.gap = gap
@@ -187,7 +187,7 @@ class SerialPort:
             pass
         try:
             ser.close()
-        except Exception:  # noqa: BLE001 - a closing port of a vanished board may fail anyhow
+        except Exception:  # a closing port of a vanished board may fail anyhow
             pass
 
     def run(self, fn: Callable[[SerialPort], T], timeout: float) -> T:
@@ -226,14 +226,32 @@ class SerialPort:
     def discard_input(self) -> None:
         """Forget anything the board sent that nobody asked for (a late or garbled reply)."""
         self._buf.clear()
-        while True:
-            try:
-                if not os.read(self._fd, _CHUNK):
-                    raise DeviceUnavailableError(f"{self.path}: board disconnected (hang-up)")
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                raise _unavailable(self.path, exc) from exc
+        while self._read_now():
+            self._buf.clear()
+
+    def _read_now(self) -> bool:
+        """Add what is there to the buffer without waiting; False if nothing was.
+
+        :raises DeviceUnavailableError: the board hung up.
+        """
+        # With VMIN = 0 an empty read means "nothing there" as well as "hung up"; only
+        # select() tells them apart (readable and empty = hung up).
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        if not readable:
+            return False
+        try:
+            data = os.read(self._fd, _CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            raise _unavailable(self.path, exc) from exc
+        if not data:
+            raise DeviceUnavailableError(f"{self.path}: board disconnected (hang-up)")
+        if len(self._buf) + len(data) > MAX_REPLY:
+            raise OperationError(f"{self.path}: board sent more than {MAX_REPLY} bytes")
+        self._buf += data
+        self._last = time.monotonic()
+        return True
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -255,27 +273,14 @@ class SerialPort:
         self._last = time.monotonic()
 
     def _fill(self, deadline: float) -> bool:
-        """Read what arrived into the buffer; False once ``deadline`` passed with nothing."""
+        """Wait for bytes and add them to the buffer; False once ``deadline`` passed first."""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             readable, _, _ = select.select([self._fd], [], [], remaining)
-            if not readable:
-                continue
-            try:
-                data = os.read(self._fd, _CHUNK)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise _unavailable(self.path, exc) from exc
-            if not data:
-                raise DeviceUnavailableError(f"{self.path}: board disconnected (hang-up)")
-            if len(self._buf) + len(data) > MAX_REPLY:
-                raise OperationError(f"{self.path}: board sent more than {MAX_REPLY} bytes")
-            self._buf += data
-            self._last = time.monotonic()
-            return True
+            if readable and self._read_now():
+                return True
 
     def _take(self, n: int) -> bytes:
         data = bytes(self._buf[:n])
@@ -287,8 +292,9 @@ class SerialPort:
         while len(self._buf) < n:
             if not self._fill(self._deadline):
                 got = len(self._buf)
-                raise HardwareTimeout(self._timeout, f"waiting for {n} bytes from the board "
-                                                     f"(got {got})")
+                raise HardwareTimeout(
+                    self._timeout, f"waiting for {n} bytes from the board (got {got})"
+                )
         return self._take(n)
 
     def read_until(self, terminator: bytes, limit: int) -> bytes:
@@ -303,8 +309,10 @@ class SerialPort:
             if found >= 0:
                 return self._take(found + len(terminator))
             if len(self._buf) > limit:
-                raise OperationError(f"{self.path}: no {terminator!r} in the board's answer "
-                                     f"{bytes(self._buf[:64])!r}")
+                raise OperationError(
+                    f"{self.path}: no {terminator!r} in the board's answer "
+                    f"{bytes(self._buf[:64])!r}"
+                )
             start = max(0, len(self._buf) - len(terminator) + 1)
             if not self._fill(self._deadline):
                 raise HardwareTimeout(self._timeout, "waiting for the board's answer")
@@ -314,6 +322,17 @@ class SerialPort:
         if self._buf:
             return True
         return self._fill(min(self._deadline, time.monotonic() + seconds))
+
+    def expect_nothing_more(self) -> None:
+        """Check that the board sent no more than was read: a byte protocol without framing
+        can only spot a garbled answer by its length.
+
+        :raises OperationError: more bytes had arrived.
+        """
+        self._read_now()
+        if self._buf:
+            extra = self._take(64)
+            raise OperationError(f"{self.path}: unexpected bytes after the answer: {extra!r}")
 
     def peek(self) -> bytes:
         """What was read but not yet taken."""
@@ -326,8 +345,9 @@ class SerialBackend(Backend):
 
     Options: ClassVar[type[Any]] = SerialOptions
 
-    def __init__(self, name: str, channels: int, options: SerialOptions,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, name: str, channels: int, options: SerialOptions, timeout: float = 5.0
+    ) -> None:
         super().__init__(name, channels, options, timeout)
         self.port: SerialPort | None = None
 

@@ -1,0 +1,258 @@
+"""The pty machinery every board simulator shares: a pty, a thread, wire time and faults."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, NamedTuple
+
+#: bits on the wire per byte at 8N1 (start bit, 8 data bits, stop bit)
+BITS_PER_BYTE = 10
+_SPIN = 0.0003  # the last fraction of a wire-time wait is spun: sleep() overshoots by ~0.1 ms
+
+
+class Switch(NamedTuple):
+    """One switching command the board received: relay ``channel`` (1-based) to ``on``."""
+
+    channel: int
+    on: bool
+
+
+class PtySimulator:
+    """A relay board on a pty. Subclasses parse the bytes in :meth:`handle`.
+
+    ``link`` (optional) is a symlink made to point at the pty, so that a config can name a
+    stable path. ``wire_baud`` makes every command and answer take the time it would take on
+    a real wire at that baud rate (a pty is otherwise instant).
+
+    Everything a test checks is public: :attr:`relays` (the real relay states), :attr:`received`
+    (every byte), :attr:`switches` (every switching command, applied or not).
+    """
+
+    kind: ClassVar[str] = ""
+    max_channels: ClassVar[int] = 8
+
+    def __init__(
+        self,
+        link: str | os.PathLike[str] | None = None,
+        *,
+        channels: int = 4,
+        wire_baud: float | None = None,
+    ) -> None:
+        if not 1 <= channels <= self.max_channels:
+            raise ValueError(
+                f"{self.kind} boards have 1..{self.max_channels} channels, not {channels}"
+            )
+        if wire_baud is not None and wire_baud <= 0:
+            raise ValueError(f"wire_baud must be positive, not {wire_baud}")
+        self.link = Path(link) if link is not None else None
+        self.channels = channels
+        self.wire_baud = wire_baud
+        #: relay states, channel 1 first
+        self.relays: dict[int, bool] = dict.fromkeys(range(1, channels + 1), False)
+        #: every byte received, in order (also while hung or ignoring)
+        self.received = bytearray()
+        #: every switching command received, in order
+        self.switches: list[Switch] = []
+        #: wire time emulated so far (in both directions), in seconds
+        self.wire_time = 0.0
+        #: called with a short text for every switching command (the CLI prints them)
+        self.on_event: Callable[[str], None] | None = None
+        self.hung = False
+        self.garbled = False
+        self._ignore = 0
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._master = -1
+        self._slave = -1
+        self.path = ""
+        self._thread: threading.Thread | None = None
+        self._wake_r = self._wake_w = -1
+        self._in_busy = 0.0
+        self._out_busy = 0.0
+
+    # -- life cycle
+    def start(self) -> PtySimulator:
+        """Create the pty, link it, and answer in a background thread."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("simulator already running")
+            self._open_pty()
+            self._wake_r, self._wake_w = os.pipe()
+            self._thread = threading.Thread(
+                target=self._serve, name=f"sim-{self.kind}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop answering, close the pty and remove the link."""
+        thread = self._thread
+        if thread is not None:
+            os.write(self._wake_w, b"x")
+            thread.join()
+            self._thread = None
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        self._close_pty()
+
+    def __enter__(self) -> PtySimulator:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _open_pty(self) -> None:
+        master, slave = os.openpty()
+        # The simulator keeps the slave open itself, so that the master never sees a
+        # hang-up while no backend has the port open.
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.path = os.ttyname(slave)
+        if self.link is not None:
+            tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.path)
+            tmp.replace(self.link)  # atomic: the link is never missing while we replace it
+
+    def _close_pty(self) -> None:
+        if self.link is not None:
+            try:
+                if self.link.is_symlink() and os.readlink(self.link) == self.path:
+                    self.link.unlink()
+            except FileNotFoundError:
+                pass
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                os.close(fd)
+        self._master = self._slave = -1
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Wait until ``condition()`` (checked after every chunk of bytes the board takes in)
+        holds; False if it still does not after ``timeout`` seconds. For commands that have
+        no answer, e.g. ``board.wait_until(lambda: len(board.switches) == 1)``."""
+        with self._changed:
+            return self._changed.wait_for(condition, timeout)
+
+    # -- faults
+    def hang(self) -> None:
+        """Stop answering and acting (bytes are still recorded) until :meth:`heal`."""
+        self.hung = True
+
+    def garble(self) -> None:
+        """Answer garbage instead of every answer until :meth:`heal`."""
+        self.garbled = True
+
+    def heal(self) -> None:
+        """End :meth:`hang` and :meth:`garble`."""
+        self.garbled = False
+        self.hung = False
+
+    def ignore_next_switch(self, count: int = 1) -> None:
+        """Let the next ``count`` switching commands change nothing (as a broken relay)."""
+        with self._lock:
+            self._ignore += count
+
+    def drop(self) -> None:
+        """Act unplugged: close the pty (the port's user gets EIO) and remove the link.
+        The relays lose their state, as they lose USB power."""
+        self.stop()
+        with self._lock:
+            self.relays = dict.fromkeys(self.relays, False)
+            self._reset_parser()
+
+    def come_back(self) -> None:
+        """Act plugged in again: a new pty behind the same link."""
+        self.start()
+
+    # -- for subclasses
+    def handle(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Parse received bytes (keeping partial commands). Returns, in order, for each
+        complete command: (its length in bytes, the answer to send). Apply switches with
+        :meth:`switch`."""
+        raise NotImplementedError
+
+    def garbage(self, answer: bytes) -> bytes:
+        """What a garbling board sends instead of ``answer``."""
+        return b"Z" * max(len(answer) - 2, 1) + b"\r\n"
+
+    def _reset_parser(self) -> None:
+        """Forget partial commands."""
+
+    def switch(self, channel: int, on: bool) -> None:
+        """Record a switching command and apply it (unless told to ignore it)."""
+        with self._lock:
+            self.switches.append(Switch(channel, on))
+            ignored = self._ignore > 0 or self.hung
+            if self._ignore > 0 and not self.hung:
+                self._ignore -= 1
+            if not ignored:
+                self.relays[channel] = on
+        if self.on_event is not None:
+            self.on_event(
+                f"channel {channel} {'on' if on else 'off'}{' (ignored)' if ignored else ''}"
+            )
+
+    # -- the thread
+    def _serve(self) -> None:
+        master, wake = self._master, self._wake_r
+        while True:
+            readable, _, _ = select.select([master, wake], [], [])
+            if wake in readable:
+                return
+            try:
+                data = os.read(master, 4096)
+            except BlockingIOError:
+                continue
+            except OSError:  # EIO: nobody has the slave open; cannot happen while we do
+                return
+            arrived = time.monotonic()
+            with self._lock:
+                self.received += data
+                exchanges = self.handle(data)
+                self._changed.notify_all()
+            for length, answer in exchanges:
+                self._answer(arrived, length, answer)
+
+    def _wire(self, nbytes: int) -> float:
+        if self.wire_baud is None:
+            return 0.0
+        return nbytes * BITS_PER_BYTE / self.wire_baud
+
+    def _answer(self, arrived: float, length: int, answer: bytes) -> None:
+        # The command was on the wire until ``in_done``; the answer follows it and is
+        # complete at ``out_done``. The pty delivers instantly, so wait until then.
+        in_done = max(arrived, self._in_busy) + self._wire(length)
+        self._in_busy = in_done
+        if self.hung:
+            return
+        if answer and self.garbled:
+            answer = self.garbage(answer)
+        out_done = max(in_done, self._out_busy) + self._wire(len(answer))
+        self._out_busy = out_done
+        self.wire_time += self._wire(length) + self._wire(len(answer))
+        if not answer:
+            return
+        if self.wire_baud is not None:
+            _wait_until(out_done)
+        try:
+            os.write(self._master, answer)
+        except BlockingIOError:
+            pass  # nobody reads the port and its buffer is full: a real wire drops it too
+
+
+def _wait_until(when: float) -> None:
+    remaining = when - time.monotonic()
+    if remaining > _SPIN:
+        time.sleep(remaining - _SPIN)
+    while time.monotonic() < when:
+        pass

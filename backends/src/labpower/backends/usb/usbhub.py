@@ -1,0 +1,189 @@
+"""Per-port VBUS switching on USB hubs through hub class requests, as uhubctl does.
+
+A channel is a downstream port of the hub at ``hub = "1-2.4"`` (its USB location: bus, dash,
+port path; stable as long as the cabling stays). Switching is SetPortFeature /
+ClearPortFeature(PORT_POWER) to the port; the state is read back from GetPortStatus: bit 8 on a
+USB 2 hub, bit 9 on a USB 3 hub (bcdUSB >= 3.0; there bits 5-8 are the link state). Only hubs
+with per-port power switching really cut VBUS; a ganged hub switches all ports together, which
+the read-back shows. A USB 3 hub is two hubs (a USB 2 and a SuperSpeed half on different
+buses): configure a device for each half to cut both.
+
+Control requests to a port need no claimed interface: the hub driver stays bound. The hub is
+looked up by its location on every call, so a hub replugged under a new devnum is found again.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from labpower.backends.base import Backend
+from labpower.backends.errors import (
+    BackendError,
+    DeviceUnavailableError,
+    HardwareTimeout,
+    OperationError,
+)
+from labpower.backends.hid import _lib
+from labpower.backends.hid._select import USB_PORT
+
+T = TypeVar("T")
+
+HUB_CLASS = 9
+PORT_POWER = 8
+SET_FEATURE, CLEAR_FEATURE, GET_STATUS, GET_DESCRIPTOR = 3, 1, 0, 6
+TO_PORT, FROM_PORT, FROM_HUB = 0x23, 0xA3, 0xA0
+USB2_HUB_DESCRIPTOR, USB3_HUB_DESCRIPTOR = 0x29, 0x2A
+USB2_POWER_BIT, USB3_POWER_BIT = 1 << 8, 1 << 9
+_GONE = {errno.ENODEV, errno.ENOENT, errno.EIO, errno.ESHUTDOWN}
+
+
+@dataclass(frozen=True, slots=True)
+class UsbHubOptions:
+    hub: str
+
+    def __post_init__(self) -> None:
+        if not USB_PORT.fullmatch(self.hub):
+            raise ValueError(
+                f'hub: must be a hub\'s USB location like "1-2.4" (bus-port.port,'
+                f" as in /sys/bus/usb/devices and uhubctl -l), not {self.hub!r}"
+            )
+
+    @property
+    def bus(self) -> int:
+        return int(self.hub.partition("-")[0])
+
+    @property
+    def port_numbers(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.hub.partition("-")[2].split("."))
+
+
+def is_usb3(dev: Any) -> bool:
+    return int(dev.bcdUSB) >= 0x0300
+
+
+def location(dev: Any) -> str | None:
+    """``bus-port.port`` of a pyusb device; None for a root hub."""
+    ports = tuple(dev.port_numbers or ())
+    return f"{dev.bus}-{'.'.join(map(str, ports))}" if ports else None
+
+
+def hub_descriptor(dev: Any, timeout_ms: int) -> tuple[int, int]:
+    """(port count, logical power switching mode: 0 ganged, 1 per port, 2-3 none).
+
+    :raises USBError:
+    """
+    kind = USB3_HUB_DESCRIPTOR if is_usb3(dev) else USB2_HUB_DESCRIPTOR
+    desc = bytes(dev.ctrl_transfer(FROM_HUB, GET_DESCRIPTOR, kind << 8, 0, 64, timeout_ms))
+    if len(desc) < 5 or desc[1] != kind:
+        raise OperationError(f"hub descriptor not understood: {desc.hex(' ')}")
+    return desc[2], desc[3] & 0x03
+
+
+class UsbHubBackend(Backend):
+    readback = True
+    max_channels = 15  # a USB 3 hub has at most 15 ports
+    Options = UsbHubOptions
+
+    def _ms(self) -> int:
+        return max(1, int(self.timeout * 1000))
+
+    async def with_hub(self, fn: Callable[[Any], T]) -> T:
+        """Find the hub, run ``fn(device)`` in a worker thread, release it.
+
+        :raises DeviceUnavailableError, HardwareTimeout, OperationError:
+        """
+        opts: UsbHubOptions = self.options
+
+        def call() -> T:
+            try:
+                lib = _lib.pyusb()
+            except ImportError as exc:
+                raise DeviceUnavailableError(
+                    f"pyusb is not installed ({exc}): install labpower-backends[usb]"
+                ) from exc
+            try:
+                hubs = list(
+                    lib.find(
+                        find_all=True,
+                        bDeviceClass=HUB_CLASS,
+                        custom_match=lambda d: (
+                            d.bus == opts.bus and tuple(d.port_numbers or ()) == opts.port_numbers
+                        ),
+                    )
+                )
+            except lib.NoBackendError as exc:
+                raise DeviceUnavailableError(f"libusb is not available: {exc}") from exc
+            if not hubs:
+                raise DeviceUnavailableError(f"no USB hub at {opts.hub}")
+            dev = hubs[0]
+            try:
+                return fn(dev)
+            except BackendError:
+                raise
+            except lib.USBTimeoutError as exc:
+                raise HardwareTimeout(self.timeout, f"hub {opts.hub}") from exc
+            except lib.USBError as exc:
+                if exc.errno == errno.EPIPE:
+                    raise OperationError(f"hub {opts.hub} refused the request: {exc}") from exc
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    raise DeviceUnavailableError(
+                        f"no permission for hub {opts.hub}: install labpower's udev rules "
+                        "and join their group"
+                    ) from exc
+                if exc.errno in _GONE:
+                    raise DeviceUnavailableError(f"hub {opts.hub} is gone: {exc}") from exc
+                raise OperationError(f"hub {opts.hub}: {exc}") from exc
+            finally:
+                try:
+                    lib.dispose(dev)
+                except lib.USBError:
+                    pass
+
+        return await self.in_thread(call)
+
+    async def open(self) -> None:
+        """Check the hub is there and has the ports configured; switches nothing.
+
+        :raises DeviceUnavailableError, OperationError:
+        """
+
+        def check(dev: Any) -> None:
+            ports, mode = hub_descriptor(dev, self._ms())
+            if self.channels > ports:
+                raise OperationError(
+                    f"hub {self.options.hub} has {ports} ports, but the "
+                    f"config says channels = {self.channels}"
+                )
+            if mode != 1:
+                self.log.warning(
+                    "hub %s has %s: a port may not really lose power",
+                    self.options.hub,
+                    "ganged power switching" if mode == 0 else "no power switching",
+                )
+
+        await self.with_hub(check)
+
+    async def set(self, channel: int, on: bool) -> None:
+        await self.with_hub(
+            lambda dev: dev.ctrl_transfer(
+                TO_PORT, SET_FEATURE if on else CLEAR_FEATURE, PORT_POWER, channel, None, self._ms()
+            )
+        )
+
+    def _powered(self, dev: Any, channel: int) -> bool:
+        status = bytes(dev.ctrl_transfer(FROM_PORT, GET_STATUS, 0, channel, 4, self._ms()))
+        if len(status) < 2:
+            raise OperationError(f"port status too short: {status.hex(' ') or 'empty'}")
+        word = status[0] | status[1] << 8
+        return bool(word & (USB3_POWER_BIT if is_usb3(dev) else USB2_POWER_BIT))
+
+    async def get(self, channel: int) -> bool | None:
+        return await self.with_hub(lambda dev: self._powered(dev, channel))
+
+    async def get_all(self) -> dict[int, bool | None]:
+        return await self.with_hub(
+            lambda dev: {ch: self._powered(dev, ch) for ch in range(1, self.channels + 1)}
+        )

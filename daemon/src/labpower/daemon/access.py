@@ -1,0 +1,175 @@
+"""Who may switch what: per-target allow lists, and exclusive leases.
+
+Allow lists (``allow_users`` / ``allow_groups`` of a target) are checked against the
+caller's credentials from the kernel (SO_PEERCRED, SO_PEERGROUPS), never against anything
+the client says. Root may always switch. A target without allow lists is open to everyone
+who can open the socket (its permissions are the first gate).
+
+A lease makes one connection the only one allowed to switch a target. It ends when that
+connection closes (so a crashed test script frees it), when released, or when its optional
+timeout passes. The holder may hand the lease's token to child processes
+(``$LABPOWER_LEASES``), whose calls then count as the holder's.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from labpower.daemon.api import ApiError
+from labpower.daemon.config import TargetConfig
+from labpower.daemon.connection import Connection
+from labpower.daemon.logbus import rfc3339
+
+log = logging.getLogger("labpower.daemon.access")
+
+
+def allowed(target: TargetConfig, conn: Connection) -> bool:
+    """May the peer of ``conn`` switch ``target``?"""
+    if not target.allow_users and not target.allow_groups:
+        return True
+    if conn.uid == 0 or conn.uid in target.allow_users:
+        return True
+    return bool(target.allow_groups) and not target.allow_groups.isdisjoint(conn.groups())
+
+
+def check_allowed(target: TargetConfig, conn: Connection, op: str) -> None:
+    """:raises ApiError: PermissionDenied, after logging who was refused."""
+    if not allowed(target, conn):
+        log.warning(
+            "%s refused: uid %d (pid %d) is not allowed to switch %s",
+            op,
+            conn.uid,
+            conn.pid,
+            target.name,
+            extra={"target": target.name, "op": op, "client_uid": conn.uid, "client_pid": conn.pid},
+        )
+        raise ApiError("org.varlink.service.PermissionDenied")
+
+
+@dataclass(slots=True)
+class Lease:
+    target: str
+    owner: Connection
+    uid: int
+    pid: int
+    name: str | None
+    token: str
+    since: str
+    #: time.monotonic() when it ends by itself, or None
+    deadline: float | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def to_wire(self) -> dict[str, Any]:
+        expires = None
+        if self.deadline is not None:
+            expires = rfc3339(time.time() + max(0.0, self.deadline - time.monotonic()))
+        return {
+            "uid": self.uid,
+            "pid": self.pid,
+            "name": self.name,
+            "since": self.since,
+            "expires": expires,
+        }
+
+
+class Leases:
+    """Every lease held, by target name."""
+
+    def __init__(self) -> None:
+        self._by_target: dict[str, Lease] = {}
+
+    def holder(self, target: str) -> Lease | None:
+        lease = self._by_target.get(target)
+        if lease is not None and lease.expired(time.monotonic()):
+            del self._by_target[target]
+            log.info(
+                "lease of uid %d (pid %d) expired",
+                lease.uid,
+                lease.pid,
+                extra={"target": target, "op": "expire"},
+            )
+            return None
+        return lease
+
+    def acquire(
+        self, target: str, conn: Connection, name: str | None, timeout: float | None
+    ) -> Lease:
+        """Take (or renew, for its holder) the lease of ``target``.
+
+        :raises ApiError: Locked, naming the holder.
+        """
+        lease = self.holder(target)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if lease is not None and lease.owner is not conn:
+            raise locked(lease)
+        if lease is not None:
+            lease.deadline, lease.name = deadline, name if name is not None else lease.name
+            return lease
+        lease = Lease(
+            target,
+            conn,
+            conn.uid,
+            conn.pid,
+            name,
+            secrets.token_urlsafe(18),
+            rfc3339(time.time()),
+            deadline,
+        )
+        self._by_target[target] = lease
+        log.info(
+            "lease taken by uid %d (pid %d)%s",
+            conn.uid,
+            conn.pid,
+            f" for {name}" if name else "",
+            extra={"target": target, "op": "acquire"},
+        )
+        return lease
+
+    def release(self, target: str, conn: Connection, token: str | None) -> bool:
+        """End the lease if ``conn`` holds it or presents its token; False if there was none.
+
+        :raises ApiError: Locked, when somebody else holds it.
+        """
+        lease = self.holder(target)
+        if lease is None:
+            return False
+        if lease.owner is not conn and lease.token != token:
+            raise locked(lease)
+        del self._by_target[target]
+        log.info(
+            "lease released by uid %d (pid %d)",
+            conn.uid,
+            conn.pid,
+            extra={"target": target, "op": "release"},
+        )
+        return True
+
+    def release_all(self, conn: Connection) -> None:
+        """The connection closed: its leases end."""
+        for target, lease in list(self._by_target.items()):
+            if lease.owner is conn:
+                del self._by_target[target]
+                log.info(
+                    "lease of uid %d (pid %d) ended with its connection",
+                    lease.uid,
+                    lease.pid,
+                    extra={"target": target, "op": "release"},
+                )
+
+    def check(self, target: str, conn: Connection, token: str | None) -> None:
+        """:raises ApiError: Locked, when somebody else holds the lease of ``target``."""
+        if not self._by_target:
+            return
+        lease = self.holder(target)
+        if lease is not None and lease.owner is not conn and lease.token != token:
+            raise locked(lease)
+
+
+def locked(lease: Lease) -> ApiError:
+    return ApiError("Locked", target=lease.target, holder=lease.to_wire())

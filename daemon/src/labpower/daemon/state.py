@@ -1,0 +1,187 @@
+"""What the daemon knows of each target, kept across restarts in its state directory.
+
+One JSON file, ``targets.json``, replaced atomically (write a temporary file, fsync it,
+rename it over the old one, fsync the directory), so a reader sees either the old or the new
+file, never a mix. The file carries a SHA-256 of its payload: a file that was torn or edited
+anyway is detected and refused loudly (moved aside as ``targets.json.corrupt``), never
+half-read.
+
+Writes happen off the switching path: a switch marks the store dirty and a background task
+writes the newest snapshot (one write covers every change since the last), so a switch never
+waits for the disk. After a SIGKILL the file may lag the last switch by a few milliseconds;
+at start the daemon reads back what the boards can tell, so only boards that cannot report
+their state depend on the file (and show it as not verified).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+log = logging.getLogger("labpower.daemon.state")
+
+FILENAME = "targets.json"
+FORMAT = 1
+_STATES = ("on", "off", "unknown")
+
+
+class StateCorrupt(Exception):
+    """The state file exists but is not a whole, valid state file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """The last state the daemon knew for one target, and who made it so."""
+
+    state: str
+    since: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+    client: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Remembered:
+        if not isinstance(obj, dict) or obj.get("state") not in _STATES:
+            raise StateCorrupt(f"bad target record {obj!r}")
+        fields = {k: obj.get(k) for k in ("since", "uid", "pid", "client")}
+        for key in ("uid", "pid"):
+            if fields[key] is not None and not isinstance(fields[key], int):
+                raise StateCorrupt(f"bad {key} in {obj!r}")
+        for key in ("since", "client"):
+            if fields[key] is not None and not isinstance(fields[key], str):
+                raise StateCorrupt(f"bad {key} in {obj!r}")
+        return cls(obj["state"], **fields)
+
+
+def _digest(targets: Mapping[str, Any]) -> str:
+    canonical = json.dumps(targets, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode(targets: Mapping[str, Remembered]) -> bytes:
+    payload = {name: asdict(r) for name, r in sorted(targets.items())}
+    doc = {"format": FORMAT, "targets": payload, "sha256": _digest(payload)}
+    return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def decode(data: bytes) -> dict[str, Remembered]:
+    """:raises StateCorrupt: not a whole state file of a known format."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise StateCorrupt(f"not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise StateCorrupt("unknown format")
+    payload = doc.get("targets")
+    if not isinstance(payload, dict) or doc.get("sha256") != _digest(payload):
+        raise StateCorrupt("checksum does not match its content")
+    return {name: Remembered.from_json(obj) for name, obj in payload.items()}
+
+
+class StateStore:
+    """The state file of one daemon."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, FILENAME)
+        self._snapshot: dict[str, Remembered] = {}
+        self._dirty = anyio.Event()
+        self._written = 0
+        self._generation = 0
+        self._failing = False
+
+    def load(self) -> dict[str, Remembered]:
+        """The remembered targets; {} when there is no file yet. A corrupt file is logged as
+        an error, moved aside, and treated as absent."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            log.error("cannot read state file %s: %s", self.path, exc.strerror)
+            return {}
+        try:
+            self._snapshot = decode(data)
+        except StateCorrupt as exc:
+            aside = self.path + ".corrupt"
+            log.error(
+                "state file %s is corrupt (%s): moved to %s; starting without it",
+                self.path,
+                exc,
+                aside,
+            )
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                pass
+            return {}
+        return dict(self._snapshot)
+
+    def update(self, name: str, remembered: Remembered) -> None:
+        """Record a change; the background writer persists it soon."""
+        if self._snapshot.get(name) != remembered:
+            self._snapshot[name] = remembered
+            self._generation += 1
+            self._dirty.set()
+
+    def write_now(self) -> None:
+        """Write the current snapshot atomically (blocking)."""
+        self._write(encode(self._snapshot))
+
+    def _write(self, data: bytes) -> None:
+        os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".targets.", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        dirfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+    async def run(self) -> None:
+        """Persist changes as they come, one write for all changes since the last."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
+            await self._persist()
+
+    async def flush(self) -> None:
+        """Write now if anything changed since the last write (at shutdown)."""
+        if self._written != self._generation:
+            await self._persist()
+
+    async def _persist(self) -> None:
+        # encoded on the loop thread: the snapshot must not change while it is serialised
+        generation, data = self._generation, encode(self._snapshot)
+        try:
+            await anyio.to_thread.run_sync(self._write, data)
+        except OSError as exc:
+            if not self._failing:  # said once, not on every switch
+                log.error("cannot write state file %s: %s", self.path, exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("state file %s written again", self.path)
+        self._failing = False
+        self._written = generation

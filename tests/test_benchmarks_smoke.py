@@ -1,0 +1,100 @@
+"""The benchmark command runs and measures every figure.
+
+Whether a figure meets its target is the benchmark's to report (benchmarks/results.md), not
+a test's to assert: this only checks that ``benchmarks/run.py --quick --json`` works end to
+end and that each number it prints is a plausible measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CORE_FIGURES = {
+    "start_to_first_call_ms",
+    "start_to_ready_ms",
+    "start_uncached_ms",
+    "round_trip_median_us",
+    "round_trip_p99_us",
+    "throughput_ops_per_s",
+    "log_lost_entries",
+    "log_dropped_notices",
+    "log_latency_p99_ms",
+    "log_latency_median_ms",
+    "log_latency_max_ms",
+    "log_flat_out_per_s",
+    "log_flat_out_p99_ms",
+    "log_flat_out_median_ms",
+    "rss_after_start_mb",
+    "rss_after_load_mb",
+    "rss_peak_mb",
+}
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def values(report: dict[str, Any]) -> dict[str, float]:
+    return {key: fig["value"] for key, fig in report["figures"].items()}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_every_figure_is_measured(report: dict[str, Any]) -> None:
+    figures = report["figures"]
+    missing = CORE_FIGURES - set(figures)
+    assert not missing, missing
+    if (ROOT / "benchmarks" / "serial_bench.py").exists():
+        assert any(key.startswith("serial.") for key in figures)
+    for key, fig in figures.items():
+        assert isinstance(fig["value"], int | float), key
+        assert math.isfinite(fig["value"]), key
+        assert fig["value"] >= 0, key
+        # a figure with a target says whether it met it
+        assert (fig["ok"] is None) == (fig["limit"] is None), key
+    assert report["quick"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_figures_are_plausible(report: dict[str, Any]) -> None:
+    v = values(report)
+    assert 0 < v["round_trip_median_us"] <= v["round_trip_p99_us"] < 1_000_000
+    assert 0 < v["throughput_ops_per_s"] < 10_000_000
+    assert 0 < v["start_to_ready_ms"] <= v["start_to_first_call_ms"] < 30_000
+    assert 0 < v["start_uncached_ms"] < 30_000
+    assert 1 < v["rss_after_start_mb"] <= v["rss_peak_mb"] < 1000
+    assert v["rss_after_load_mb"] <= v["rss_peak_mb"]
+    for prefix in ("log_latency", "log_flat_out"):
+        assert 0 <= v[f"{prefix}_median_ms"] <= v[f"{prefix}_p99_ms"] < 60_000
+    assert v["log_latency_p99_ms"] <= v["log_latency_max_ms"]
+    assert v["log_flat_out_per_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_log_subscribers_lose_nothing(report: dict[str, Any]) -> None:
+    # Losing an entry is a bug whatever the machine's speed, so this one is asserted.
+    v = values(report)
+    assert v["log_lost_entries"] == 0
+    assert v["log_dropped_notices"] == 0
