@@ -191,16 +191,21 @@ class Labpowerd:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(notify_path)
             notify.settimeout(0.5)
-            env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+            # its own state directory, as systemd's StateDirectory= gives it
+            env = {
+                **os.environ,
+                "NOTIFY_SOCKET": notify_path,
+                "STATE_DIRECTORY": str(self.directory / "state"),
+            }
             env.pop("LISTEN_FDS", None)
             if self.bytecode_cache:
                 # An installed daemon runs from compiled bytecode; keep that cache out of the
                 # source tree, and have it even where the environment disables writing it.
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
                 env["PYTHONPYCACHEPREFIX"] = str(self.directory / "pycache")
-            else:
+            else:  # point Python at an empty cache, so that it finds no bytecode at all
                 env["PYTHONDONTWRITEBYTECODE"] = "1"
-                env.pop("PYTHONPYCACHEPREFIX", None)
+                env["PYTHONPYCACHEPREFIX"] = str(self.directory / "no-pycache")
             with open(self.stderr_path, "wb") as err:
                 started = time.perf_counter()
                 self.proc = subprocess.Popen(
@@ -238,6 +243,13 @@ class Labpowerd:
                 if name in ("VmRSS", "VmHWM"):
                     fields[name] = int(rest.split()[0]) * 1024 / 1e6  # /proc's kB are KiB
         return fields["VmRSS"], fields["VmHWM"]
+
+    def cpu_seconds(self) -> float:
+        """CPU time it has used so far, user and system."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            # the fields after the command name, which is in parentheses and may hold spaces
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL if it hangs). :raises RuntimeError: it failed."""
@@ -347,11 +359,14 @@ def _switcher(
     targets: list[str],
     barrier: multiprocessing.synchronize.Barrier,
     seconds: float,
-) -> tuple[int, float, float]:
+) -> tuple[int, float, float, float]:
+    """Switch ``targets`` for ``seconds``; return the calls made, when it began and ended,
+    and the CPU time it used."""
     with Client(path) as client:
         for name in targets:  # warm: connected, and every target in a known state
             client.off(name)
         barrier.wait(WORKER_TIMEOUT)
+        cpu = time.process_time()
         began = now = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
         end = began + seconds
         done = 0
@@ -361,20 +376,28 @@ def _switcher(
                 client.off(name)
             done += 2 * len(targets)
             now = time.perf_counter()
-    return done, began, now
+    return done, began, now, time.process_time() - cpu
 
 
-def throughput(path: str, sizes: Sizes) -> list[Figure]:
-    """``clients`` processes switch their own share of the targets as fast as they can."""
+def throughput(daemon: Labpowerd, sizes: Sizes) -> list[Figure]:
+    """``clients`` processes switch their own share of the targets as fast as they can.
+
+    Also says where the CPU went: the daemon's share of one core, and CPU per call in the
+    daemon and in the clients (on 2 cores, both compete for the same CPUs).
+    """
     names = target_names(sizes.client_targets)
     shares = [names[i :: sizes.clients] for i in range(sizes.clients)]
     barrier = _fork.Barrier(sizes.clients + 1)
-    arglists = [(path, share, barrier, sizes.throughput_seconds) for share in shares]
+    arglists = [(daemon.socket, share, barrier, sizes.throughput_seconds) for share in shares]
     with _children(_switcher, arglists) as out:
         _wait_barrier(barrier, out)
+        cpu, began = daemon.cpu_seconds(), time.perf_counter()
         results = _collect(out, "result", sizes.clients)
+        daemon_cpu = daemon.cpu_seconds() - cpu
+        elapsed = time.perf_counter() - began
     done = sum(r[0] for r in results.values())
     wall = max(r[2] for r in results.values()) - min(r[1] for r in results.values())
+    client_cpu = sum(r[3] for r in results.values())
     return [
         Figure(
             "throughput_ops_per_s",
@@ -383,7 +406,25 @@ def throughput(path: str, sizes: Sizes) -> list[Figure]:
             "ops/s",
             10000.0,
             "higher",
-        )
+        ),
+        Figure(
+            "throughput_daemon_cpu_pct",
+            "  daemon CPU use meanwhile (of one core)",
+            daemon_cpu / elapsed * 100,
+            "%",
+        ),
+        Figure(
+            "throughput_daemon_cpu_us",
+            "  daemon CPU per call",
+            daemon_cpu / done * 1e6,
+            "us",
+        ),
+        Figure(
+            "throughput_client_cpu_us",
+            "  client CPU per call",
+            client_cpu / done * 1e6,
+            "us",
+        ),
     ]
 
 
@@ -652,7 +693,8 @@ def run(
             say(f"round trip ({sizes.round_trip_calls} calls)")
             figures += round_trip(daemon.socket, "t000", sizes)
             say(f"throughput ({sizes.clients} clients, {sizes.throughput_seconds:g} s)")
-            figures += throughput(daemon.socket, sizes)
+            figures += throughput(daemon, sizes)
+            rss_clients, _ = daemon.memory()
             say(
                 f"logs ({sizes.subscribers} subscribers, {sizes.entries} entries, paced "
                 "and flat out)"
@@ -669,7 +711,19 @@ def run(
                 "MB",
                 35.0,
             ),
-            Figure("rss_after_load_mb", "daemon RSS after the load", rss_load, "MB", 35.0),
+            Figure(
+                "rss_after_clients_mb",
+                "daemon RSS after round trips and 32 clients",
+                rss_clients,
+                "MB",
+            ),
+            Figure(
+                "rss_after_load_mb",
+                "daemon RSS after all of it (and the log runs)",
+                rss_load,
+                "MB",
+                35.0,
+            ),
             Figure("rss_peak_mb", "daemon RSS peak (VmHWM)", peak, "MB"),
         ]
     finally:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
@@ -47,9 +46,11 @@ STANDARD: dict[str, Any] = {
 }
 
 
-def mock_config(devices: Mapping[str, Mapping[str, Any]] | None = None,
-                targets: Mapping[str, Mapping[str, Any]] | None = None,
-                daemon: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def mock_config(
+    devices: Mapping[str, Mapping[str, Any]] | None = None,
+    targets: Mapping[str, Mapping[str, Any]] | None = None,
+    daemon: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A config mapping: the standard lab, or only the given mock devices and targets.
 
     ``mock_config()`` is :data:`STANDARD`; ``mock_config({"slow": {"delay": 1}},
@@ -82,12 +83,14 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
     where it must exit 0 and leave no socket behind."""
     started: list[DaemonProcess] = []
 
-    def start(config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-              **kwargs: Any) -> DaemonProcess:
+    def start(
+        config: Mapping[str, Any] | str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> DaemonProcess:
         directory = tmp_path / f"daemon{len(started)}"
         directory.mkdir()
-        proc = DaemonProcess(mock_config() if config is None else config,
-                             directory=str(directory), **kwargs)
+        proc = DaemonProcess(
+            mock_config() if config is None else config, directory=str(directory), **kwargs
+        )
         started.append(proc)
         proc.start()
         return proc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,9 @@ CORE_FIGURES = {
     "round_trip_median_us",
     "round_trip_p99_us",
     "throughput_ops_per_s",
+    "throughput_daemon_cpu_pct",
+    "throughput_daemon_cpu_us",
+    "throughput_client_cpu_us",
     "log_lost_entries",
     "log_dropped_notices",
     "log_latency_p99_ms",
@@ -34,6 +38,7 @@ CORE_FIGURES = {
     "log_flat_out_p99_ms",
     "log_flat_out_median_ms",
     "rss_after_start_mb",
+    "rss_after_clients_mb",
     "rss_after_load_mb",
     "rss_peak_mb",
 }
@@ -81,9 +86,14 @@ def test_figures_are_plausible(report: dict[str, Any]) -> None:
     v = values(report)
     assert 0 < v["round_trip_median_us"] <= v["round_trip_p99_us"] < 1_000_000
     assert 0 < v["throughput_ops_per_s"] < 10_000_000
+    # the daemon worked during the run, on no more CPUs than the machine has
+    assert 0 < v["throughput_daemon_cpu_pct"] <= 100 * (os.cpu_count() or 1) + 10
+    assert v["throughput_daemon_cpu_us"] > 0
+    assert v["throughput_client_cpu_us"] > 0
     assert 0 < v["start_to_ready_ms"] <= v["start_to_first_call_ms"] < 30_000
     assert 0 < v["start_uncached_ms"] < 30_000
     assert 1 < v["rss_after_start_mb"] <= v["rss_peak_mb"] < 1000
+    assert v["rss_after_clients_mb"] <= v["rss_peak_mb"]
     assert v["rss_after_load_mb"] <= v["rss_peak_mb"]
     for prefix in ("log_latency", "log_flat_out"):
         assert 0 <= v[f"{prefix}_median_ms"] <= v[f"{prefix}_p99_ms"] < 60_000

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from labpower.backends.mock import MockBackend, MockOptions
 from labpower.daemon import config as config_mod
 from labpower.daemon import main as main_mod
@@ -86,7 +85,11 @@ def test_valid_config(tmp_path: Path) -> None:
     assert cfg.daemon.socket is None
     bench = cfg.devices["bench"]
     assert (bench.backend, bench.backend_class, bench.channels, bench.timeout) == (
-        "mock", MockBackend, 4, 5.0)
+        "mock",
+        MockBackend,
+        4,
+        5.0,
+    )
     assert bench.options == MockOptions(delay=0.5, fail=["read"])
     assert cfg.devices["rack"].channels == 1
     dut1 = cfg.targets["dut1"]
@@ -109,67 +112,124 @@ def test_loading_creates_no_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert created == []
 
 
-@pytest.mark.parametrize(("text", "key", "reason"), [
-    ('[devices.bench]\nbackend = "nosuch"\n',
-     "devices.bench.backend", "unknown backend 'nosuch'"),
-    ('[devices.bench]\nchannels = 2\n',
-     "devices.bench.backend", "required key missing"),
-    ('[devices.bench]\nbackend = "mock"\ndelay = "x"\n',
-     "devices.bench.delay", "must be a number"),
-    ('[devices.bench]\nbackend = "mock"\ndelay = -1\n',
-     "devices.bench.delay", "must not be negative"),
-    ('[devices.bench]\nbackend = "mock"\nfail = "set"\n',
-     "devices.bench.fail", "must be a list"),
-    ('[devices.bench]\nbackend = "mock"\nfail = ["explode"]\n',
-     "devices.bench.fail[0]", "must be one of"),
-    ('[devices.bench]\nbackend = "mock"\nunavailable = 1\n',
-     "devices.bench.unavailable", "must be a boolean"),
-    ('[devices.bench]\nbackend = "mock"\nspeed = 9600\n',
-     "devices.bench.speed", "unknown option"),
-    ('[devices.bench]\nbackend = "mock"\nchannels = "4"\n',
-     "devices.bench.channels", "must be int"),
-    ('[devices.bench]\nbackend = "mock"\nchannels = 0\n',
-     "devices.bench.channels", "supports 1..4096 channels"),
-    ('[devices.bench]\nbackend = "mock"\ntimeout = 0\n',
-     "devices.bench.timeout", "must be more than 0"),
-    ('[devices.bench]\nbackend = true\n',
-     "devices.bench.backend", "must be str"),
-    ('[devices."bad name"]\nbackend = "mock"\n',
-     "devices.bad name", "must be letters, digits"),
-    ('devices = 3\n', "devices", "must be a table"),
-    ('[devices]\nbench = "mock"\n', "devices.bench", "must be a table"),
-    ('[devices.bench]\nbackend = "mock"\n[targets.dut1]\ndevice = "bnch"\nchannel = 1\n',
-     "targets.dut1.device", "no device named 'bnch'"),
-    ('[targets.dut1]\ndevice = "bench"\nchannel = 1\n',
-     "targets.dut1.device", "no device named 'bench'"),
-    ('[devices.bench]\nbackend = "mock"\n[targets.dut1]\nchannel = 1\n',
-     "targets.dut1.device", "required key missing"),
-    ('[devices.bench]\nbackend = "mock"\n[targets.dut1]\ndevice = "bench"\n',
-     "targets.dut1.channel", "required key missing"),
-    ('[devices.bench]\nbackend = "mock"\nchannels = 2\n'
-     '[targets.dut1]\ndevice = "bench"\nchannel = 3\n',
-     "targets.dut1.channel", "has channels 1..2, not 3"),
-    ('[devices.bench]\nbackend = "mock"\nchannels = 2\n'
-     '[targets.dut1]\ndevice = "bench"\nchannel = 0\n',
-     "targets.dut1.channel", "has channels 1..2, not 0"),
-    (BAD_LATER, "targets.dut2.channel", "already targets.dut1"),
-    ('[devices.bench]\nbackend = "mock"\n'
-     '[targets.dut1]\ndevice = "bench"\nchannel = 1\ninvert = "yes"\n',
-     "targets.dut1.invert", "must be bool"),
-    ('[devices.bench]\nbackend = "mock"\n'
-     '[targets.dut1]\ndevice = "bench"\nchannel = 1\ncycle_delay = -1\n',
-     "targets.dut1.cycle_delay", "must be 0..3600"),
-    ('[devices.bench]\nbackend = "mock"\n'
-     '[targets.dut1]\ndevice = "bench"\nchannel = 1\nport = 1\n',
-     "targets.dut1.port", "unknown key"),
-    ('[daemon]\nsocket = "/tmp/x.sock"\nlisten = 1\n', "daemon.listen", "unknown key"),
-    ('[daemon]\nlog_level = "loud"\n', "daemon.log_level", "must be one of"),
-    ('[daemon]\nhistory = -1\n', "daemon.history", "must be between"),
-    ('[daemon]\nsocket = 5\n', "daemon.socket", "must be str"),
-    ('[deamon]\nlog_level = "info"\n', "deamon", "unknown key"),
-], ids=lambda v: v if isinstance(v, str) and "\n" not in v and " " not in v else None)
-def test_error_names_file_key_and_reason(tmp_path: Path, text: str, key: str,
-                                         reason: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        (
+            '[devices.bench]\nbackend = "nosuch"\n',
+            "devices.bench.backend",
+            "unknown backend 'nosuch'",
+        ),
+        ("[devices.bench]\nchannels = 2\n", "devices.bench.backend", "required key missing"),
+        (
+            '[devices.bench]\nbackend = "mock"\ndelay = "x"\n',
+            "devices.bench.delay",
+            "must be a number",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\ndelay = -1\n',
+            "devices.bench.delay",
+            "must not be negative",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nfail = "set"\n',
+            "devices.bench.fail",
+            "must be a list",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nfail = ["explode"]\n',
+            "devices.bench.fail[0]",
+            "must be one of",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nunavailable = 1\n',
+            "devices.bench.unavailable",
+            "must be a boolean",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nspeed = 9600\n',
+            "devices.bench.speed",
+            "unknown option",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nchannels = "4"\n',
+            "devices.bench.channels",
+            "must be int",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nchannels = 0\n',
+            "devices.bench.channels",
+            "supports 1..4096 channels",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\ntimeout = 0\n',
+            "devices.bench.timeout",
+            "must be more than 0",
+        ),
+        ("[devices.bench]\nbackend = true\n", "devices.bench.backend", "must be str"),
+        ('[devices."bad name"]\nbackend = "mock"\n', "devices.bad name", "must be letters, digits"),
+        ("devices = 3\n", "devices", "must be a table"),
+        ('[devices]\nbench = "mock"\n', "devices.bench", "must be a table"),
+        (
+            '[devices.bench]\nbackend = "mock"\n[targets.dut1]\ndevice = "bnch"\nchannel = 1\n',
+            "targets.dut1.device",
+            "no device named 'bnch'",
+        ),
+        (
+            '[targets.dut1]\ndevice = "bench"\nchannel = 1\n',
+            "targets.dut1.device",
+            "no device named 'bench'",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\n[targets.dut1]\nchannel = 1\n',
+            "targets.dut1.device",
+            "required key missing",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\n[targets.dut1]\ndevice = "bench"\n',
+            "targets.dut1.channel",
+            "required key missing",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nchannels = 2\n'
+            '[targets.dut1]\ndevice = "bench"\nchannel = 3\n',
+            "targets.dut1.channel",
+            "has channels 1..2, not 3",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\nchannels = 2\n'
+            '[targets.dut1]\ndevice = "bench"\nchannel = 0\n',
+            "targets.dut1.channel",
+            "has channels 1..2, not 0",
+        ),
+        (BAD_LATER, "targets.dut2.channel", "already targets.dut1"),
+        (
+            '[devices.bench]\nbackend = "mock"\n'
+            '[targets.dut1]\ndevice = "bench"\nchannel = 1\ninvert = "yes"\n',
+            "targets.dut1.invert",
+            "must be bool",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\n'
+            '[targets.dut1]\ndevice = "bench"\nchannel = 1\ncycle_delay = -1\n',
+            "targets.dut1.cycle_delay",
+            "must be 0..3600",
+        ),
+        (
+            '[devices.bench]\nbackend = "mock"\n'
+            '[targets.dut1]\ndevice = "bench"\nchannel = 1\nport = 1\n',
+            "targets.dut1.port",
+            "unknown key",
+        ),
+        ('[daemon]\nsocket = "/tmp/x.sock"\nlisten = 1\n', "daemon.listen", "unknown key"),
+        ('[daemon]\nlog_level = "loud"\n', "daemon.log_level", "must be one of"),
+        ("[daemon]\nhistory = -1\n", "daemon.history", "must be between"),
+        ("[daemon]\nsocket = 5\n", "daemon.socket", "must be str"),
+        ('[deamon]\nlog_level = "info"\n', "deamon", "unknown key"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "\n" not in v and " " not in v else None,
+)
+def test_error_names_file_key_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
     error = _error(tmp_path, text)
     assert error.key == key
     assert reason in error.reason
@@ -218,10 +278,16 @@ def test_default_paths_follow_systemd_directories(monkeypatch: pytest.MonkeyPatc
 
 # -- labpowerd --check-config, as a real process
 
+
 def test_check_config_ok(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD)
-    result = subprocess.run([*_labpowerd(), "--check-config", str(path)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [*_labpowerd(), "--check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert str(path) in result.stdout
     assert "2 devices" in result.stdout
@@ -229,16 +295,25 @@ def test_check_config_ok(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.parametrize(("text", "key", "reason"), [
-    ('[devices.bench]\nbackend = "mock"\ndelay = "x"\n', "devices.bench.delay", "number"),
-    ('[devices.bench]\nbackend = "nosuch"\n', "devices.bench.backend", "unknown backend"),
-    (BAD_LATER, "targets.dut2.channel", "already"),
-    ("[devices.bench\n", "", "not valid TOML"),
-], ids=["bad-option", "unknown-backend", "duplicate-channel", "invalid-toml"])
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('[devices.bench]\nbackend = "mock"\ndelay = "x"\n', "devices.bench.delay", "number"),
+        ('[devices.bench]\nbackend = "nosuch"\n', "devices.bench.backend", "unknown backend"),
+        (BAD_LATER, "targets.dut2.channel", "already"),
+        ("[devices.bench\n", "", "not valid TOML"),
+    ],
+    ids=["bad-option", "unknown-backend", "duplicate-channel", "invalid-toml"],
+)
 def test_check_config_error(tmp_path: Path, text: str, key: str, reason: str) -> None:
     path = _write(tmp_path, text)
-    result = subprocess.run([*_labpowerd(), "--check-config", str(path)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [*_labpowerd(), "--check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode != 0
     assert result.stdout == ""
     assert str(path) in result.stderr
@@ -248,17 +323,23 @@ def test_check_config_error(tmp_path: Path, text: str, key: str, reason: str) ->
 
 def test_check_config_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
-    result = subprocess.run([*_labpowerd(), "--check-config", str(path)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [*_labpowerd(), "--check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode != 0
     assert str(path) in result.stderr
 
 
 # -- a bad config is refused before any backend is opened
 
-def test_bad_config_refused_before_any_backend_exists(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_bad_config_refused_before_any_backend_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``bench`` is a valid mock device, the mistake comes after it: no backend is created,
     let alone opened, and the socket never appears."""
     events: list[str] = []
@@ -275,8 +356,9 @@ def test_bad_config_refused_before_any_backend_exists(tmp_path: Path,
     monkeypatch.setattr(MockBackend, "__init__", init)
     monkeypatch.setattr(MockBackend, "open", open_)
     socket_path = tmp_path / "labpower.sock"
-    code = main_mod.main(["--config", str(_write(tmp_path, BAD_LATER)),
-                          "--socket", str(socket_path)])
+    code = main_mod.main(
+        ["--config", str(_write(tmp_path, BAD_LATER)), "--socket", str(socket_path)]
+    )
     assert code != 0
     assert events == []
     assert not socket_path.exists()
@@ -288,8 +370,13 @@ def test_bad_config_refused_before_any_backend_exists(tmp_path: Path,
 def test_labpowerd_with_bad_config_exits_without_a_socket(tmp_path: Path) -> None:
     socket_path = tmp_path / "run" / "labpower.sock"
     path = _write(tmp_path, BAD_LATER)
-    result = subprocess.run([*_labpowerd(), "--config", str(path), "--socket", str(socket_path)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [*_labpowerd(), "--config", str(path), "--socket", str(socket_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode != 0
     assert "targets.dut2.channel" in result.stderr
     assert str(path) in result.stderr
@@ -297,7 +384,8 @@ def test_labpowerd_with_bad_config_exits_without_a_socket(tmp_path: Path) -> Non
 
 
 def test_labpowerd_usage_error_exits_2() -> None:
-    result = subprocess.run([*_labpowerd(), "--no-such-flag"], capture_output=True, text=True,
-                            timeout=30, check=False)
+    result = subprocess.run(
+        [*_labpowerd(), "--no-such-flag"], capture_output=True, text=True, timeout=30, check=False
+    )
     assert result.returncode == 2
     assert "usage" in result.stderr

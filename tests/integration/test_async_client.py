@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from labpower.client import (
     AsyncClient,
     DaemonUnreachable,
@@ -43,8 +42,9 @@ async def test_cycle(daemon: DaemonProcess) -> None:
         start = time.monotonic()
         assert (await lab.target("dut2").cycle(delay=0.05)).state == "on"
         assert time.monotonic() - start >= 0.05
-        power = [e.message for e in await lab.history(targets=["dut2"])
-                 if e.message.startswith("power")]
+        power = [
+            e.message for e in await lab.history(targets=["dut2"]) if e.message.startswith("power")
+        ]
         assert power == ["power off", "power on"]
 
 
@@ -53,8 +53,7 @@ async def test_read(daemon: DaemonProcess) -> None:
         once = [r async for r in lab.target("dut1").read()]
         assert once == [Reading(0.0, 0.0, 0.0)]
         three = [r async for r in lab.read("router", count=3, interval=0.01)]
-        assert three == [Reading(0.0, 0.0, 0.0), Reading(5.0, 2.0, 10.0),
-                         Reading(5.0, 2.0, 10.0)]
+        assert three == [Reading(0.0, 0.0, 0.0), Reading(5.0, 2.0, 10.0), Reading(5.0, 2.0, 10.0)]
         assert three[1].apparent_power == 10.0
 
 
@@ -73,8 +72,10 @@ async def test_errors(daemon: DaemonProcess) -> None:
 
 
 async def test_logs_iterator(daemon: DaemonProcess) -> None:
-    async with AsyncClient(daemon.socket_path) as lab, aclosing(
-            lab.logs(targets=["dut1"])) as entries:
+    async with (
+        AsyncClient(daemon.socket_path) as lab,
+        aclosing(lab.logs(targets=["dut1"])) as entries,
+    ):
         seen: list[LogEntry] = []
         done = anyio.Event()
 
@@ -94,8 +95,7 @@ async def test_logs_iterator(daemon: DaemonProcess) -> None:
                     await lab.on("dut1")
                     await lab.on("dut2")  # filtered out by the daemon
         on, summary = seen[-2:]
-        assert (on.message, on.target, on.device, on.level) == ("power on", "dut1", "bench",
-                                                                "info")
+        assert (on.message, on.target, on.device, on.level) == ("power on", "dut1", "bench", "info")
         assert summary.seq == on.seq + 1
         assert summary.message.endswith("-> on")
         assert {e.target for e in seen} == {"dut1"}
@@ -106,18 +106,26 @@ async def test_log_stream(daemon: DaemonProcess, caplog: pytest.LogCaptureFixtur
         async with AsyncClient(daemon.socket_path) as lab:
             async with lab.log_stream():
                 await lab.on("dut1")
-                on = [r for r in caplog.records
-                      if r.name == "labpower.remote.dut1" and r.getMessage() == "power on"]
+                on = [
+                    r
+                    for r in caplog.records
+                    if r.name == "labpower.remote.dut1" and r.getMessage() == "power on"
+                ]
                 assert len(on) == 1
                 assert on[0].device == "bench"  # type: ignore[attr-defined]
                 await lab.off("dut1")
-                off = [r for r in caplog.records
-                       if r.name == "labpower.remote.dut1" and r.getMessage() == "power off"]
+                off = [
+                    r
+                    for r in caplog.records
+                    if r.name == "labpower.remote.dut1" and r.getMessage() == "power off"
+                ]
                 assert len(off) == 1
             await lab.on("dut1")  # the stream is closed: no new record
     remote = [r for r in caplog.records if r.name.startswith("labpower.remote")]
     assert [r.getMessage() for r in remote if r.getMessage().startswith("power")] == [
-        "power on", "power off"]
+        "power on",
+        "power off",
+    ]
 
 
 async def test_log_stream_needs_async_with(daemon: DaemonProcess) -> None:

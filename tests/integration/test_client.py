@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from labpower.client import (
     Client,
     DeviceError,
@@ -26,8 +25,18 @@ def _messages(lab: Client, target: str) -> list[str]:
 
 def test_list_names_every_configured_target(lab: Client) -> None:
     targets = {t.name: t for t in lab.targets()}
-    assert set(targets) == {"dut1", "dut2", "inverted", "spare", "router", "stuck", "gone",
-                            "faulty", "blind", "nometer"}
+    assert set(targets) == {
+        "dut1",
+        "dut2",
+        "inverted",
+        "spare",
+        "router",
+        "stuck",
+        "gone",
+        "faulty",
+        "blind",
+        "nometer",
+    }
     dut1 = targets["dut1"]
     assert (dut1.device, dut1.channel) == ("bench", 1)
     # the mock reports its relays: fresh state is off, and verified
@@ -55,10 +64,15 @@ def test_on_then_off(lab: Client) -> None:
     off = dut.off()
     assert (off.state, off.verified, off.is_on) == ("off", True, False)
     assert dut.state().state == "off"
-    messages = _messages(lab, "dut1")
-    assert messages[0] == "power on"
-    assert messages[1].startswith("on: ") and messages[1].endswith(" -> on")
-    assert messages[2:] == ["power off", "off: on -> off"]
+    entries = lab.history(targets=["dut1"])
+    assert [e.message for e in entries if e.message.startswith("power")] == [
+        "power on",
+        "power off",
+    ]
+    summaries = [e for e in entries if not e.message.startswith("power")]
+    assert [(e.extra or {}).get("op") for e in summaries] == ["on", "off"]
+    assert [(e.extra or {}).get("state") for e in summaries] == ["on", "off"]
+    assert summaries[1].message.endswith("on -> off")
 
 
 def test_cycle_with_delay_switches_off_then_on(lab: Client) -> None:
@@ -97,8 +111,7 @@ def test_inverted_target_drives_the_relay_the_other_way(lab: Client) -> None:
     assert inverted.off().state == "off"
     assert inverted.on().state == "on"
     # the mock logs what its relay did: off for "off" becomes "power on", and vice versa
-    relay = [e.message for e in lab.history(targets=["inverted"])
-             if e.message.startswith("power")]
+    relay = [e.message for e in lab.history(targets=["inverted"]) if e.message.startswith("power")]
     assert relay == ["power on", "power off"]
 
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-
 from labpower.client import Client, Timeout
 from labpower.daemon.testing import DaemonProcess
 
@@ -20,11 +19,16 @@ DELAY = 0.1  # per mock hardware call; a switch is set + read-back = 2 calls
 
 @pytest.fixture
 def slow_lab(start_daemon: StartDaemon) -> DaemonProcess:
-    return start_daemon(mock_config(
-        {"a": {"channels": 2, "delay": DELAY}, "b": {"channels": 1, "delay": DELAY}},
-        {"a1": {"device": "a", "channel": 1}, "a2": {"device": "a", "channel": 2},
-         "b1": {"device": "b", "channel": 1}},
-    ))
+    return start_daemon(
+        mock_config(
+            {"a": {"channels": 2, "delay": DELAY}, "b": {"channels": 1, "delay": DELAY}},
+            {
+                "a1": {"device": "a", "channel": 1},
+                "a2": {"device": "a", "channel": 2},
+                "b1": {"device": "b", "channel": 1},
+            },
+        )
+    )
 
 
 def _together(daemon: DaemonProcess, *calls: Callable[[Client], object]) -> float:
@@ -39,11 +43,12 @@ def _together(daemon: DaemonProcess, *calls: Callable[[Client], object]) -> floa
         barrier.wait()
         try:
             call(client)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+        except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(c, f)) for c, f in zip(clients, calls,
-                                                                         strict=True)]
+    threads = [
+        threading.Thread(target=run, args=(c, f)) for c, f in zip(clients, calls, strict=True)
+    ]
     for t in threads:
         t.start()
     barrier.wait()
@@ -82,10 +87,12 @@ def _seconds(rfc3339: str) -> float:
 
 @pytest.mark.timeout(30)
 def test_hung_board_times_out_and_stalls_nobody_else(start_daemon: StartDaemon) -> None:
-    daemon = start_daemon(mock_config(
-        {"hung": {"channels": 1, "delay": 5.0, "timeout": 0.3}, "fine": {"channels": 1}},
-        {"stuck": {"device": "hung", "channel": 1}, "ok": {"device": "fine", "channel": 1}},
-    ))
+    daemon = start_daemon(
+        mock_config(
+            {"hung": {"channels": 1, "delay": 5.0, "timeout": 0.3}, "fine": {"channels": 1}},
+            {"stuck": {"device": "hung", "channel": 1}, "ok": {"device": "fine", "channel": 1}},
+        )
+    )
     outcome: list[BaseException | object] = []
     window: list[float] = []
 
@@ -94,7 +101,7 @@ def test_hung_board_times_out_and_stalls_nobody_else(start_daemon: StartDaemon) 
             window.append(time.monotonic())
             try:
                 outcome.append(lab.on("stuck"))
-            except BaseException as exc:  # noqa: BLE001 - checked below
+            except BaseException as exc:
                 outcome.append(exc)
             window.append(time.monotonic())
 

@@ -12,7 +12,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from labpower.client import Client, DaemonUnreachable, LogEntry, Target
 from labpower.daemon.testing import DaemonProcess
 
@@ -45,18 +44,22 @@ def test_sigint_exits_0_and_removes_the_socket(daemon: DaemonProcess) -> None:
 def test_sigterm_lets_the_call_in_flight_finish(start_daemon: StartDaemon) -> None:
     """SIGTERM in the middle of a cycle: the cycle completes and its caller gets the result;
     nothing else is switched at stop."""
-    daemon = start_daemon(mock_config(
-        {"board": {"channels": 2, "delay": 0.02}},
-        {"dut": {"device": "board", "channel": 1, "cycle_delay": 0.4},
-         "other": {"device": "board", "channel": 2}},
-    ))
+    daemon = start_daemon(
+        mock_config(
+            {"board": {"channels": 2, "delay": 0.02}},
+            {
+                "dut": {"device": "board", "channel": 1, "cycle_delay": 0.4},
+                "other": {"device": "board", "channel": 2},
+            },
+        )
+    )
     results: list[Target | BaseException] = []
 
     def cycle() -> None:
         try:
             with daemon.client() as lab:
                 results.append(lab.cycle("dut"))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             results.append(exc)
 
     with daemon.client() as watcher:
@@ -94,7 +97,7 @@ def test_no_daemon_is_a_clear_connection_error(tmp_path: Path) -> None:
         Client(path).targets()
     assert isinstance(info.value, ConnectionError)
     assert path in str(info.value)
-    with pytest.raises(DaemonUnreachable, match="nobody.sock"), Client(path):
+    with pytest.raises(DaemonUnreachable, match=r"nobody\.sock"), Client(path):
         pass
 
 
@@ -107,16 +110,18 @@ def test_stale_socket_file_is_a_clear_connection_error(tmp_path: Path) -> None:
     assert path in str(info.value)
 
 
-def test_environment_names_the_socket(daemon: DaemonProcess,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_names_the_socket(
+    daemon: DaemonProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LABPOWER_SOCKET", daemon.socket_path)
     with Client() as lab:
         assert lab.path == daemon.socket_path
         assert lab.get("dut1").name == "dut1"
 
 
-def test_client_reconnects_after_a_daemon_restart(start_daemon: StartDaemon,
-                                                  tmp_path: Path) -> None:
+def test_client_reconnects_after_a_daemon_restart(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
     first = start_daemon()
     lab = Client(first.socket_path)
     try:
@@ -138,9 +143,19 @@ def test_client_reconnects_after_a_daemon_restart(start_daemon: StartDaemon,
 def test_second_daemon_on_a_busy_socket_is_refused(daemon: DaemonProcess) -> None:
     config = Path(daemon.config_path)
     result = subprocess.run(
-        [sys.executable, "-m", "labpower.daemon", "--config", str(config),
-         "--socket", daemon.socket_path],
-        capture_output=True, text=True, timeout=20, check=False,
+        [
+            sys.executable,
+            "-m",
+            "labpower.daemon",
+            "--config",
+            str(config),
+            "--socket",
+            daemon.socket_path,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
     )
     assert result.returncode != 0
     assert daemon.socket_path in result.stderr
@@ -169,10 +184,19 @@ def test_a_file_in_the_sockets_place_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "labpower.sock"
     path.write_text("not a socket")
     result = subprocess.run(
-        [sys.executable, "-m", "labpower.daemon", "--config",
-         str(Path(__file__).parents[2] / "packaging" / "examples" / "mock.toml"),
-         "--socket", str(path)],
-        capture_output=True, text=True, timeout=20, check=False,
+        [
+            sys.executable,
+            "-m",
+            "labpower.daemon",
+            "--config",
+            str(Path(__file__).parents[2] / "packaging" / "examples" / "mock.toml"),
+            "--socket",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
     )
     assert result.returncode != 0
     assert str(path) in result.stderr

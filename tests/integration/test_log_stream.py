@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
 from labpower.client import Client, DeviceUnavailable
 from labpower.daemon.testing import DaemonProcess, serve
 
@@ -31,12 +30,14 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Client]:
 
 
 def _remote(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records
-            if r.name.startswith("labpower.remote") and r.getMessage() == message]
+    return [
+        r
+        for r in caplog.records
+        if r.name.startswith("labpower.remote") and r.getMessage() == message
+    ]
 
 
-def test_on_and_off_show_up_as_log_records(lab: Client,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_on_and_off_show_up_as_log_records(lab: Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO), lab.log_stream():
         dut = lab.target("dut1")
         dut.on()
@@ -58,15 +59,15 @@ def test_on_and_off_show_up_as_log_records(lab: Client,
         assert len(_remote(caplog, "power off")) == 1
 
     # nothing arrives after the stream closed, and no record is emitted twice
-    seqs = [r.seq for r in caplog.records  # type: ignore[attr-defined]
-            if r.name.startswith("labpower.remote")]
+    seqs = [r.__dict__["seq"] for r in caplog.records if r.name.startswith("labpower.remote")]
     assert len(seqs) == len(set(seqs))
     lab.off("dut1")
     assert len(_remote(caplog, "power off")) == 1
 
 
-def test_forwarded_records_do_not_reach_the_daemons_log(lab: Client,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_forwarded_records_do_not_reach_the_daemons_log(
+    lab: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     """An echo loop would put the re-emitted "power on" back into the daemon's history."""
     with caplog.at_level(logging.INFO), lab.log_stream():
         lab.on("dut2")
@@ -76,8 +77,7 @@ def test_forwarded_records_do_not_reach_the_daemons_log(lab: Client,
     assert len(_remote(caplog, "power on")) == 2
 
 
-def test_stream_filter_by_target_and_level(lab: Client,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_stream_filter_by_target_and_level(lab: Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG), lab.log_stream(targets=["dut2"], level="info"):
         lab.on("dut1")  # filtered out, but the call still waits for its entries
         lab.on("dut2")
@@ -86,13 +86,13 @@ def test_stream_filter_by_target_and_level(lab: Client,
     assert len(_remote(caplog, "power on")) == 1
 
 
-def test_error_entries_arrive_at_their_level(lab: Client,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_error_entries_arrive_at_their_level(lab: Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO), lab.log_stream():
         with pytest.raises(DeviceUnavailable, match="unplugged"):
             lab.on("gone")
         lab.on("dut1")  # its entries come after the failure's: all of them are here now
-    errors = [r for r in caplog.records
-              if r.name == "labpower.remote.gone" and r.levelno == logging.ERROR]
+    errors = [
+        r for r in caplog.records if r.name == "labpower.remote.gone" and r.levelno == logging.ERROR
+    ]
     assert len(errors) == 1
     assert "unplugged" in errors[0].getMessage()

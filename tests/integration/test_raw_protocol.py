@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from labpower.client.wire import MAX_MESSAGE_SIZE, Decoder
 from labpower.daemon.testing import DaemonProcess
 
@@ -35,8 +34,7 @@ class Raw:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def call(self, method: str, parameters: dict[str, Any] | None = None,
-             **flags: bool) -> None:
+    def call(self, method: str, parameters: dict[str, Any] | None = None, **flags: bool) -> None:
         msg: dict[str, Any] = {"method": method, **flags}
         if parameters is not None:
             msg["parameters"] = parameters
@@ -95,17 +93,29 @@ def bystander(shared_daemon: DaemonProcess) -> Iterator[Raw]:
 
 # -- input that breaks the framing: that connection closes, nobody else notices
 
+
 @pytest.mark.usefixtures("bystander")
-@pytest.mark.parametrize("data", [
-    b"{not json}\0",
-    b"[1, 2, 3]\0",
-    b'"just a string"\0',
-    b"\xff\xfe\0",
-    b'{"parameters": {}}\0',  # an object, but not a call
-    b'{"method": 42}\0',
-    b'{"method": "io.labpower.Power.List", "more": "yes"}\0',
-], ids=["bad-json", "array", "string", "bad-utf8", "no-method", "method-not-string",
-        "flag-not-bool"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"{not json}\0",
+        b"[1, 2, 3]\0",
+        b'"just a string"\0',
+        b"\xff\xfe\0",
+        b'{"parameters": {}}\0',  # an object, but not a call
+        b'{"method": 42}\0',
+        b'{"method": "io.labpower.Power.List", "more": "yes"}\0',
+    ],
+    ids=[
+        "bad-json",
+        "array",
+        "string",
+        "bad-utf8",
+        "no-method",
+        "method-not-string",
+        "flag-not-bool",
+    ],
+)
 def test_malformed_message_closes_only_that_connection(bad: Raw, data: bytes) -> None:
     bad.send(data)
     assert bad.closed_without_reply()
@@ -159,49 +169,112 @@ def test_message_just_under_the_size_limit_is_served(bad: Raw) -> None:
     assert len(data) == MAX_MESSAGE_SIZE
     bad.send(data)
     # it is framed fine; the unknown parameter is the daemon's complaint
-    assert bad.receive() == {"error": f"{SERVICE}.InvalidParameter",
-                             "parameters": {"parameter": "pad"}}
+    assert bad.receive() == {
+        "error": f"{SERVICE}.InvalidParameter",
+        "parameters": {"parameter": "pad"},
+    }
 
 
 # -- well-framed calls that are wrong: an error reply, and the connection goes on
 
+
 @pytest.mark.usefixtures("bystander")
-@pytest.mark.parametrize(("method", "parameters", "error", "error_parameters"), [
-    (f"{POWER}.Explode", {}, f"{SERVICE}.MethodNotFound", {"method": f"{POWER}.Explode"}),
-    ("com.example.Toaster.Toast", {}, f"{SERVICE}.InterfaceNotFound",
-     {"interface": "com.example.Toaster"}),
-    (f"{POWER}.On", {}, f"{SERVICE}.InvalidParameter", {"parameter": "target"}),
-    (f"{POWER}.On", {"target": 1}, f"{SERVICE}.InvalidParameter", {"parameter": "target"}),
-    (f"{POWER}.On", {"target": None}, f"{SERVICE}.InvalidParameter", {"parameter": "target"}),
-    (f"{POWER}.On", {"target": "dut1", "force": True}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "force"}),
-    (f"{POWER}.Cycle", {"target": "dut1", "delay": "soon"}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "delay"}),
-    (f"{POWER}.Cycle", {"target": "dut1", "delay": -1}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "delay"}),
-    (f"{POWER}.Read", {"target": "dut1", "interval": True}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "interval"}),
-    (f"{POWER}.History", {"limit": "all"}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "limit"}),
-    (f"{POWER}.History", {"targets": "dut1"}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "targets"}),
-    (f"{POWER}.History", {"level": "loud"}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "level"}),
-    (f"{POWER}.List", {"all": True}, f"{SERVICE}.InvalidParameter", {"parameter": "all"}),
-    (f"{SERVICE}.GetInterfaceDescription", {}, f"{SERVICE}.InvalidParameter",
-     {"parameter": "interface"}),
-    (f"{SERVICE}.GetInterfaceDescription", {"interface": "com.example.Toaster"},
-     f"{SERVICE}.InterfaceNotFound", {"interface": "com.example.Toaster"}),
-    (f"{POWER}.On", {"target": "nope"}, f"{POWER}.TargetNotFound", {"target": "nope"}),
-    (f"{POWER}.Get", {"target": "nope"}, f"{POWER}.TargetNotFound", {"target": "nope"}),
-    (f"{POWER}.Logs", {}, f"{SERVICE}.ExpectedMore", {}),
-], ids=["unknown-method", "unknown-interface", "missing-parameter", "wrong-type", "null",
-        "unknown-parameter", "delay-not-number", "delay-negative", "interval-bool",
-        "limit-not-int", "targets-not-list", "bad-level", "list-takes-nothing",
-        "description-needs-interface", "description-unknown-interface", "unknown-target",
-        "get-unknown-target", "logs-without-more"])
-def test_bad_call_gets_a_varlink_error(bad: Raw, method: str, parameters: dict[str, Any],
-                                       error: str, error_parameters: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("method", "parameters", "error", "error_parameters"),
+    [
+        (f"{POWER}.Explode", {}, f"{SERVICE}.MethodNotFound", {"method": f"{POWER}.Explode"}),
+        (
+            "com.example.Toaster.Toast",
+            {},
+            f"{SERVICE}.InterfaceNotFound",
+            {"interface": "com.example.Toaster"},
+        ),
+        (f"{POWER}.On", {}, f"{SERVICE}.InvalidParameter", {"parameter": "target"}),
+        (f"{POWER}.On", {"target": 1}, f"{SERVICE}.InvalidParameter", {"parameter": "target"}),
+        (f"{POWER}.On", {"target": None}, f"{SERVICE}.InvalidParameter", {"parameter": "target"}),
+        (
+            f"{POWER}.On",
+            {"target": "dut1", "force": True},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "force"},
+        ),
+        (
+            f"{POWER}.Cycle",
+            {"target": "dut1", "delay": "soon"},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "delay"},
+        ),
+        (
+            f"{POWER}.Cycle",
+            {"target": "dut1", "delay": -1},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "delay"},
+        ),
+        (
+            f"{POWER}.Read",
+            {"target": "dut1", "interval": True},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "interval"},
+        ),
+        (
+            f"{POWER}.History",
+            {"limit": "all"},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "limit"},
+        ),
+        (
+            f"{POWER}.History",
+            {"targets": "dut1"},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "targets"},
+        ),
+        (
+            f"{POWER}.History",
+            {"level": "loud"},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "level"},
+        ),
+        (f"{POWER}.List", {"all": True}, f"{SERVICE}.InvalidParameter", {"parameter": "all"}),
+        (
+            f"{SERVICE}.GetInterfaceDescription",
+            {},
+            f"{SERVICE}.InvalidParameter",
+            {"parameter": "interface"},
+        ),
+        (
+            f"{SERVICE}.GetInterfaceDescription",
+            {"interface": "com.example.Toaster"},
+            f"{SERVICE}.InterfaceNotFound",
+            {"interface": "com.example.Toaster"},
+        ),
+        (f"{POWER}.On", {"target": "nope"}, f"{POWER}.TargetNotFound", {"target": "nope"}),
+        (f"{POWER}.Get", {"target": "nope"}, f"{POWER}.TargetNotFound", {"target": "nope"}),
+        (f"{POWER}.Logs", {}, f"{SERVICE}.ExpectedMore", {}),
+    ],
+    ids=[
+        "unknown-method",
+        "unknown-interface",
+        "missing-parameter",
+        "wrong-type",
+        "null",
+        "unknown-parameter",
+        "delay-not-number",
+        "delay-negative",
+        "interval-bool",
+        "limit-not-int",
+        "targets-not-list",
+        "bad-level",
+        "list-takes-nothing",
+        "description-needs-interface",
+        "description-unknown-interface",
+        "unknown-target",
+        "get-unknown-target",
+        "logs-without-more",
+    ],
+)
+def test_bad_call_gets_a_varlink_error(
+    bad: Raw, method: str, parameters: dict[str, Any], error: str, error_parameters: dict[str, Any]
+) -> None:
     reply = bad.ask(method, parameters)
     assert reply.get("error") == error, reply
     assert reply.get("parameters", {}) == error_parameters
@@ -257,8 +330,15 @@ def test_a_call_split_into_single_bytes(raw: Raw) -> None:
 def test_on_reply_carries_target_and_log_seq(raw: Raw) -> None:
     reply = raw.ask(f"{POWER}.On", {"target": "dut2"})["parameters"]
     assert set(reply) == {"target", "log_seq"}
-    assert set(reply["target"]) >= {"name", "device", "channel", "state", "verified",
-                                     "available", "since"}
+    assert set(reply["target"]) >= {
+        "name",
+        "device",
+        "channel",
+        "state",
+        "verified",
+        "available",
+        "since",
+    }
     history = raw.ask(f"{POWER}.History", {"targets": ["dut2"]})["parameters"]["entries"]
     assert history[-1]["seq"] == reply["log_seq"]
 
@@ -266,13 +346,17 @@ def test_on_reply_carries_target_and_log_seq(raw: Raw) -> None:
 def test_read_with_more_streams_count_readings(raw: Raw) -> None:
     raw.call(f"{POWER}.Read", {"target": "router", "interval": 0.001, "count": 2}, more=True)
     first, second = raw.receive(), raw.receive()
-    assert first == {"parameters": {"reading": {"voltage": 0.0, "current": 0.0,
-                                                 "apparent_power": 0.0}}, "continues": True}
-    assert second == {"parameters": {"reading": {"voltage": 5.0, "current": 2.0,
-                                                  "apparent_power": 10.0}}}
+    assert first == {
+        "parameters": {"reading": {"voltage": 0.0, "current": 0.0, "apparent_power": 0.0}},
+        "continues": True,
+    }
+    assert second == {
+        "parameters": {"reading": {"voltage": 5.0, "current": 2.0, "apparent_power": 10.0}}
+    }
 
 
 # -- Logs and History
+
 
 def _subscribe(daemon: DaemonProcess, **parameters: Any) -> Raw:
     sub = Raw(daemon.socket_path)
@@ -286,7 +370,7 @@ def test_logs_subscription(daemon: DaemonProcess, raw: Raw) -> None:
     sub = _subscribe(daemon)
     try:
         on = raw.ask(f"{POWER}.On", {"target": "dut1"})["parameters"]
-        entries = []
+        entries: list[dict[str, Any]] = []
         while not entries or entries[-1]["seq"] < on["log_seq"]:
             reply = sub.receive()
             assert reply["continues"] is True
@@ -317,8 +401,7 @@ def test_logs_filtered_by_level(daemon: DaemonProcess, raw: Raw) -> None:
     sub = _subscribe(daemon, level="error")
     try:
         raw.ask(f"{POWER}.On", {"target": "dut1"})  # info only
-        assert raw.ask(f"{POWER}.On", {"target": "gone"})["error"] == (
-            f"{POWER}.DeviceUnavailable")
+        assert raw.ask(f"{POWER}.On", {"target": "gone"})["error"] == (f"{POWER}.DeviceUnavailable")
         entry = sub.receive()["parameters"]["entry"]
         assert (entry["target"], entry["level"]) == ("gone", "error")
     finally:
@@ -330,7 +413,7 @@ def test_two_subscribers_each_get_every_entry(daemon: DaemonProcess, raw: Raw) -
     try:
         seq = raw.ask(f"{POWER}.Off", {"target": "router"})["parameters"]["log_seq"]
         for sub in subs:
-            got = []
+            got: list[int] = []
             while not got or got[-1] < seq:
                 got.append(sub.receive()["parameters"]["entry"]["seq"])
             assert got == list(range(got[0], seq + 1))
@@ -363,7 +446,7 @@ def test_history(raw: Raw) -> None:
 
     dut2 = raw.ask(f"{POWER}.History", {"targets": ["dut2"]})["parameters"]["entries"]
     assert {e["target"] for e in dut2} == {"dut2"}
-    assert [e["message"] for e in dut2][0] == "power on"
+    assert dut2[0]["message"] == "power on"
 
     errors = raw.ask(f"{POWER}.History", {"level": "error"})["parameters"]["entries"]
     assert [e["target"] for e in errors] == ["gone"]

@@ -13,7 +13,6 @@ import warnings
 from typing import Any
 
 import pytest
-
 from labpower.daemon.interface import POWER_IDL, SERVICE_IDL
 from labpower.daemon.testing import DaemonProcess
 
@@ -54,8 +53,7 @@ def test_errors_arrive_as_varlink_errors(client: Any) -> None:
 def test_streaming_read(client: Any) -> None:
     with client.open("io.labpower.Power") as power:
         readings = [r["reading"] for r in power.Read("router", 0.001, 3, _more=True)]
-    assert [(r["voltage"], r["current"]) for r in readings] == [(0.0, 0.0), (5.0, 2.0),
-                                                                 (5.0, 2.0)]
+    assert [(r["voltage"], r["current"]) for r in readings] == [(0.0, 0.0), (5.0, 2.0), (5.0, 2.0)]
 
 
 def test_service_interface(client: Any) -> None:
@@ -72,8 +70,22 @@ def test_service_interface(client: Any) -> None:
         assert info_error.value.error() == "org.varlink.service.InterfaceNotFound"
     parsed = varlink.Interface(served)
     assert parsed.name == "io.labpower.Power"
-    for member in ("Target", "Reading", "LogEntry", "List", "Get", "On", "Off", "Cycle", "Read",
-                   "Logs", "TargetNotFound", "DeviceUnavailable", "Timeout", "NotSupported",
-                   "StateMismatch"):
+    for member in (
+        "Target",
+        "Reading",
+        "LogEntry",
+        "List",
+        "Get",
+        "On",
+        "Off",
+        "Cycle",
+        "Read",
+        "Logs",
+        "TargetNotFound",
+        "DeviceUnavailable",
+        "Timeout",
+        "NotSupported",
+        "StateMismatch",
+    ):
         assert member in parsed.members
     assert varlink.Interface(own).name == "org.varlink.service"

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from labpower.backends import fakes
 from labpower.backends.fakes import MemoryBus
 

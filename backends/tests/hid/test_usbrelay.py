@@ -6,7 +6,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from labpower.backends import (
     Device,
     DeviceUnavailableError,
@@ -45,14 +44,17 @@ def test_report_parsed_with_and_without_report_number() -> None:
         parse_report([0, 1, 2])
 
 
-@pytest.mark.parametrize(("options", "key"), [
-    ({}, "id"),
-    ({"id": "TOOLONG"}, "id"),
-    ({"id": "A B"}, "id"),
-    ({"usb_port": "usb1"}, "usb_port"),
-    ({"path": "hidraw3"}, "path"),
-    ({"id": "ABCDE", "serial": "x"}, "serial"),
-])
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({}, "id"),
+        ({"id": "TOOLONG"}, "id"),
+        ({"id": "A B"}, "id"),
+        ({"usb_port": "usb1"}, "usb_port"),
+        ({"path": "hidraw3"}, "path"),
+        ({"id": "ABCDE", "serial": "x"}, "serial"),
+    ],
+)
 def test_bad_options_name_their_key(options: dict[str, Any], key: str) -> None:
     with pytest.raises(OptionError) as info:
         parse_options(UsbRelayOptions, options)
@@ -83,10 +85,15 @@ async def test_open_reads_but_never_switches(bus: MemoryBus) -> None:
     assert bus.board("r")["mask"] == 0b01
 
 
-@pytest.mark.parametrize("options", [
-    {"id": "BBBBB"}, {"path": "/dev/hidraw5"}, {"usb_port": "1-2.2"},
-    {"id": "BBBBB", "usb_port": "1-2.2"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"id": "BBBBB"},
+        {"path": "/dev/hidraw5"},
+        {"usb_port": "1-2.2"},
+        {"id": "BBBBB", "usb_port": "1-2.2"},
+    ],
+)
 async def test_select_by_id_path_or_port(bus: MemoryBus, options: dict[str, Any]) -> None:
     bus.add("hid", boards.usbrelay("a", id="AAAAA", path="/dev/hidraw4", usb_port="1-2.1"))
     bus.add("hid", boards.usbrelay("b", id="BBBBB", path="/dev/hidraw5", usb_port="1-2.2"))
@@ -115,10 +122,13 @@ async def test_absent_board_and_too_many_channels(bus: MemoryBus) -> None:
     bus.add("hid", boards.usbrelay("a", id="AAAAA", relays=2))
     dev = relay({"id": "ZZZZZ"})
     assert not await dev.open()
-    assert dev.problem is not None and "ZZZZZ" in dev.problem and "AAAAA" in dev.problem
+    assert dev.problem is not None
+    assert "ZZZZZ" in dev.problem
+    assert "AAAAA" in dev.problem
     big = relay({"id": "AAAAA"}, channels=4)
     assert not await big.open()
-    assert big.problem is not None and "USBRelay2 with 2 relays" in big.problem
+    assert big.problem is not None
+    assert "USBRelay2 with 2 relays" in big.problem
 
 
 async def test_unplug_then_replug_under_new_node(bus: MemoryBus) -> None:
@@ -157,7 +167,8 @@ async def test_hung_board_times_out_while_another_switches(bus: MemoryBus) -> No
     bus.add("hid", boards.usbrelay("a", id="AAAAA", path="/dev/hidraw3", usb_port="1-2"))
     bus.add("hid", boards.usbrelay("b", id="BBBBB", path="/dev/hidraw4", usb_port="1-3"))
     hung, fine = relay({"usb_port": "1-2"}, timeout=0.3), relay({"usb_port": "1-3"})
-    assert await hung.open() and await fine.open()
+    assert await hung.open()
+    assert await fine.open()
     bus.hang("a")
     results: list[bool | None] = []
 
@@ -180,7 +191,7 @@ async def test_set_board_id(bus: MemoryBus) -> None:
     bus.add("hid", boards.usbrelay("a", id="HURTM", path="/dev/hidraw4", usb_port="1-2.1"))
     bus.add("hid", boards.usbrelay("b", id="HURTM", path="/dev/hidraw5", usb_port="1-2.2"))
     bus.update("b", mask=0b11)
-    with pytest.raises(AmbiguousBoardError, match="/dev/hidraw4.*/dev/hidraw5"):
+    with pytest.raises(AmbiguousBoardError, match=r"/dev/hidraw4.*/dev/hidraw5"):
         set_board_id(Selector(id="HURTM"), "NEW01")
     with pytest.raises(OptionError):
         set_board_id(Selector(usb_port="1-2.2"), "TOO LONG")

@@ -42,7 +42,7 @@ _SERIAL = [
         "(any FT232 matches: check before use)",
     ),
 ]
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_.:@+-]+")
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")  # bare TOML keys: no dots
 
 
 @dataclass(frozen=True, slots=True)

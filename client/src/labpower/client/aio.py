@@ -166,7 +166,7 @@ class AsyncClient:
         return await self._power("Cycle", params)
 
     async def read(self, target: str, count: int | None = 1,
-                   interval: float | None = None) -> AsyncIterator[Reading]:
+                   interval: float | None = None) -> AsyncGenerator[Reading, None]:
         params = p.read_parameters(target, count, interval)
         if count == 1:
             yield p.reading_result(await self.call(p.power_call("Read", params)))
@@ -215,7 +215,7 @@ class AsyncClient:
         return p.entries_result(await self.call(p.power_call("History", params)))
 
     async def logs(self, targets: Iterable[str] | None = None,
-                   level: str | None = None) -> AsyncIterator[LogEntry]:
+                   level: str | None = None) -> AsyncGenerator[LogEntry, None]:
         call = p.power_call("Logs", p.filter_parameters(targets, level))
         async with aclosing(self.stream(call)) as replies:
             async for params in replies:

@@ -23,11 +23,11 @@ FAKE_ENV = "LABPOWER_FAKE_USB"
 
 def fake_bus() -> Bus | None:
     """The active fake bus, or None in real life."""
-    mod: Any = sys.modules.get("labpower.backends.fakes")
-    if mod is None:
-        if not os.environ.get(FAKE_ENV):
-            return None
-        import labpower.backends.fakes as mod
+    if not os.environ.get(FAKE_ENV) and "labpower.backends.fakes" not in sys.modules:
+        return None
+    # a real import, not a sys.modules lookup: it waits while another thread imports it
+    import labpower.backends.fakes as mod
+
     bus: Bus | None = mod.current()
     return bus
 

@@ -68,17 +68,19 @@ def _complete(states: dict[int, bool], channels: int, what: str) -> dict[int, bo
     return {ch: states[ch] for ch in range(1, channels + 1)}
 
 
-def parse_ascii(lines: list[bytes], channels: int) -> dict[int, bool]:
-    """States from ASCII status lines (``CH1: OFF``; spacing and case vary by firmware).
+def parse_ascii_line(line: bytes) -> tuple[int, bool]:
+    """``(channel, on)`` of one ASCII status line (``CH1: OFF``; spacing and case vary by
+    firmware). :raises OperationError: not a status line."""
+    m = _ASCII_LINE.fullmatch(line)
+    if m is None:
+        raise OperationError(f"not an LCUS status line: {line[:40]!r}")
+    return int(m[1]), m[2].upper() == b"ON"
 
-    :raises OperationError: a line is not a status line, or a channel is missing.
-    """
-    states: dict[int, bool] = {}
-    for line in lines:
-        m = _ASCII_LINE.fullmatch(line)
-        if m is None:
-            raise OperationError(f"not an LCUS status line: {line!r}")
-        states[int(m[1])] = m[2].upper() == b"ON"
+
+def parse_ascii(lines: list[bytes], channels: int) -> dict[int, bool]:
+    """States from ASCII status lines. :raises OperationError: a line is not a status line,
+    or a channel is missing."""
+    states = dict(parse_ascii_line(line) for line in lines)
     return _complete(states, channels, "the ASCII status")
 
 
@@ -124,6 +126,7 @@ def read_status(port: SerialPort, dialect: Dialect, channels: int) -> dict[int, 
         while len(lines) < channels:
             line = port.read_until(b"\n", _LINE_LIMIT).strip()
             if line:
+                parse_ascii_line(line)  # fail at the first bad line, not at the deadline
                 lines.append(line)
         return parse_ascii(lines, channels)
     if dialect == "raw":
