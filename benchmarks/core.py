@@ -143,12 +143,28 @@ def mock_lab(targets: int) -> dict[str, Any]:
 
 # -- the daemon under test
 
+# ``python -m labpower.daemon`` under cProfile, timed by CPU time, not wall time: on a busy
+# machine a process also waits for a CPU, and that is not time its functions took.
+_PROFILED = """
+import cProfile, runpy, sys, time
+out = sys.argv[1]
+sys.argv = ["labpowerd", *sys.argv[2:]]
+profile = cProfile.Profile(time.process_time)
+try:
+    profile.runcall(runpy.run_module, "labpower.daemon", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats(out)
+"""
+
 
 class Labpowerd:
     """``python -m labpower.daemon`` as a child process on a socket in ``directory``.
 
     Started like systemd starts it (READY=1 on a private $NOTIFY_SOCKET), and timed from the
-    moment it is spawned. ``profile``: run it under cProfile, writing the stats there.
+    moment it is spawned. ``profile``: run it under cProfile (CPU time), writing the stats
+    there.
     ``bytecode_cache``: run from cached bytecode (in ``directory``) like an installed
     daemon; False: compile every module from source, like the very first start.
     """
@@ -177,17 +193,11 @@ class Labpowerd:
         notify_path = str(self.directory / "notify.sock")
         if os.path.exists(notify_path):
             os.unlink(notify_path)
-        profiler = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
-        command = [
-            sys.executable,
-            *profiler,
-            "-m",
-            "labpower.daemon",
-            "--config",
-            str(self.config),
-            "--socket",
-            self.socket,
-        ]
+        args = ["--config", str(self.config), "--socket", self.socket]
+        if self.profile:
+            command = [sys.executable, "-c", _PROFILED, str(self.profile), *args]
+        else:
+            command = [sys.executable, "-m", "labpower.daemon", *args]
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(notify_path)
             notify.settimeout(0.5)

@@ -7,6 +7,9 @@ Figures (see :func:`run`):
 - ``wire_median_ms``: the part of it the bytes spend on the emulated wire (what any software
   would need at 9600 baud); ``overhead_median_ms`` / ``overhead_p90_ms``: the rest, i.e.
   labpower's own cost (client, varlink, daemon, worker thread, pty). Target: <= 0.3 ms median.
+- ``daemon_baseline_ms``: for comparison, a mock-backend On/Off on the same daemon after a
+  pause as long as the wire time (the daemon's own wake-up and call cost, no serial code);
+  ``serial_extra_ms``: ``overhead_median_ms`` minus it, i.e. what the serial path adds.
 - ``one_board_ms`` / ``eight_boards_ms``: the median time for one board alone, and for eight
   boards switched at once by eight clients; ``eight_boards_ratio``: their quotient.
   Target: <= 1.5.
@@ -29,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from labpower.backends.sim import LcusSimulator
+from labpower.backends.sim.boards import SimDialect
 from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
 WIRE_BAUD = 9600
 CHANNELS = 4
-DIALECT = "raw"
+DIALECT: SimDialect = "raw"
 #: the targets the figures should meet (lower is better for both)
 LIMITS = {"overhead_median_ms": 0.3, "eight_boards_ratio": 1.5}
 
@@ -43,9 +47,17 @@ def _config(boards: Sequence[LcusSimulator]) -> dict[str, Any]:
     devices: dict[str, Any] = {}
     targets: dict[str, Any] = {}
     for i, board in enumerate(boards):
-        devices[f"b{i}"] = {"backend": "lcus", "port": str(board.link), "channels": CHANNELS,
-                            "timeout": 5.0, "gap": 0.0, "status": DIALECT}
+        devices[f"b{i}"] = {
+            "backend": "lcus",
+            "port": str(board.link),
+            "channels": CHANNELS,
+            "timeout": 5.0,
+            "gap": 0.0,
+            "status": DIALECT,
+        }
         targets[f"t{i}"] = {"device": f"b{i}", "channel": 1}
+    devices["mock"] = {"backend": "mock"}
+    targets["mock"] = {"device": "mock", "channel": 1}
     return {"daemon": {"log_level": "warning"}, "devices": devices, "targets": targets}
 
 
@@ -56,8 +68,9 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float]:
     """Overhead of one switch plus read-back above its wire time."""
-    board = LcusSimulator(directory / "lcus0", channels=CHANNELS, wire_baud=WIRE_BAUD,
-                          dialect=DIALECT)
+    board = LcusSimulator(
+        directory / "lcus0", channels=CHANNELS, wire_baud=WIRE_BAUD, dialect=DIALECT
+    )
     board.start()
     (directory / "one").mkdir()
     daemon = DaemonProcess(_config([board]), directory=str(directory / "one"))
@@ -76,6 +89,14 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
                 if i >= warmup:
                     totals.append(took)
                     wires.append(board.wire_time - before)
+            pause = statistics.median(wires)
+            baseline: list[float] = []
+            for i in range(warmup + calls):
+                time.sleep(pause)  # the daemon idles as long as during a switch on the wire
+                started = time.perf_counter()
+                lab.on("mock") if i % 2 == 0 else lab.off("mock")
+                if i >= warmup:
+                    baseline.append(time.perf_counter() - started)
         overheads = [t - w for t, w in zip(totals, wires, strict=True)]
     finally:
         daemon.cleanup()
@@ -85,6 +106,8 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
         "wire_median_ms": statistics.median(wires) * 1e3,
         "overhead_median_ms": statistics.median(overheads) * 1e3,
         "overhead_p90_ms": _percentile(overheads, 0.9) * 1e3,
+        "daemon_baseline_ms": statistics.median(baseline) * 1e3,
+        "serial_extra_ms": (statistics.median(overheads) - statistics.median(baseline)) * 1e3,
     }
 
 
@@ -99,7 +122,7 @@ def _round(clients: Sequence[Client], on: bool) -> float:
             target = lab.on(f"t{i}") if on else lab.off(f"t{i}")
             if not target.verified:
                 raise RuntimeError(f"switch not verified: {target}")
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=switch, args=(i, lab)) for i, lab in enumerate(clients)]
@@ -117,8 +140,12 @@ def _round(clients: Sequence[Client], on: bool) -> float:
 
 def eight_boards(directory: Path, rounds: int) -> dict[str, float]:
     """Eight boards switched at once against one board alone, on the same daemon."""
-    boards = [LcusSimulator(directory / f"lcus{i}", channels=CHANNELS, wire_baud=WIRE_BAUD,
-                            dialect=DIALECT) for i in range(8)]
+    boards = [
+        LcusSimulator(
+            directory / f"lcus{i}", channels=CHANNELS, wire_baud=WIRE_BAUD, dialect=DIALECT
+        )
+        for i in range(8)
+    ]
     for board in boards:
         board.start()
     (directory / "eight").mkdir()
@@ -145,8 +172,11 @@ def eight_boards(directory: Path, rounds: int) -> dict[str, float]:
         for board in boards:
             board.stop()
     one_ms, eight_ms = statistics.median(one) * 1e3, statistics.median(eight) * 1e3
-    return {"one_board_ms": one_ms, "eight_boards_ms": eight_ms,
-            "eight_boards_ratio": eight_ms / one_ms}
+    return {
+        "one_board_ms": one_ms,
+        "eight_boards_ms": eight_ms,
+        "eight_boards_ratio": eight_ms / one_ms,
+    }
 
 
 def run(quick: bool = False) -> dict[str, float]:

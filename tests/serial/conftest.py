@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from labpower.backends.sim import SIMULATORS, PtySimulator
 
 KINDS = ("lcus", "numato", "kmtronic", "devantech")
@@ -42,15 +41,22 @@ def boards(tmp_path: Path) -> Iterator[MakeBoard]:
         sim.stop()
 
 
-def make_config(boards: Mapping[str, PtySimulator], *, timeout: float = TIMEOUT,
-                **options: Any) -> dict[str, Any]:
+def make_config(
+    boards: Mapping[str, PtySimulator], *, timeout: float = TIMEOUT, **options: Any
+) -> dict[str, Any]:
     """A config with device NAME on each simulator and targets NAME1, NAME2, ... on its
     channels; ``options`` go to every device (after the fast defaults)."""
     devices: dict[str, Any] = {}
     targets: dict[str, Any] = {}
     for name, sim in boards.items():
-        devices[name] = {"backend": sim.kind, "port": str(sim.link), "channels": sim.channels,
-                         "timeout": timeout, **FAST[sim.kind], **options}
+        devices[name] = {
+            "backend": sim.kind,
+            "port": str(sim.link),
+            "channels": sim.channels,
+            "timeout": timeout,
+            **FAST[sim.kind],
+            **options,
+        }
         for ch in range(1, sim.channels + 1):
             targets[f"{name}{ch}"] = {"device": name, "channel": ch}
     return {"daemon": {"log_level": "debug"}, "devices": devices, "targets": targets}

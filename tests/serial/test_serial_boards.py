@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-
 from labpower.backends.sim import PtySimulator, Switch
 from labpower.client import Client
 from labpower.client.errors import (
@@ -21,8 +20,9 @@ from labpower.client.errors import (
 TIMEOUT = 0.5  # every device's deadline in these tests
 
 
-def test_on_off_switch_the_relay_and_read_it_back(kind: str, boards: Any, serial_config: Any,
-                                                   start_daemon: Any) -> None:
+def test_on_off_switch_the_relay_and_read_it_back(
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards(kind)
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     with daemon.client() as lab:
@@ -36,8 +36,9 @@ def test_on_off_switch_the_relay_and_read_it_back(kind: str, boards: Any, serial
     assert board.switches == [Switch(1, True), Switch(1, False), Switch(2, True)]
 
 
-def test_cycle_switches_off_then_on(kind: str, boards: Any, serial_config: Any,
-                                    start_daemon: Any) -> None:
+def test_cycle_switches_off_then_on(
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards(kind)
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     with daemon.client() as lab:
@@ -47,8 +48,9 @@ def test_cycle_switches_off_then_on(kind: str, boards: Any, serial_config: Any,
     assert board.switches == [Switch(3, True), Switch(3, False), Switch(3, True)]
 
 
-def test_state_is_read_from_the_board(kind: str, boards: Any, serial_config: Any,
-                                      start_daemon: Any) -> None:
+def test_state_is_read_from_the_board(
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards(kind)
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     board.relays[2] = True  # switched behind the daemon's back (a button, another tool)
@@ -61,9 +63,9 @@ def test_state_is_read_from_the_board(kind: str, boards: Any, serial_config: Any
     assert board.switches == []
 
 
-def test_board_that_ignores_a_command_is_a_state_mismatch(kind: str, boards: Any,
-                                                           serial_config: Any,
-                                                           start_daemon: Any) -> None:
+def test_board_that_ignores_a_command_is_a_state_mismatch(
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards(kind)
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     board.ignore_next_switch()
@@ -78,7 +80,8 @@ def test_board_that_ignores_a_command_is_a_state_mismatch(kind: str, boards: Any
 
 
 def test_hung_board_times_out_at_the_deadline_and_others_keep_switching(
-        kind: str, boards: Any, serial_config: Any, start_daemon: Any) -> None:
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     hung, other = boards(kind, "hung"), boards(kind, "other")
     daemon = start_daemon(serial_config({"h": hung, "o": other}, timeout=TIMEOUT))
     hung.hang()
@@ -116,8 +119,9 @@ def test_hung_board_times_out_at_the_deadline_and_others_keep_switching(
     assert hung.relays[1] is True
 
 
-def test_garbled_answer_fails_the_call(kind: str, boards: Any, serial_config: Any,
-                                       start_daemon: Any) -> None:
+def test_garbled_answer_fails_the_call(
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards(kind)
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     board.garble()
@@ -134,7 +138,8 @@ def test_garbled_answer_fails_the_call(kind: str, boards: Any, serial_config: An
 
 
 def test_board_that_drops_off_is_unavailable_and_works_again_when_back(
-        kind: str, boards: Any, serial_config: Any, start_daemon: Any) -> None:
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards(kind)
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     with daemon.client() as lab:
@@ -150,15 +155,17 @@ def test_board_that_drops_off_is_unavailable_and_works_again_when_back(
         back = lab.on("a1")
         assert (back.state, back.verified, back.available) == ("on", True, True)
     assert board.relays[1] is True
-    assert daemon.proc is not None and daemon.proc.poll() is None  # same daemon all along
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None
 
 
 def _no_new_switches(board: PtySimulator, before: list[Switch]) -> None:
-    assert board.switches == before, f"switched unasked: {board.switches[len(before):]}"
+    assert board.switches == before, f"switched unasked: {board.switches[len(before) :]}"
 
 
-def test_restarting_the_daemon_switches_nothing(kind: str, boards: Any, serial_config: Any,
-                                                start_daemon: Any) -> None:
+def test_restarting_the_daemon_switches_nothing(
+    kind: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards(kind)
     config = serial_config({"a": board}, timeout=TIMEOUT)
     first = start_daemon(config)
@@ -178,15 +185,17 @@ def test_restarting_the_daemon_switches_nothing(kind: str, boards: Any, serial_c
         assert (got.state, got.verified) == ("on", True)
         states = {t.name: t.state for t in lab.targets()}
     assert states == {"a1": "on", "a2": "off", "a3": "off", "a4": "off"} | {
-        f"a{ch}": "off" for ch in range(5, board.channels + 1)}
+        f"a{ch}": "off" for ch in range(5, board.channels + 1)
+    }
     assert second.stop() == 0
     _no_new_switches(board, switched)
     assert board.relays == relays
 
 
 @pytest.mark.parametrize("dialect", ["ascii", "raw", "feedback", "silent"])
-def test_lcus_status_dialect_is_detected(dialect: str, boards: Any, serial_config: Any,
-                                         start_daemon: Any) -> None:
+def test_lcus_status_dialect_is_detected(
+    dialect: str, boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards("lcus", channels=2, dialect=dialect)
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     assert bytes(board.received) == b"\xff"  # detection asked the status, nothing else
@@ -202,8 +211,9 @@ def test_lcus_status_dialect_is_detected(dialect: str, boards: Any, serial_confi
     assert board.relays == {1: False, 2: True}
 
 
-def test_client_sees_the_same_through_a_second_connection(boards: Any, serial_config: Any,
-                                                          start_daemon: Any) -> None:
+def test_client_sees_the_same_through_a_second_connection(
+    boards: Any, serial_config: Any, start_daemon: Any
+) -> None:
     board = boards("numato", channels=16)
     daemon = start_daemon(serial_config({"n": board}, timeout=TIMEOUT))
     with daemon.client() as lab, Client(daemon.socket_path) as other:

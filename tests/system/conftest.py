@@ -98,28 +98,53 @@ def labpowerd(*args: str) -> list[str]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without anything systemd may have set for it."""
-    drop = {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
-            "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID", "LABPOWER_SOCKET"}
+    drop = {
+        "NOTIFY_SOCKET",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "JOURNAL_STREAM",
+        "INVOCATION_ID",
+        "LABPOWER_SOCKET",
+    }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(extra)
     return env
 
 
-def run_with_journald(workdir: Path, *command: str,
-                      timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_with_journald(
+    workdir: Path, *command: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Run ``command`` in a private mount namespace next to a real journald (journald_ns.py);
     its journal files stay in ``workdir/log``."""
     return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--",
-         sys.executable, str(JOURNALD_NS), str(workdir), "--", *command],
-        capture_output=True, text=True, timeout=timeout, env=clean_env(), check=False,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            sys.executable,
+            str(JOURNALD_NS),
+            str(workdir),
+            "--",
+            *command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+        check=False,
     )
 
 
 def scenario(workdir: Path, name: str, timeout: float = 60.0) -> dict[str, Any]:
     """Run one of journal_scenarios.py next to a real journald; return what it observed."""
-    result = run_with_journald(workdir, sys.executable, str(SCENARIOS), name, str(workdir),
-                               timeout=timeout)
+    result = run_with_journald(
+        workdir, sys.executable, str(SCENARIOS), name, str(workdir), timeout=timeout
+    )
     assert result.returncode == 0, f"scenario {name} failed:\n{result.stdout}\n{result.stderr}"
     return json.loads((workdir / "result.json").read_text())  # type: ignore[no-any-return]
 
@@ -127,8 +152,19 @@ def scenario(workdir: Path, name: str, timeout: float = 60.0) -> dict[str, Any]:
 def journal_entries(workdir: Path, *matches: str) -> list[dict[str, Any]]:
     """The daemon's entries journald stored, oldest first, as ``journalctl -o json``."""
     out = subprocess.run(
-        ["journalctl", "--no-pager", "-D", str(workdir / "log" / "journal"), "-o", "json",
-         "SYSLOG_IDENTIFIER=labpowerd", *matches],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "journalctl",
+            "--no-pager",
+            "-D",
+            str(workdir / "log" / "journal"),
+            "-o",
+            "json",
+            "SYSLOG_IDENTIFIER=labpowerd",
+            *matches,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -58,18 +58,22 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, "SYSTEMD_LOG_TARGET": "console", "SYSTEMD_LOG_LEVEL": "warning"}
     env.pop("NOTIFY_SOCKET", None)
     with open(workdir / "journald.log", "ab") as out:
-        journald = subprocess.Popen([JOURNALD], env=env, stdout=out, stderr=out,
-                                    stdin=subprocess.DEVNULL)
+        journald = subprocess.Popen(
+            [JOURNALD], env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL
+        )
     try:
         deadline = time.monotonic() + 10
         while not os.path.exists(SOCKET):  # journald has no readiness signal outside systemd
             if journald.poll() is not None or time.monotonic() > deadline:
-                print(f"journald did not start: {(workdir / 'journald.log').read_text()}",
-                      file=sys.stderr)
+                print(
+                    f"journald did not start: {(workdir / 'journald.log').read_text()}",
+                    file=sys.stderr,
+                )
                 return 125
             time.sleep(0.005)
-        return subprocess.run(command, env={**os.environ, "JOURNALD_PID": str(journald.pid)},
-                              check=False).returncode
+        return subprocess.run(
+            command, env={**os.environ, "JOURNALD_PID": str(journald.pid)}, check=False
+        ).returncode
     finally:
         if journald.poll() is None:
             os.kill(journald.pid, signal.SIGCONT)  # a test may have stopped it

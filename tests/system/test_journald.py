@@ -38,7 +38,10 @@ def test_switching_entries_carry_target_device_op_state_and_caller(
     assert on["PRIORITY"] == "6"
     assert on["MESSAGE"].endswith("unknown -> on")
     assert (on["LABPOWER_TARGET"], on["LABPOWER_DEVICE"], on["LABPOWER_CHANNEL"]) == (
-        "dut1", "bench", "1")
+        "dut1",
+        "bench",
+        "1",
+    )
     assert (on["LABPOWER_OP"], on["LABPOWER_STATE"]) == ("on", "on")
     assert on["LABPOWER_CLIENT_UID"] == str(result["client_uid"])
     assert on["LABPOWER_CLIENT_PID"] == str(result["client_pid"])
@@ -47,7 +50,9 @@ def test_switching_entries_carry_target_device_op_state_and_caller(
     # the backend's own record during the call is tied to the same target and caller
     backend = _one(entries, MESSAGE="power on")
     assert (backend["LABPOWER_TARGET"], backend["LABPOWER_CLIENT_PID"]) == (
-        "dut1", str(result["client_pid"]))
+        "dut1",
+        str(result["client_pid"]),
+    )
 
 
 def test_priorities_follow_levels(fields_run: tuple[dict[str, Any], Path]) -> None:
@@ -84,7 +89,13 @@ def test_history_comes_from_the_journal_across_a_restart(
     assert result["on_seq"] in [seq for seq, _ in after]
     on = next(e for e in result["history_after_restart"] if e["seq"] == result["on_seq"])
     assert (on["target"], on["device"], on["channel"], on["op"], on["state"], on["level"]) == (
-        "dut1", "bench", 1, "on", "on", "info")
+        "dut1",
+        "bench",
+        1,
+        "on",
+        "on",
+        "info",
+    )
     assert result["history_since_restart"] == [], "since excludes what came before it"
     assert [e["target"] for e in result["errors"]] == ["broken"]
 
@@ -111,6 +122,7 @@ def test_a_hung_or_dead_journald_never_stops_switching(tmp_path: Path) -> None:
     assert "journald cannot take entries (ECONNREFUSED" in stderr
     # the entries journald could not take went to stderr, with their target
     assert re.search(r"^info: dut2: .*-> on$", stderr.rpartition("ECONNREFUSED")[2], re.M)
-    stored = journal_entries(tmp_path, f"_PID={result['pid']}",
-                             f"LABPOWER_SEQ={result['seq_after_continue']}")
+    stored = journal_entries(
+        tmp_path, f"_PID={result['pid']}", f"LABPOWER_SEQ={result['seq_after_continue']}"
+    )
     assert [e["LABPOWER_TARGET"] for e in stored] == ["dut2"]

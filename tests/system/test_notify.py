@@ -4,6 +4,7 @@ RELOADING=1/READY=1 around SIGHUP, STOPPING=1 at SIGTERM."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import statistics
 import subprocess
@@ -12,16 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from labpower.client import Client
 
-from .conftest import NotifySocket, clean_env, labpowerd, write_toml
+from .conftest import Notification, NotifySocket, clean_env, labpowerd, write_toml
 
 CONFIG = {
-    "devices": {"bench": {"backend": "mock", "channels": 2},
-                "rack": {"backend": "mock", "channels": 1}},
-    "targets": {"dut1": {"device": "bench", "channel": 1},
-                "dut2": {"device": "bench", "channel": 2}},
+    "devices": {
+        "bench": {"backend": "mock", "channels": 2},
+        "rack": {"backend": "mock", "channels": 1},
+    },
+    "targets": {
+        "dut1": {"device": "bench", "channel": 1},
+        "dut2": {"device": "bench", "channel": 2},
+    },
 }
 WATCHDOG_USEC = 600_000
 
@@ -31,10 +35,17 @@ def daemon(tmp_path: Path, notify_socket: NotifySocket) -> Iterator[subprocess.P
     config = write_toml(tmp_path / "labpowerd.toml", CONFIG)
     with open(tmp_path / "stderr.log", "wb") as stderr:
         proc = subprocess.Popen(
-            labpowerd("--config", str(config), "--socket", str(tmp_path / "labpower.sock"),
-                      "--test-freeze-signal", "SIGUSR2"),
+            labpowerd(
+                "--config",
+                str(config),
+                "--socket",
+                str(tmp_path / "labpower.sock"),
+                "--test-freeze-signal",
+                "SIGUSR2",
+            ),
             env=clean_env(NOTIFY_SOCKET=notify_socket.path, WATCHDOG_USEC=str(WATCHDOG_USEC)),
-            stdin=subprocess.DEVNULL, stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            stderr=stderr,
         )
     yield proc
     if proc.poll() is None:
@@ -61,25 +72,31 @@ def test_watchdog_pings_at_half_the_timeout_from_the_event_loop(
     notify_socket.wait_for("READY", "1")
     pings = [notify_socket.wait_for("WATCHDOG", "1", timeout=5) for _ in range(5)]
     assert {p.pid for p in pings} == {daemon.pid}
-    gaps = [b.when - a.when for a, b in zip(pings, pings[1:], strict=False)]
+    gaps = [b.when - a.when for a, b in itertools.pairwise(pings)]
     half = WATCHDOG_USEC / 2e6
     assert 0.7 * half < statistics.median(gaps) < 1.5 * half, gaps
     assert max(gaps) < 2 * half, f"a ping came too late for the watchdog: {gaps}"
     # freeze the event loop (test hook): the pings stop, as they must for systemd to notice
     daemon.send_signal(signal.SIGUSR2)
     deadline = time.monotonic() + 4 * half
-    with pytest.raises(TimeoutError):
-        while True:  # at most one ping may already be under way
-            note = notify_socket.receive(max(deadline - time.monotonic(), 0.001))
-            assert note.when - pings[-1].when < 3 * half
+    late: list[Notification] = []
+    try:
+        while True:  # until nothing more comes
+            late.append(notify_socket.receive(max(deadline - time.monotonic(), 0.001)))
+    except TimeoutError:
+        pass
+    # at most a ping already under way when the loop froze
+    assert all(n.when - pings[-1].when < 3 * half for n in late), late
 
 
 def test_reloading_then_ready_around_sighup(
     tmp_path: Path, daemon: subprocess.Popen[bytes], notify_socket: NotifySocket
 ) -> None:
     notify_socket.wait_for("READY", "1")
-    bigger = {**CONFIG, "targets": {**CONFIG["targets"],
-                                    "router": {"device": "rack", "channel": 1}}}
+    bigger = {
+        **CONFIG,
+        "targets": {**CONFIG["targets"], "router": {"device": "rack", "channel": 1}},
+    }
     write_toml(tmp_path / "labpowerd.toml", bigger)
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     daemon.send_signal(signal.SIGHUP)
@@ -98,8 +115,7 @@ def test_reloading_then_ready_around_sighup(
         assert len(lab.targets()) == 3, "the previous configuration keeps serving"
 
 
-def test_stopping_at_sigterm(daemon: subprocess.Popen[bytes],
-                             notify_socket: NotifySocket) -> None:
+def test_stopping_at_sigterm(daemon: subprocess.Popen[bytes], notify_socket: NotifySocket) -> None:
     notify_socket.wait_for("READY", "1")
     daemon.send_signal(signal.SIGTERM)
     stopping = notify_socket.wait_for("STOPPING", "1")

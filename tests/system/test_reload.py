@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
 import pytest
-
 from labpower.backends.mock import MockBackend
 from labpower.client import Client, TargetNotFound
 from labpower.daemon.daemon import Daemon
@@ -60,7 +59,7 @@ class Running:
         self.daemon: Daemon = thread.daemon
         self.config_path = Path(self.daemon.config.path)
 
-    def run(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+    def run(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         return anyio.from_thread.run(fn, token=self.thread._token)  # the daemon's own loop
 
     def reload(self, config: dict[str, Any] | str) -> bool:
@@ -93,8 +92,9 @@ def count_opens_and_closes(backend: MockBackend) -> list[str]:
     for name in ("open", "close"):
         original = getattr(backend, name)
 
-        async def wrapper(original: Callable[[], Awaitable[None]] = original,
-                          name: str = name) -> None:
+        async def wrapper(
+            original: Callable[[], Awaitable[None]] = original, name: str = name
+        ) -> None:
             seen.append(name)
             await original()
 
@@ -118,16 +118,19 @@ def test_unchanged_boards_untouched_changed_reopened_nothing_switched(
 
     assert running.reload(AFTER)
 
-    assert lab_state.devices["bench"] is bench_device and running.backend("bench") is bench
+    assert lab_state.devices["bench"] is bench_device
+    assert running.backend("bench") is bench
     assert bench_io == [], "an unchanged board is neither closed nor reopened"
     assert bench.relays == relays
     assert rack_io == ["close"], "a changed board is closed and replaced"
     new_rack = running.backend("rack")
-    assert new_rack is not rack and new_rack.delay == 0.001
+    assert new_rack is not rack
+    assert new_rack.delay == 0.001
     assert "old" not in lab_state.devices
     # no relay was switched by the reload, on any board, old or new
     assert {"bench": bench.calls, "rack": rack.calls, "old": old.calls} == calls
-    assert new_rack.calls == [] and running.backend("extra").calls == []
+    assert new_rack.calls == []
+    assert running.backend("extra").calls == []
     assert lab_state.targets["dut1"] is dut1
 
     with running.client() as lab:
@@ -157,7 +160,8 @@ def test_a_bad_config_is_refused_and_the_old_one_keeps_serving(running: Running)
     assert not running.reload("this is not TOML")
 
     assert lab_state.config is config
-    assert lab_state.devices == devices and lab_state.targets == targets
+    assert lab_state.devices == devices
+    assert lab_state.targets == targets
     assert running.backend("bench").calls == bench_calls
     refused = [e for e, _ in running.daemon.bus.history if "reload refused" in e["message"]]
     assert [e["level"] for e in refused] == ["error", "error"]
@@ -187,6 +191,10 @@ def test_a_call_in_flight_finishes_on_the_board_it_started_on(running: Running) 
     handler = OnOff()
     remote = logging.getLogger("labpower.remote")
     remote.addHandler(handler)
+    # in-process, the daemon's loggers and the client's share the "labpower" level
+    everything = logging.getLogger("labpower")
+    level = everything.level
+    everything.setLevel(logging.INFO)
     worker = threading.Thread(target=cycle)
     try:
         with running.client() as lab, lab.log_stream(targets=["router"]):
@@ -194,6 +202,7 @@ def test_a_call_in_flight_finishes_on_the_board_it_started_on(running: Running) 
             assert switched_off.wait(10), "the cycle never switched off"
     finally:
         remote.removeHandler(handler)
+        everything.setLevel(level)
     assert running.reload(AFTER)
     worker.join(10)
     assert [r.state for r in result] == ["on"]

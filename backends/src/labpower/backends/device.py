@@ -62,6 +62,23 @@ class Device:
         async with self.lock:
             await self._close()
 
+    async def probe(self) -> bool:
+        """Check the board again now, after a hot-plug event: close it and open it again
+        (opening never switches a relay), so that a board that vanished is unavailable at
+        once and one that came back, maybe under a new node, is available at once, rather
+        than at the next call. Waits for a call in progress.
+
+        :returns: :attr:`available` afterwards; a failed open sets :attr:`problem`, it does
+            not raise.
+        """
+        async with self.lock:
+            await self._close()
+            try:
+                await self._ensure_open()
+            except BackendError:
+                pass
+        return self.available
+
     async def _close(self) -> None:
         if self._opened:
             self._opened = False

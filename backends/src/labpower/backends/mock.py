@@ -19,6 +19,7 @@ from labpower.backends.errors import DeviceUnavailableError, OperationError, Opt
 Operation = Literal["open", "set", "get", "read", "close"]
 _IDLE = Measurement(0.0, 0.0)
 _POWERED = Measurement(5.0, 2.0)
+CALLS_KEPT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,8 @@ class MockBackend(Backend):
         # instance attribute shadows the class capability when the options say so
         self.readback = options.readback  # type: ignore[misc]
         self.measures = options.measures  # type: ignore[misc]
-        #: (operation, channel, argument) of every call, for tests
+        #: (operation, channel, argument) of the calls, for tests: at least the last
+        #: CALLS_KEPT of them (bounded: a mock lab daemon may run for weeks)
         self.calls: list[tuple[str, int, bool | None]] = []
 
     async def _fake_hardware(self, op: Operation) -> None:
@@ -71,6 +73,8 @@ class MockBackend(Backend):
     async def set(self, channel: int, on: bool) -> None:
         await self._fake_hardware("set")
         self.calls.append(("set", channel, on))
+        if len(self.calls) >= 2 * CALLS_KEPT:
+            del self.calls[:CALLS_KEPT]
         if channel in self.ignore:
             return
         self.relays[channel] = on

@@ -115,10 +115,10 @@ class EntryFilter:
     __slots__ = ("levelno", "targets")
 
     def __init__(self, targets: Iterable[str] | None, level: str | None) -> None:
-        self.targets = frozenset(targets) if targets is not None else None
-        self.levelno = LEVELS[level] if level is not None else logging.NOTSET
         if level is not None and level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+        self.targets = frozenset(targets) if targets is not None else None
+        self.levelno = LEVELS[level] if level is not None else logging.NOTSET
 
     def __call__(self, entry: LogEntry) -> bool:
         if entry.levelno < self.levelno:

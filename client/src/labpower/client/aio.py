@@ -10,17 +10,17 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup
-
+from anyio.abc import ByteStream, TaskGroup
 from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, LabpowerError
 from labpower.client.sync import LOG_WAIT_SECONDS
+from labpower.client.transport import connect_async
 from labpower.client.types import LogEntry, Reading, Target
 from labpower.client.wire import Call, Decoder, Reply, encode
 
 
 class _AsyncConnection:
-    def __init__(self, path: str, stream: SocketStream) -> None:
+    def __init__(self, path: str, stream: ByteStream) -> None:
         self.path = path
         self.stream = stream
         self._decoder = Decoder()
@@ -28,11 +28,7 @@ class _AsyncConnection:
 
     @classmethod
     async def open(cls, path: str) -> _AsyncConnection:
-        try:
-            stream = await anyio.connect_unix(path)
-        except OSError as exc:
-            raise DaemonUnreachable(path, exc.strerror or str(exc)) from exc
-        return cls(path, stream)
+        return cls(path, await connect_async(path))
 
     async def send(self, call: Call) -> None:
         try:

@@ -1,11 +1,14 @@
 """The ``labpower`` command: switch, inspect and watch lab power through labpowerd.
 
 Every command talks to the daemon through :class:`labpower.client.Client` only, so the
-command works wherever the client distribution is installed alone.
+command works wherever the client distribution is installed alone. With a lab inventory
+(:mod:`labpower.client.lab`) each target is looked up on its host; ``labpower bridge`` is the
+remote end of ``ssh://`` addresses (:mod:`labpower.client.transport`).
 
 Exit codes: 0 ok, 1 an operation failed (the daemon refused it, or is not reachable; one line
-on stderr says why), 2 usage error, 130 interrupted (Ctrl-C), 141 stdout closed early
-(``labpower logs -f | head``).
+on stderr says why; ``list`` over an inventory: some host was not reachable), 2 usage error,
+130 interrupted (Ctrl-C), 141 stdout closed early (``labpower logs -f | head``);
+``labpower lock`` returns its COMMAND's status (127: not found, 126: not executable).
 """
 
 from __future__ import annotations
@@ -13,14 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
+import shlex
+import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from labpower.client import _protocol as p
+from labpower.client import lab as lab_mod
 from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.lab import Lab
 from labpower.client.sync import Client
+from labpower.client.transport import Address
 from labpower.client.types import LEVELS, LogEntry, Reading, Target
 from labpower.client.wire import ProtocolError
 
@@ -40,14 +50,18 @@ PROG = "labpower"
 T = TypeVar("T")
 
 EPILOG = f"""\
-The socket is --socket, else $LABPOWER_SOCKET, else {p.DEFAULT_SOCKET}.
---socket, --json and --timeout may also follow the command name.
+The daemon is found at --socket, else through the lab inventory --lab, else $LABPOWER_SOCKET,
+else the inventory $LABPOWER_LAB, else the inventory ~/.config/labpower/lab.toml if it exists,
+else {p.DEFAULT_SOCKET}. A socket may be ssh://[user@]host[:port][/path/to/socket]; with an
+inventory, each target is looked up on its host ("HOST/TARGET" names the host).
+--socket, --lab, --json and --timeout may also follow the command name.
 
 With --json, commands that finish print one JSON document (list, status, on, off, cycle: an
 array of target objects); read and logs print one JSON object per line.
 
-exit status: 0 ok, 1 an operation failed (message on stderr), 2 usage error,
-130 interrupted by Ctrl-C.
+exit status: 0 ok, 1 an operation failed (message on stderr; for list over an inventory:
+a host was not reachable, the others are still shown), 2 usage error, 130 interrupted by
+Ctrl-C. lock: the status of its COMMAND.
 
 examples:
   labpower list
@@ -56,11 +70,17 @@ examples:
   labpower read -n 0 --interval 0.5 dut1
   labpower logs -f --level warning
   labpower --json status dut1 | jq -r '.[0].state'
+  labpower lock dut1 -- ./flash-and-test.sh
+  labpower --socket ssh://lab@bench2 list
 """
 
 
 class Failed(Exception):
     """Some, but not necessarily all, of a command's work failed; already reported."""
+
+
+class Usage(Exception):
+    """The command line asks for something impossible; the message says what (exit 2)."""
 
 
 # -- output
@@ -83,21 +103,38 @@ def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+_HEADER = ("TARGET", "STATE", "VERIFIED", "DEVICE", "CHANNEL", "AVAILABLE", "SINCE")
+
+
+def _row(t: Target) -> tuple[str, ...]:
+    return (
+        t.name,
+        t.state,
+        _yes_no(t.verified),
+        t.device,
+        str(t.channel),
+        _yes_no(t.available),
+        t.since or "-",
+    )
+
+
 def format_table(targets: Sequence[Target]) -> str:
     """Targets as an aligned text table with a header line."""
-    header = ("TARGET", "STATE", "VERIFIED", "DEVICE", "CHANNEL", "AVAILABLE", "SINCE")
-    rows = [header] + [
-        (
-            t.name,
-            t.state,
-            _yes_no(t.verified),
-            t.device,
-            str(t.channel),
-            _yes_no(t.available),
-            t.since or "-",
-        )
-        for t in targets
-    ]
+    return _align([_HEADER] + [_row(t) for t in targets])
+
+
+def format_lab_table(hosts: Sequence[lab_mod.HostTargets]) -> str:
+    """Every host's targets, with a HOST column; an unreachable host is one row saying so."""
+    rows: list[tuple[str, ...]] = [("HOST", *_HEADER)]
+    for h in hosts:
+        if not h.reachable:
+            rows.append((h.host.name, "-", "unreachable", *("-" * (len(_HEADER) - 2))))
+        rows.extend((h.host.name, *_row(t)) for t in h.targets)
+    return _align(rows)
+
+
+def _align(rows: Sequence[tuple[str, ...]]) -> str:
+    header = rows[0]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     # rstrip: the last column is not padded, so no line ends in blanks
     return "\n".join(
@@ -144,10 +181,56 @@ def _closing(it: Iterator[T]) -> Iterator[Iterator[T]]:
             close()
 
 
-def _client(args: argparse.Namespace, extra: float = 0.0) -> Client:
-    """A client whose per-reply wait is --timeout plus ``extra`` seconds (a cycle delay or a
-    read interval the daemon spends before it answers)."""
-    return Client(args.socket, timeout=args.timeout + extra)
+def _inventory(args: argparse.Namespace) -> str | None:
+    """The lab inventory to use, or None for a single daemon (see EPILOG for the order)."""
+    if args.socket is not None:
+        return None
+    if args.lab is not None:
+        return str(args.lab)
+    if os.environ.get("LABPOWER_SOCKET"):
+        return None
+    if os.environ.get(lab_mod.LAB_ENV):
+        return os.environ[lab_mod.LAB_ENV]
+    default = lab_mod.default_path()
+    return str(default) if default.is_file() else None
+
+
+class _Daemons:
+    """Where a command's targets live: the one daemon, or each target's host of the lab."""
+
+    def __init__(self, args: argparse.Namespace, extra: float = 0.0) -> None:
+        timeout = args.timeout + extra
+        self.inventory = _inventory(args)
+        self.lab = Lab(self.inventory, timeout=timeout) if self.inventory is not None else None
+        self.client = Client(args.socket, timeout=timeout) if self.lab is None else None
+
+    def __enter__(self) -> _Daemons:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lab is not None:
+            self.lab.close()
+        if self.client is not None:
+            self.client.close()
+
+    def locate(self, target: str) -> tuple[Client, str]:
+        """The client serving ``target`` and the target's name there.
+
+        :raises TargetNotLocated: (inventory) no reachable host has it.
+        """
+        if self.lab is None:
+            assert self.client is not None
+            return self.client, target
+        host, name = self.lab.locate(target)
+        return self.lab.client(host), name
+
+    def child_env(self) -> dict[str, str]:
+        """Variables that make a child's own ``labpower`` find the same daemons."""
+        if self.lab is not None:
+            assert self.inventory is not None
+            return {lab_mod.LAB_ENV: self.inventory}
+        assert self.client is not None
+        return {"LABPOWER_SOCKET": self.client.path}
 
 
 def _show_targets(args: argparse.Namespace, targets: Sequence[Target]) -> None:
@@ -158,8 +241,21 @@ def _show_targets(args: argparse.Namespace, targets: Sequence[Target]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    with _client(args) as lab:
-        _show_targets(args, lab.targets())
+    with _Daemons(args) as daemons:
+        if daemons.lab is None:
+            assert daemons.client is not None
+            _show_targets(args, daemons.client.targets())
+            return
+        hosts = list(daemons.lab.survey())
+    for h in hosts:
+        if not h.reachable:
+            _complain(f"host {h.host.name} ({h.host.socket}) not reachable: {h.error}")
+    if args.json:
+        _emit_json([{"host": h.host.name, **t.to_dict()} for h in hosts for t in h.targets])
+    else:
+        _emit(format_lab_table(hosts))
+    if not all(h.reachable for h in hosts):
+        raise Failed
 
 
 def _each_target(
@@ -171,19 +267,25 @@ def _each_target(
     """Run ``action`` on every target named, in order, and print each result.
 
     A target the daemon refuses (unknown, board unavailable, ...) is reported and the others
-    still run; an unreachable daemon ends the command.
+    still run; an unreachable daemon ends the command (with an inventory: fails the targets
+    of that host only).
 
     :raises Failed: at least one target failed.
     :raises DaemonUnreachable: no daemon, or it went away.
     """
     done: list[Target] = []
     failed = False
-    with _client(args, extra_timeout) as lab:
+    with _Daemons(args, extra_timeout) as daemons:
         for name in args.targets:
             try:
-                target = action(lab, name)
-            except DaemonUnreachable:
-                raise
+                lab, local = daemons.locate(name)
+                target = action(lab, local)
+            except DaemonUnreachable as exc:
+                if daemons.lab is None:
+                    raise
+                _complain(f"{verb} {name}: {exc}")
+                failed = True
+                continue
             except LabpowerError as exc:
                 _complain(f"{verb} {name}: {exc}")
                 failed = True
@@ -220,12 +322,14 @@ def cmd_cycle(args: argparse.Namespace) -> None:
 def cmd_read(args: argparse.Namespace) -> None:
     count: int | None = args.count or None  # 0: until interrupted
     interval: float = args.interval
-    with _client(args, interval) as lab, _closing(lab.read(args.target, count, interval)) as it:
-        for reading in it:
-            if args.json:
-                _emit_json({"target": args.target, **reading.to_dict()}, flush=True)
-            else:
-                _emit(format_reading(args.target, reading), flush=True)
+    with _Daemons(args, interval) as daemons:
+        lab, local = daemons.locate(args.target)
+        with _closing(lab.read(local, count, interval)) as it:
+            for reading in it:
+                if args.json:
+                    _emit_json({"target": args.target, **reading.to_dict()}, flush=True)
+                else:
+                    _emit(format_reading(args.target, reading), flush=True)
 
 
 def _print_entry(args: argparse.Namespace, entry: LogEntry) -> None:
@@ -241,9 +345,26 @@ def _history(lab: Client, targets: list[str] | None, args: argparse.Namespace) -
     return lab.history(targets, args.level, args.limit)
 
 
+def _log_daemon(daemons: _Daemons, names: list[str]) -> tuple[Client, list[str] | None]:
+    """The one daemon whose log ``logs`` shows, and the target names there.
+
+    :raises Usage: with an inventory, no targets or targets on several hosts.
+    """
+    if daemons.lab is None:
+        assert daemons.client is not None
+        return daemons.client, names or None
+    if not names:
+        raise Usage("logs: with a lab inventory, name the targets (or give --socket)")
+    located = [daemons.locate(n) for n in names]
+    clients = {id(c): c for c, _ in located}
+    if len(clients) > 1:
+        raise Usage("logs: the targets are on different hosts; show one host at a time")
+    return located[0][0], [local for _, local in located]
+
+
 def cmd_logs(args: argparse.Namespace) -> None:
-    targets: list[str] | None = args.targets or None
-    with _client(args) as lab:
+    with _Daemons(args) as daemons:
+        lab, targets = _log_daemon(daemons, args.targets)
         if not args.follow:
             for entry in _history(lab, targets, args):
                 _print_entry(args, entry)
@@ -256,7 +377,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
         # increasing, and both calls carry the same filter). No entry is lost between the
         # two calls and none is printed twice.
         # The subscription has no timeout: a quiet daemon is not a failure.
-        follower = Client(args.socket, timeout=None)
+        follower = Client(lab.path, timeout=None)
         call = p.power_call("Logs", p.filter_parameters(targets, args.level))
         with _closing(follower.stream(call)) as replies:
             live = _entries(replies)
@@ -276,6 +397,103 @@ def _entries(replies: Iterable[dict[str, Any]]) -> Iterator[LogEntry | None]:
     for params in replies:
         entry = params.get("entry")
         yield None if entry is None else LogEntry.from_wire(entry)
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    """Hold the target's lease while COMMAND runs; return COMMAND's exit status.
+
+    COMMAND gets $LABPOWER_LEASES with the lease token (and how to reach the daemon), so its
+    own ``labpower`` and Client calls switch the target under the lease.
+    """
+    command: list[str] = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise Usage("lock: no COMMAND given: labpower lock TARGET [--name N] -- COMMAND...")
+    name = args.name if args.name is not None else shlex.join(command)[:120]
+    with _Daemons(args) as daemons:
+        lab, local = daemons.locate(args.target)
+        _, token = lab.acquire(local, name, args.lease_timeout)
+        try:
+            tokens = {**p.lease_tokens(), local: token}
+            env = {**os.environ, **daemons.child_env(), p.LEASES_ENV: p.format_tokens(tokens)}
+            return _run_child(command, env)
+        finally:
+            try:
+                lab.release(local)
+            except DaemonUnreachable:
+                pass  # the lease ended with the connection
+            except LabpowerError as exc:  # e.g. it timed out and somebody else took it
+                _complain(f"lock {args.target}: releasing the lease: {exc}")
+
+
+def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
+    """Run ``command`` to its end; its exit status, shell style (128+N: killed by signal N)."""
+    try:
+        proc = subprocess.Popen(list(command), env=env)
+    except FileNotFoundError:
+        _complain(f"lock: {command[0]}: command not found")
+        return 127
+    except OSError as exc:
+        _complain(f"lock: {command[0]}: {exc.strerror or exc}")
+        return 126
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:
+            # The terminal sent SIGINT to the command too: let it finish its own way, the
+            # lease is released after it
+            continue
+    return 128 - code if code < 0 else code
+
+
+def cmd_bridge(args: argparse.Namespace) -> None:
+    """Relay bytes between stdin/stdout and the daemon's local socket until either side
+    closes (the remote end of ``ssh://`` addresses).
+
+    :raises DaemonUnreachable: the local socket does not answer.
+    """
+    path = p.socket_path(args.socket)
+    if Address.parse(path).is_ssh:
+        raise Usage(f"bridge: {path} is not a local socket")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            raise DaemonUnreachable(path, exc.strerror or str(exc)) from exc
+        _relay(sys.stdin.fileno(), sys.stdout.fileno(), sock)
+    finally:
+        sock.close()
+
+
+def _relay(stdin: int, stdout: int, sock: socket.socket) -> None:
+    poller = select.poll()
+    poller.register(stdin, select.POLLIN)
+    poller.register(sock, select.POLLIN)
+    # No events asked: poll still reports an error or hang-up, i.e. the reader went away
+    poller.register(stdout, 0)
+    sock_fd = sock.fileno()
+    try:
+        while True:
+            for fd, _ in poller.poll():
+                if fd == stdout:
+                    return
+                if fd == stdin:
+                    data = os.read(stdin, 65536)
+                    if not data:
+                        return
+                    sock.sendall(data)
+                elif fd == sock_fd:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(stdout, view) :]
+    except OSError:
+        return  # one side broke off: the relay ends like on a close
 
 
 # -- argument parsing
@@ -321,7 +539,15 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--socket",
         metavar="PATH",
         default=default(None),
-        help=f"the daemon's socket (default: $LABPOWER_SOCKET, else {p.DEFAULT_SOCKET})",
+        help="the daemon's socket: a path or ssh://[user@]host[:port][/path] (default: "
+        f"$LABPOWER_SOCKET, else a lab inventory, else {p.DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "--lab",
+        metavar="FILE",
+        default=default(None),
+        help="the lab inventory: which host has which target (default: $LABPOWER_LAB, else "
+        "~/.config/labpower/lab.toml if it exists)",
     )
     parser.add_argument(
         "--json",
@@ -354,7 +580,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def command(
-        name: str, run: Callable[[argparse.Namespace], None], summary: str, description: str
+        name: str,
+        run: Callable[[argparse.Namespace], int | None],
+        summary: str,
+        description: str,
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=description)
         _common_options(sub, suppress=True)
@@ -451,6 +680,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "targets", nargs="*", metavar="TARGET", help="only entries about these targets"
     )
+    sub = command(
+        "lock",
+        cmd_lock,
+        "run a command while holding a target's lease",
+        "Take the target's lease (others can no longer switch it), run COMMAND, give the "
+        "lease back, and exit with COMMAND's status. COMMAND and the labpower commands or "
+        "scripts it runs may switch the target: they get the lease's token in "
+        f"${p.LEASES_ENV}. Fails at once if somebody else holds the lease.",
+    )
+    sub.add_argument(
+        "--name",
+        metavar="N",
+        default=None,
+        help="who holds the lease, as others see it (default: the command line)",
+    )
+    sub.add_argument(
+        "--lease-timeout",
+        metavar="S",
+        type=_positive_float,
+        default=None,
+        help="end the lease after S seconds even if COMMAND still runs (default: never)",
+    )
+    sub.add_argument("target", metavar="TARGET", help="the target to hold")
+    sub.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND...",
+        help="the command to run, and its arguments",
+    )
+    command(
+        "bridge",
+        cmd_bridge,
+        "relay stdin/stdout to the local daemon (for ssh:// addresses)",
+        "Connect to the daemon's local socket and copy bytes between it and stdin/stdout "
+        "until either side closes. A client given ssh://host runs 'labpower bridge' on that "
+        "host through ssh.",
+    )
     return parser
 
 
@@ -461,11 +727,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    run: Callable[[argparse.Namespace], None] = args.run
+    run: Callable[[argparse.Namespace], int | None] = args.run
     try:
-        run(args)
+        status = run(args)
     except Failed:
         return EXIT_FAILED
+    except Usage as exc:
+        _complain(str(exc))
+        return EXIT_USAGE
     except (LabpowerError, ProtocolError) as exc:
         _complain(str(exc))
         return EXIT_FAILED
@@ -477,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    return EXIT_OK
+    return EXIT_OK if status is None else status
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 
 from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.transport import Channel, connect
 from labpower.client.types import LogEntry, Reading, Target
 from labpower.client.wire import Call, Decoder, Reply, encode
 
@@ -21,20 +22,13 @@ LOG_WAIT_SECONDS = 10.0
 
 
 class _Connection:
-    """One varlink connection over a blocking Unix socket."""
+    """One varlink connection over a blocking Unix socket, or an ssh bridge (transport.py)."""
 
     def __init__(self, path: str, timeout: float | None) -> None:
         self.path = path
         self._decoder = Decoder()
         self._replies: deque[dict[str, Any]] = deque()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            sock.close()
-            raise DaemonUnreachable(path, exc.strerror or str(exc)) from exc
-        self.sock = sock
+        self.sock: Channel = connect(path, timeout)
 
     def send(self, call: Call) -> None:
         try:
@@ -68,9 +62,10 @@ class _Connection:
 class Client:
     """A connection to labpowerd.
 
-    ``socket`` defaults to $LABPOWER_SOCKET, else /run/labpower/labpower.sock. The connection
-    opens on first use and reopens on the next call after the daemon went away (the failed call
-    raises :class:`DaemonUnreachable`). Safe to share between threads: calls are serialised.
+    ``socket`` defaults to $LABPOWER_SOCKET, else /run/labpower/labpower.sock; it may be
+    ``ssh://[user@]host[:port][/path]`` for a daemon on another host (see transport.py). The
+    connection opens on first use and reopens on the next call after the daemon went away (the
+    failed call raises :class:`DaemonUnreachable`). Safe to share between threads: calls are serialised.
     """
 
     def __init__(self, socket: str | os.PathLike[str] | None = None, *,

@@ -179,8 +179,16 @@ class Decoder:
         """Bytes received that do not form a whole message yet."""
         return len(self._buffer)
 
+    @property
+    def broken(self) -> str | None:
+        """Why the input broke the protocol, once it has; None while it is fine."""
+        return self._broken
+
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Add received bytes; return the whole messages they complete.
+
+        Messages that arrived whole before a broken one are still returned; the error is
+        then in :attr:`broken` and raised by the next ``feed()``.
 
         :raises RemoteProtocolError: the peer broke the framing or sent invalid JSON.
         """
@@ -189,20 +197,24 @@ class Decoder:
         buf = self._buffer + data if self._buffer else data
         messages: list[dict[str, Any]] = []
         start = 0
-        while (end := buf.find(b"\0", start)) >= 0:
-            if end - start >= self.max_size:
-                self._fail(f"message of {end - start} bytes exceeds {self.max_size}")
-            try:
-                obj = json.loads(buf[start:end])
-            except (ValueError, RecursionError) as exc:
-                self._fail(f"invalid JSON: {exc}")
-            if not isinstance(obj, dict):
-                self._fail(f"a message must be a JSON object, not {type(obj).__name__}")
-            messages.append(obj)
-            start = end + 1
-        self._buffer = buf[start:]
-        if len(self._buffer) >= self.max_size:
-            self._fail(f"message exceeds {self.max_size} bytes without a NUL terminator")
+        try:
+            while (end := buf.find(b"\0", start)) >= 0:
+                if end - start >= self.max_size:
+                    self._fail(f"message of {end - start} bytes exceeds {self.max_size}")
+                try:
+                    obj = json.loads(buf[start:end])
+                except (ValueError, RecursionError) as exc:
+                    self._fail(f"invalid JSON: {exc}")
+                if not isinstance(obj, dict):
+                    self._fail(f"a message must be a JSON object, not {type(obj).__name__}")
+                messages.append(obj)
+                start = end + 1
+            self._buffer = buf[start:]
+            if len(self._buffer) >= self.max_size:
+                self._fail(f"message exceeds {self.max_size} bytes without a NUL terminator")
+        except RemoteProtocolError:
+            if not messages:
+                raise
         return messages
 
     def _fail(self, reason: str) -> NoReturn:

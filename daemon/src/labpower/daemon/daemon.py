@@ -24,8 +24,9 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskStatus
 from labpower.daemon import journal, notify
-from labpower.daemon.config import Config, default_state_directory, ConfigError, load
+from labpower.daemon.config import Config, ConfigError, default_state_directory, load
 from labpower.daemon.history import history_source
+from labpower.daemon.hotplug import Hotplug
 from labpower.daemon.lab import Lab
 from labpower.daemon.logbus import LogBus
 from labpower.daemon.reload import apply as apply_config
@@ -167,6 +168,8 @@ class Daemon:
         self.lab = Lab(config, self.store)
         self.server = Server(self.lab, self.bus)
         self.server.history = history_source(self.bus, history_from_journal)
+        #: notices boards coming and going, and probes the devices (hotplug.py)
+        self.hotplug = Hotplug(self.lab)
         self.reloads = 0
         self._reload_lock = anyio.Lock()
         self._stop = anyio.Event()
@@ -197,6 +200,7 @@ class Daemon:
                 await self.lab.open()
                 await self.lab.start(self.store.load())
                 persist.start_soon(self.store.run)
+                persist.start_soon(self.hotplug.run)
                 try:
                     await self._listen(handle_signals, task_status)
                 finally:

@@ -161,6 +161,8 @@ class Server:
             while data := await conn.receive():
                 for msg in decoder.feed(data):
                     await self._dispatch(Call.from_wire(msg), conn)
+                if decoder.broken:  # whole calls before the broken bytes were answered
+                    raise RemoteProtocolError(decoder.broken)
         except RemoteProtocolError as exc:
             log.debug("closing connection of pid %s: %s", conn.pid, exc)
         except _HANGUP:

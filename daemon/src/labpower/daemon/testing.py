@@ -10,6 +10,7 @@ faster and lets a test reach the daemon's objects (``DaemonThread.daemon``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ import anyio.lowlevel
 from labpower.client import Client
 from labpower.daemon import config as config_mod
 from labpower.daemon.daemon import Daemon
+from labpower.daemon.logbus import SOURCES
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any]
 START_TIMEOUT = 20.0
@@ -199,6 +201,9 @@ class DaemonThread:
     def _main(self) -> None:
         async def run() -> None:
             self._token = anyio.lowlevel.current_token()
+            # what the daemon logs must not depend on this process's root logger level
+            for name in SOURCES:
+                logging.getLogger(name).setLevel(self.config.daemon.log_level.upper())
             self.daemon = Daemon(self.config, self.socket_path,
                                  state_directory=str(self.directory / "state"))
             async with anyio.create_task_group() as tg:

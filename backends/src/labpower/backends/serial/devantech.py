@@ -34,9 +34,9 @@ def parse_states(data: bytes, channels: int) -> dict[int, bool]:
     return {ch: bool(mask >> (ch - 1) & 1) for ch in range(1, channels + 1)}
 
 
-def read_states(port: SerialPort, channels: int) -> dict[int, bool]:
-    port.command(GET_STATES)
-    states = parse_states(port.read_exact(1), channels)
+async def read_states(port: SerialPort, channels: int) -> dict[int, bool]:
+    await port.command(GET_STATES)
+    states = parse_states(await port.read_exact(1), channels)
     port.expect_nothing_more()
     return states
 

@@ -63,17 +63,18 @@ class KmtronicBackend(SerialBackend):
         frame = switch_frame(channel, on)
         await self.io(lambda port: port.command(frame))
 
-    def _query_one(self, port: SerialPort, channel: int) -> bool:
-        port.command(query_frame(channel))
-        state = parse_query_reply(port.read_exact(3), channel)
+    async def _query_one(self, port: SerialPort, channel: int) -> bool:
+        await port.command(query_frame(channel))
+        state = parse_query_reply(await port.read_exact(3), channel)
         port.expect_nothing_more()
         return state
 
-    def _query_all(self, port: SerialPort) -> dict[int, bool]:
+    async def _query_all(self, port: SerialPort) -> dict[int, bool]:
         if self.channels <= SMALL_BOARD:
-            return {ch: self._query_one(port, ch) for ch in range(1, self.channels + 1)}
-        port.command(STATUS_ALL)
-        states = parse_status(port.read_exact(status_length(self.channels)), self.channels)
+            return {ch: await self._query_one(port, ch) for ch in range(1, self.channels + 1)}
+        await port.command(STATUS_ALL)
+        answer = await port.read_exact(status_length(self.channels))
+        states = parse_status(answer, self.channels)
         port.expect_nothing_more()
         return states
 

@@ -116,7 +116,7 @@ def dialect_of(first: int) -> Dialect | None:
     return None
 
 
-def read_status(port: SerialPort, dialect: Dialect, channels: int) -> dict[int, bool]:
+async def read_status(port: SerialPort, dialect: Dialect, channels: int) -> dict[int, bool]:
     """Read the board's answer to ``FF`` (already sent) in ``dialect``.
 
     :raises OperationError, HardwareTimeout:
@@ -124,15 +124,15 @@ def read_status(port: SerialPort, dialect: Dialect, channels: int) -> dict[int, 
     if dialect == "ascii":
         lines: list[bytes] = []
         while len(lines) < channels:
-            line = port.read_until(b"\n", _LINE_LIMIT).strip()
+            line = (await port.read_until(b"\n", _LINE_LIMIT)).strip()
             if line:
                 parse_ascii_line(line)  # fail at the first bad line, not at the deadline
                 lines.append(line)
         return parse_ascii(lines, channels)
     if dialect == "raw":
-        return parse_raw(port.read_exact(channels), channels)
+        return parse_raw(await port.read_exact(channels), channels)
     if dialect == "feedback":
-        return parse_feedback(port.read_exact(4 * channels), channels)
+        return parse_feedback(await port.read_exact(4 * channels), channels)
     raise OperationError("this board does not report its state")
 
 
@@ -180,15 +180,15 @@ class LcusBackend(SerialBackend):
         self.dialect = dialect
         self.readback = dialect != "none"  # type: ignore[misc]  # per board, not per class
 
-    def _detect(self, port: SerialPort) -> Dialect:
+    async def _detect(self, port: SerialPort) -> Dialect:
         """Ask ``FF`` once and classify the answer. Switches nothing.
 
         :raises OperationError: the board answered something no dialect starts with, or
             a known start followed by a malformed rest.
         """
-        port.command(STATUS_QUERY)
+        await port.command(STATUS_QUERY)
         probe = min(self.options.probe_timeout, self.read_timeout)
-        if not port.wait_for_data(probe):
+        if not await port.wait_for_data(probe):
             return "none"
         first = port.peek()[0]
         dialect = dialect_of(first)
@@ -196,7 +196,7 @@ class LcusBackend(SerialBackend):
             raise OperationError(
                 f"unrecognised answer to the status query: {port.peek()[:16].hex(' ')}"
             )
-        read_status(port, dialect, self.channels)
+        await read_status(port, dialect, self.channels)
         return dialect
 
     async def set(self, channel: int, on: bool) -> None:
@@ -213,8 +213,8 @@ class LcusBackend(SerialBackend):
         if dialect is None or dialect == "none":
             return dict.fromkeys(range(1, self.channels + 1))
 
-        def query(port: SerialPort) -> dict[int, bool]:
-            port.command(STATUS_QUERY)
-            return read_status(port, dialect, self.channels)
+        async def query(port: SerialPort) -> dict[int, bool]:
+            await port.command(STATUS_QUERY)
+            return await read_status(port, dialect, self.channels)
 
         return dict(await self.io(query))

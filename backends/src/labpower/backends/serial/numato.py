@@ -87,10 +87,10 @@ def parse_mask(reply: str | None, channels: int) -> dict[int, bool]:
     return {ch: bool(mask >> (ch - 1) & 1) for ch in range(1, channels + 1)}
 
 
-def exchange(port: SerialPort, command: str) -> str | None:
+async def exchange(port: SerialPort, command: str) -> str | None:
     """Send ``command`` and return its reply line. :raises OperationError, HardwareTimeout:"""
-    port.command(encode(command))
-    return parse_answer(command, port.read_until(PROMPT, len(command) + _REPLY_LIMIT))
+    await port.command(encode(command))
+    return parse_answer(command, await port.read_until(PROMPT, len(command) + _REPLY_LIMIT))
 
 
 @dataclass(frozen=True, slots=True)

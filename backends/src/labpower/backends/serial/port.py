@@ -1,9 +1,15 @@
 """The serial port of one relay board, and the base class of the serial backends.
 
-:class:`SerialPort` does the blocking work and runs only in worker threads (through
-:meth:`SerialBackend.io`). It opens the port exclusively and without glitching the modem
-lines, keeps it open between calls, leaves at least ``gap`` seconds between commands, and
-reads replies under a deadline into a bounded buffer, a chunk at a time.
+:class:`SerialPort` opens the port exclusively and without glitching the modem lines, keeps it
+open between calls, leaves at least ``gap`` seconds between commands, and reads answers under a
+deadline into a bounded buffer, a chunk at a time.
+
+Opening and closing can block in the kernel (a wedged USB serial chip, a tty draining its
+output), so they run in a worker thread through :meth:`Backend.in_thread`. The exchanges with
+the board do not: the port's file descriptor is non-blocking, and reads and writes wait for it
+on the event loop (``anyio.wait_readable`` / ``wait_writable``). A switch therefore costs no
+thread hand-offs, a deadline simply cancels the wait, and a hung board only ever holds its own
+device's lock, never a thread or another board.
 
 :class:`SerialBackend` holds the options every serial board shares and the port's life cycle:
 the port opens in :meth:`~SerialBackend.open`, and :class:`~labpower.backends.device.Device`
@@ -19,10 +25,11 @@ import select
 import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+import anyio
 import anyio.to_thread
 from labpower.backends.base import Backend
 from labpower.backends.errors import (
@@ -76,11 +83,12 @@ def _unavailable(path: str, exc: OSError) -> DeviceUnavailableError:
 
 
 class SerialPort:
-    """One open serial port. Every method blocks; call them only inside :meth:`run`.
+    """One serial port. :meth:`open` and :meth:`request_close` block (run them in a worker
+    thread); the exchanges are async and run inside :meth:`run`.
 
-    :meth:`request_close` may be called from any thread at any time: when a call is still
-    running (abandoned at its deadline), the port closes as soon as that call returns, so a
-    file descriptor is never closed under a thread that uses it.
+    :meth:`request_close` may be called from any thread at any time: when :meth:`open` is still
+    running in a thread abandoned at its deadline, the port closes as soon as it returns, so a
+    file descriptor is never leaked or closed under a thread that uses it.
     """
 
     def __init__(
@@ -164,6 +172,11 @@ class SerialPort:
         self._last = time.monotonic()
 
     @property
+    def fileno(self) -> int:
+        """The open port's file descriptor, or -1."""
+        return self._fd
+
+    @property
     def is_open(self) -> bool:
         return self._serial is not None
 
@@ -190,28 +203,19 @@ class SerialPort:
         except Exception:  # a closing port of a vanished board may fail anyhow
             pass
 
-    def run(self, fn: Callable[[SerialPort], T], timeout: float) -> T:
-        """Run one exchange ``fn(self)``; reads in it end ``timeout`` seconds from now.
+    async def run(self, fn: Callable[[SerialPort], Awaitable[T]], read_timeout: float) -> T:
+        """Run one exchange ``await fn(self)``; its reads end ``read_timeout`` seconds from now.
 
         :raises DeviceUnavailableError: the port is closed or the board vanished.
         """
-        with self._state:
-            if self._serial is None or self._close_requested:
-                raise DeviceUnavailableError(f"{self.path}: port not open")
-            self._active = True
-        self._timeout = timeout
-        self._deadline = time.monotonic() + timeout
-        try:
-            return fn(self)
-        finally:
-            with self._state:
-                self._active = False
-                close = self._close_requested
-            if close:
-                self._close_now()
+        if self._serial is None or self._close_requested:
+            raise DeviceUnavailableError(f"{self.path}: port not open")
+        self._timeout = read_timeout
+        self._deadline = anyio.current_time() + read_timeout
+        return await fn(self)
 
-    # -- I/O (inside run)
-    def command(self, data: bytes) -> None:
+    # -- I/O (inside run, on the event loop; the descriptor is non-blocking)
+    async def command(self, data: bytes) -> None:
         """Send one command: drop stale input, respect the gap, write it all.
 
         :raises HardwareTimeout: the port would not take the bytes in time.
@@ -220,11 +224,11 @@ class SerialPort:
         self.discard_input()
         wait = self._last + self.gap - time.monotonic()
         if wait > 0:
-            time.sleep(wait)  # in a worker thread: the board needs the pause
-        self._write(data)
+            await anyio.sleep(wait)
+        await self._write(data)
 
     def discard_input(self) -> None:
-        """Forget anything the board sent that nobody asked for (a late or garbled reply)."""
+        """Forget anything the board sent that nobody asked for (a late or garbled answer)."""
         self._buf.clear()
         while self._read_now():
             self._buf.clear()
@@ -253,51 +257,50 @@ class SerialPort:
         self._last = time.monotonic()
         return True
 
-    def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes) -> None:
         view = memoryview(data)
         limit = self._timeout if self.write_timeout is None else self.write_timeout
-        deadline = time.monotonic() + limit
-        while view:
-            try:
-                n = os.write(self._fd, view)
-            except BlockingIOError:
-                n = 0
-            except OSError as exc:
-                raise _unavailable(self.path, exc) from exc
-            view = view[n:]
-            if view:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise HardwareTimeout(limit, "writing to the board")
-                select.select([], [self._fd], [], remaining)
+        with anyio.move_on_after(limit) as scope:
+            while view:
+                try:
+                    n = os.write(self._fd, view)
+                except BlockingIOError:
+                    n = 0
+                except OSError as exc:
+                    raise _unavailable(self.path, exc) from exc
+                view = view[n:]
+                if view:
+                    await anyio.wait_writable(self._fd)
+        if scope.cancelled_caught:
+            raise HardwareTimeout(limit, "writing to the board")
         self._last = time.monotonic()
 
-    def _fill(self, deadline: float) -> bool:
-        """Wait for bytes and add them to the buffer; False once ``deadline`` passed first."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            readable, _, _ = select.select([self._fd], [], [], remaining)
-            if readable and self._read_now():
-                return True
+    async def _fill(self, deadline: float) -> bool:
+        """Wait for bytes and add them to the buffer; False once ``deadline`` (anyio's
+        clock) passed first."""
+        with anyio.CancelScope(deadline=deadline):
+            while True:
+                await anyio.wait_readable(self._fd)
+                if self._read_now():
+                    return True
+        return False
 
     def _take(self, n: int) -> bytes:
         data = bytes(self._buf[:n])
         del self._buf[:n]
         return data
 
-    def read_exact(self, n: int) -> bytes:
+    async def read_exact(self, n: int) -> bytes:
         """Exactly ``n`` bytes. :raises HardwareTimeout: they did not come in time."""
         while len(self._buf) < n:
-            if not self._fill(self._deadline):
+            if not await self._fill(self._deadline):
                 got = len(self._buf)
                 raise HardwareTimeout(
                     self._timeout, f"waiting for {n} bytes from the board (got {got})"
                 )
         return self._take(n)
 
-    def read_until(self, terminator: bytes, limit: int) -> bytes:
+    async def read_until(self, terminator: bytes, limit: int) -> bytes:
         """Bytes up to and including ``terminator``.
 
         :raises HardwareTimeout: it did not come in time.
@@ -314,14 +317,14 @@ class SerialPort:
                     f"{bytes(self._buf[:64])!r}"
                 )
             start = max(0, len(self._buf) - len(terminator) + 1)
-            if not self._fill(self._deadline):
+            if not await self._fill(self._deadline):
                 raise HardwareTimeout(self._timeout, "waiting for the board's answer")
 
-    def wait_for_data(self, seconds: float) -> bool:
+    async def wait_for_data(self, seconds: float) -> bool:
         """Whether the board sent anything within ``seconds`` (capped by the deadline)."""
         if self._buf:
             return True
-        return self._fill(min(self._deadline, time.monotonic() + seconds))
+        return await self._fill(min(self._deadline, anyio.current_time() + seconds))
 
     def expect_nothing_more(self) -> None:
         """Check that the board sent no more than was read: a byte protocol without framing
@@ -381,18 +384,22 @@ class SerialBackend(Backend):
     async def close(self) -> None:
         port, self.port = self.port, None
         if port is not None:
+            if port.fileno >= 0:
+                # a task still waiting on the descriptor (none, when Device closes) must
+                # fail rather than wait on a number the kernel may hand out again
+                anyio.notify_closing(port.fileno)
             # close() can block on a wedged tty; never on the event loop
             await anyio.to_thread.run_sync(port.request_close, abandon_on_cancel=True)
 
-    async def io(self, fn: Callable[[SerialPort], T]) -> T:
-        """Run one blocking exchange with the board in its worker thread.
+    async def io(self, fn: Callable[[SerialPort], Awaitable[T]]) -> T:
+        """Run one exchange with the board: ``await fn(port)``.
 
         :raises DeviceUnavailableError, HardwareTimeout, OperationError:
         """
         port = self.port
         if port is None:
             raise DeviceUnavailableError(f"{self.options.port}: port not open")
-        return await self.in_thread(port.run, fn, self.read_timeout)
+        return await port.run(fn, self.read_timeout)
 
     def check_channel(self, channel: int) -> None:
         """:raises OperationError: ``channel`` is not 1..channels."""

@@ -1,0 +1,226 @@
+"""The serial backends on their own (through Device, no daemon) against simulators on ptys:
+port handling, dialect detection, options."""
+
+from __future__ import annotations
+
+import os
+import termios
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labpower.backends import Device, DeviceUnavailableError, OptionError, parse_options
+from labpower.backends.errors import HardwareTimeout
+from labpower.backends.registry import load
+from labpower.backends.serial.devantech import DevantechBackend
+from labpower.backends.serial.kmtronic import KmtronicBackend
+from labpower.backends.serial.lcus import LcusBackend, LcusOptions
+from labpower.backends.serial.numato import NumatoBackend
+from labpower.backends.serial.port import SerialBackend
+from labpower.backends.sim import PtySimulator, Switch
+
+pytestmark = pytest.mark.anyio
+
+KINDS = ["lcus", "numato", "kmtronic", "devantech"]
+
+
+def device(kind: str, board: PtySimulator, timeout: float = 0.5, **options: Any) -> Device:
+    cls = load(kind)
+    if kind == "lcus":
+        options = {"gap": 0.0, "probe_timeout": 0.2, **options}
+    opts = parse_options(cls.Options, {"port": str(board.link), **options})
+    return Device(cls(kind, board.channels, opts, timeout), timeout)
+
+
+def test_entry_points_name_the_serial_backends() -> None:
+    assert load("lcus") is LcusBackend
+    assert load("numato") is NumatoBackend
+    assert load("kmtronic") is KmtronicBackend
+    assert load("devantech") is DevantechBackend
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_opening_and_reading_switch_nothing(kind: str, boards: Any) -> None:
+    board = boards(kind)
+    board.relays[2] = True
+    dev = device(kind, board)
+    assert await dev.open()
+    # only LCUS says anything at open: one status query, to learn its dialect
+    assert bytes(board.received) == (b"\xff" if kind == "lcus" else b"")
+    states = await dev.states()
+    assert states == {ch: ch == 2 for ch in range(1, board.channels + 1)}
+    assert await dev.state(2) is True
+    await dev.close()
+    assert await dev.open()
+    await dev.close()
+    assert board.switches == []
+    assert board.relays[2] is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_port_is_exclusive(kind: str, boards: Any) -> None:
+    board = boards(kind)
+    first, second = device(kind, board), device(kind, board)
+    assert await first.open()
+    assert not await second.open()
+    assert second.problem is not None
+    assert "in use by another program" in second.problem
+    await first.close()
+    assert await second.open()
+    await second.close()
+
+
+async def test_hupcl_is_cleared_so_closing_does_not_drop_the_modem_lines(boards: Any) -> None:
+    board = boards("kmtronic")
+    fd = os.open(board.link, os.O_RDWR | os.O_NOCTTY)
+    try:
+        attrs = termios.tcgetattr(fd)
+        attrs[2] |= termios.HUPCL  # what a fresh tty usually has
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        dev = device("kmtronic", board)
+        assert await dev.open()  # modem-line ioctls fail with ENOTTY on a pty: tolerated
+        assert not termios.tcgetattr(fd)[2] & termios.HUPCL
+        await dev.close()
+    finally:
+        os.close(fd)
+
+
+async def test_missing_port_is_unavailable(tmp_path: Path) -> None:
+    cls = load("devantech")
+    opts = parse_options(cls.Options, {"port": str(tmp_path / "nothing")})
+    backend = cls("d", 2, opts, 0.5)
+    with pytest.raises(DeviceUnavailableError, match="no such port"):
+        await backend.open()
+
+
+async def test_switching_respects_the_gap_between_commands(boards: Any) -> None:
+    board = boards("lcus", dialect="raw")
+    dev = device("lcus", board, gap=0.05)
+    assert await dev.open()
+    started = time.monotonic()
+    assert await dev.switch(1, True) is True  # switch frame, pause, status query
+    assert await dev.switch(1, False) is False
+    assert time.monotonic() - started >= 3 * 0.05
+
+
+async def test_shorter_read_timeout_than_the_deadline(boards: Any) -> None:
+    board = boards("devantech")
+    dev = device("devantech", board, timeout=2.0, read_timeout=0.1)
+    assert await dev.open()
+    board.hang()
+    started = time.monotonic()
+    with pytest.raises(HardwareTimeout) as caught:
+        await dev.state(1)
+    assert caught.value.seconds == 0.1
+    assert time.monotonic() - started < 1.0
+    await dev.close()
+
+
+async def test_lcus_keeps_its_dialect_after_a_hang(boards: Any) -> None:
+    board = boards("lcus", dialect="feedback")
+    dev = device("lcus", board)
+    backend = dev.backend
+    assert isinstance(backend, LcusBackend)
+    assert await dev.open()
+    assert backend.dialect == "feedback"
+    board.hang()
+    with pytest.raises(HardwareTimeout):
+        await dev.switch(1, True)
+    board.heal()
+    seen = len(board.received)
+    assert await dev.switch(1, True) is True  # re-opened, still read back
+    assert backend.dialect == "feedback"
+    assert backend.readback
+    assert board.received[seen:] == bytes.fromhex("a0 01 01 a2 ff")  # no second probe
+    await dev.close()
+
+
+@pytest.mark.parametrize("dialect", ["ascii", "raw", "feedback", "silent"])
+async def test_lcus_dialect_detection(dialect: str, boards: Any) -> None:
+    board = boards("lcus", channels=2, dialect=dialect)
+    dev = device("lcus", board)
+    assert await dev.open()
+    backend = dev.backend
+    assert isinstance(backend, LcusBackend)
+    assert backend.dialect == ("none" if dialect == "silent" else dialect)
+    assert dev.readback is (dialect != "silent")
+    expected = None if dialect == "silent" else True
+    assert await dev.switch(2, True) is expected
+    unknown = {1: None, 2: None}
+    assert await dev.states() == (unknown if dialect == "silent" else {1: False, 2: True})
+    assert board.wait_until(lambda: board.switches == [Switch(2, True)])
+    await dev.close()
+
+
+async def test_lcus_answer_no_dialect_starts_with_fails_open(boards: Any) -> None:
+    board = boards("lcus", dialect="raw")
+    board.garble()
+    dev = device("lcus", board)
+    assert not await dev.open()
+    assert dev.problem is not None
+    assert "unrecognised answer" in dev.problem
+    board.heal()
+    assert await dev.open()
+    await dev.close()
+
+
+async def test_lcus_status_option_skips_detection(boards: Any) -> None:
+    board = boards("lcus", dialect="ascii")
+    dev = device("lcus", board, status="ascii")
+    assert await dev.open()
+    assert bytes(board.received) == b""
+    assert await dev.switch(3, True) is True
+    await dev.close()
+    blind = device("lcus", board, status="none")
+    assert not blind.readback
+    assert await blind.switch(3, False) is None
+    await blind.close()
+
+
+async def test_numato_64_relays_use_two_digits(boards: Any) -> None:
+    board = boards("numato", channels=64)
+    dev = device("numato", board)
+    assert await dev.switch(64, True) is True
+    assert b"relay on 63\r" in board.received
+    states = await dev.states()
+    assert states[64] is True
+    assert not any(states[ch] for ch in range(1, 64))
+    await dev.close()
+
+
+async def test_kmtronic_small_board_queries_each_relay(boards: Any) -> None:
+    board = boards("kmtronic", channels=2)
+    dev = device("kmtronic", board)
+    assert await dev.switch(2, True) is True
+    assert await dev.states() == {1: False, 2: True}
+    assert b"\xff\x09\x00" not in board.received
+    await dev.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({}, "port"),
+        ({"port": ""}, "port"),
+        ({"port": "/dev/x", "baud": 10}, "baud"),
+        ({"port": "/dev/x", "read_timeout": 0}, "read_timeout"),
+        ({"port": "/dev/x", "write_timeout": -1.0}, "write_timeout"),
+        ({"port": "/dev/x", "gap": 11}, "gap"),
+        ({"port": "/dev/x", "status": "loud"}, "status"),
+        ({"port": "/dev/x", "probe_timeout": 0}, "probe_timeout"),
+        ({"port": "/dev/x", "speed": 1}, "speed"),
+    ],
+)
+def test_options_name_the_bad_key(table: dict[str, Any], key: str) -> None:
+    with pytest.raises(OptionError) as caught:
+        parse_options(LcusOptions, table)
+    assert caught.value.key == key
+
+
+def test_lcus_defaults_leave_a_gap() -> None:
+    opts = parse_options(LcusOptions, {"port": "/dev/ttyUSB0"})
+    assert opts.gap == 0.1
+    assert opts.status == "auto"
+    assert opts.baud == 9600
+    assert issubclass(LcusBackend, SerialBackend)

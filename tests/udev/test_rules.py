@@ -1,0 +1,181 @@
+"""labpower's udev rules: valid for udev 254's checker, complete, never world-writable, and
+harmless to the devices they are not for.
+
+Where the rules are applied to real boards (group, mode, /dev/labpower links, labpowerd
+started on plug): tests/vm/test_labhost.py, in a guest with a uhid relay board and a QEMU FTDI
+port. This machine has no USB and no uhid, and udev refuses to read a fake sysfs tree (it
+checks the filesystem type), so ``udevadm test`` here runs on the host's real ttys only.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = sorted((ROOT / "udev").glob("*.rules"))
+NS_RUNNER = Path(__file__).with_name("udevtest_ns.py")
+TEST_GID = 4242
+
+#: every supported board: the match the rules must contain for it
+FAMILIES = {
+    "lcus": ('ATTRS{idVendor}=="1a86"', 'ATTRS{idProduct}=="7523"'),
+    "numato": ('ATTRS{idVendor}=="2a19"',),
+    "kmtronic": ('ATTRS{idVendor}=="0403"', 'ATTRS{idProduct}=="6001"'),
+    "devantech": ('ATTRS{idVendor}=="04d8"', 'ATTRS{idProduct}=="ffee"'),
+    "usbrelay": ('KERNELS=="0003:16C0:05DF.*"',),
+    "lcus-hid": ('KERNELS=="0003:5131:2007.*"',),
+    "ykush": ("0003:04D8:F2F7.*", "0003:04D8:F11B.*", "0003:04D8:F0CD.*"),
+    "usbhub": ('SUBSYSTEM=="usb", ENV{DEVTYPE}=="usb_device"', 'ATTR{bDeviceClass}!="09"'),
+}
+
+
+def rules_text() -> str:
+    return "\n".join(p.read_text() for p in RULES)
+
+
+def verify(udevadm: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(udevadm), "verify", "--no-summary", "-N", "never", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_there_are_rules() -> None:
+    assert [p.name for p in RULES] == ["70-labpower.rules"]
+
+
+def test_udevadm_verify_accepts_the_rules(udevadm254: Path) -> None:
+    result = verify(udevadm254, *RULES)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_udevadm_verify_rejects_a_broken_copy(udevadm254: Path, tmp_path: Path) -> None:
+    # the checker really checks: a typo in one operator fails it, naming the line
+    broken = tmp_path / "70-labpower.rules"
+    text = RULES[0].read_text()
+    rule = '\nGROUP="labpower", MODE="0660"'
+    broken.write_text(text.replace(rule, rule.replace("=", "==", 1)))
+    result = verify(udevadm254, broken)
+    assert result.returncode == 1
+    line = text[: text.index(rule)].count("\n") + 2
+    assert f"{broken}:{line}" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_board_family_is_matched(family: str) -> None:
+    text = rules_text()
+    for match in FAMILIES[family]:
+        assert match in text
+    assert f'ENV{{LABPOWER_FAMILY}}="{family}"' in text
+
+
+def test_access_is_group_labpower_and_never_world_writable() -> None:
+    assignments = re.findall(r'\b(MODE|GROUP|OWNER)\s*:?=\s*"([^"]*)"', rules_text())
+    assert ("GROUP", "labpower") in assignments
+    assert ("MODE", "0660") in assignments
+    for key, value in assignments:
+        if key == "MODE":
+            assert int(value, 8) & 0o007 == 0, f'MODE="{value}" gives access to everybody'
+        if key == "GROUP":
+            assert value == "labpower"
+        assert key != "OWNER"
+
+
+def test_plugging_a_board_starts_the_daemon() -> None:
+    text = rules_text()
+    assert 'TAG+="systemd"' in text
+    wanted = re.findall(r'ENV\{SYSTEMD_WANTS\}\+="([^"]+)"', text)
+    assert wanted == ["labpowerd.service"]
+    assert (ROOT / "packaging" / "systemd" / wanted[0]).is_file()
+
+
+def test_links_go_under_dev_labpower() -> None:
+    links = re.findall(r'SYMLINK\+="([^"]+)"', rules_text())
+    assert links
+    assert all(link.startswith("labpower/") for link in links)
+
+
+# --- udevadm test, in a private mount namespace ------------------------------------------
+def udevadm_test(tmp_path: Path, rules: list[Path], syspaths: list[str]) -> list[dict[str, Any]]:
+    """Apply the rules (and the system's) to host devices, in a private mount namespace."""
+    group = tmp_path / "group"
+    group.write_text(Path("/etc/group").read_text() + f"labpower:x:{TEST_GID}:\n")
+    nodes = []
+    for syspath in syspaths:
+        major, minor = Path(syspath, "dev").read_text().strip().split(":")
+        nodes.append(
+            {
+                "syspath": syspath,
+                "devname": Path(syspath).name,
+                "major": int(major),
+                "minor": int(minor),
+            }
+        )
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "host_mount_ns": os.readlink("/proc/self/ns/mnt"),
+                "rules": [str(r) for r in rules],
+                "group": str(group),
+                "udevadm": "/usr/bin/udevadm",
+                "nodes": nodes,
+            }
+        )
+    )
+    run = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, str(NS_RUNNER), spec],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    result: list[dict[str, Any]] = json.loads(run.stdout)
+    return result
+
+
+def rule_problems(output: str, rules: Path) -> list[str]:
+    """udevadm test exits 0 even for broken rules: its complaints name the file."""
+    return [
+        line
+        for line in output.splitlines()
+        if str(rules) in line and not line.startswith("Reading rules file")
+    ]
+
+
+HOST_TTYS = [p for p in ("/sys/class/tty/ttyS0", "/sys/class/tty/tty1") if Path(p).exists()]
+
+
+def test_udevadm_test_loads_the_rules_and_leaves_other_devices_alone(tmp_path: Path) -> None:
+    assert HOST_TTYS, "no tty on this host to apply the rules to"
+    results = udevadm_test(tmp_path, RULES, HOST_TTYS)
+    for r in results:
+        installed = Path("/etc/udev/rules.d") / RULES[0].name
+        assert f"Reading rules file: {installed}" in r["output"]
+        assert rule_problems(r["output"], installed) == []
+        assert r["links"] == {}
+        assert r["gid"] != TEST_GID
+        # the system's own rules did run: the node is no longer the 0600 we created
+        assert (r["gid"], r["mode"]) != (0, 0o600)
+    assert grp.getgrgid(results[0]["gid"]).gr_name in ("tty", "dialout")
+
+
+def test_udevadm_test_output_shows_broken_rules(tmp_path: Path) -> None:
+    # rule_problems() is what the test above relies on to see a broken file: it must see one
+    broken = tmp_path / "rules" / RULES[0].name
+    broken.parent.mkdir()
+    broken.write_text(RULES[0].read_text() + 'KERNEL=="tty1", FROBNICATE="yes"\n')
+    (result,) = udevadm_test(tmp_path, [broken], HOST_TTYS[:1])
+    assert rule_problems(result["output"], Path("/etc/udev/rules.d") / broken.name)

@@ -1,0 +1,216 @@
+"""Build (once) and cache the Debian 12 lab host image the VM tests boot.
+
+``python3 tests/vm/build_image.py`` prints the cache directory, which holds:
+
+- ``vmlinuz``: the Debian 12 kernel (linux-image-6.1.0-*-amd64, unpacked, not installed);
+- ``initrd.img``: busybox and the modules to reach the root fs (virtio, ext4, 9p), then
+  switch_root;
+- ``root.img``: an ext4 image of a mmdebstrap bookworm minbase with systemd, udev, python3,
+  pyserial, hidapi (hidraw), python3-systemd, and a venv at /opt/labpower that has labpower's
+  pure-Python dependencies (anyio...) but not labpower itself: the wheels of the code under
+  test come in through 9p at each boot (tests/vm/guest/boot.sh), so a code change never
+  rebuilds the image.
+
+The cache key is a hash of this file, the guest boot files and the kernel package name, under
+``~/.cache/labpower/vm/``. Needs root and: mmdebstrap, busybox-static, cpio, kmod, e2fsprogs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PACKAGES = [
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "kmod",
+    "python3",
+    "python3-venv",
+    "python3-pip",
+    "python3-serial",
+    "python3-hid",
+    "libhidapi-hidraw0",
+    "python3-systemd",
+    "procps",
+]
+#: pure-Python dependencies of the wheels, from PyPI, into the guest venv at build time
+PYPI = ["anyio>=4.11,<5", "sniffio", "idna", "typing_extensions"]
+MODULES = ["virtio_pci", "virtio_blk", "ext4", "9p", "9pnet_virtio"]
+INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules.list); do modprobe "$m" || echo "initrd: cannot load $m"; done
+mkdir -p /newroot
+mount -t ext4 -o rw /dev/vda /newroot || { echo "initrd: no root fs"; poweroff -f; }
+umount /proc /sys
+mount --move /dev /newroot/dev 2>/dev/null || umount /dev
+exec switch_root /newroot /sbin/init
+"""
+TEST_UNIT = """[Unit]
+Description=labpower lab host test (tests/vm)
+After=multi-user.target
+Wants=multi-user.target
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+StandardError=journal+console
+ExecStartPre=/bin/mkdir -p /mnt/share
+ExecStartPre=/bin/mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share /mnt/share
+ExecStart=/bin/sh /mnt/share/tests/vm/guest/boot.sh
+TimeoutStartSec=600
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def run(*cmd: str | Path, **kw: object) -> None:
+    subprocess.run([str(c) for c in cmd], check=True, **kw)  # type: ignore[call-overload]  # kw passes through
+
+
+def kernel_package() -> str:
+    out = subprocess.run(
+        ["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True, check=True
+    ).stdout
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Depends: linux-image-"):
+            return line.split(":", 1)[1].strip()
+    raise RuntimeError("no linux-image-6.1.0-*-amd64 package known to apt")
+
+
+def cache_key(kernel: str) -> str:
+    h = hashlib.sha256()
+    h.update(Path(__file__).read_bytes())
+    h.update(kernel.encode())
+    return h.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "labpower" / "vm"
+
+
+def build_kernel(work: Path, kernel: str, out: Path) -> tuple[Path, str]:
+    """Unpack the kernel package; returns (its root, the kernel version)."""
+    run("apt-get", "download", "-q", kernel, cwd=work)
+    (deb,) = work.glob(f"{kernel}_*.deb")
+    kroot = work / "kernel"
+    run("dpkg-deb", "-x", deb, kroot)
+    (vmlinuz,) = (kroot / "boot").glob("vmlinuz-*")
+    version = vmlinuz.name.removeprefix("vmlinuz-")
+    run("depmod", "-b", kroot, version)
+    shutil.copy(vmlinuz, out / "vmlinuz")
+    return kroot, version
+
+
+def build_initrd(work: Path, kroot: Path, version: str, out: Path) -> None:
+    ird = work / "initrd"
+    for d in ("bin", "proc", "sys", "dev", "newroot"):
+        (ird / d).mkdir(parents=True)
+    shutil.copy("/bin/busybox", ird / "bin" / "busybox")
+    (ird / "init").write_text(INIT)
+    (ird / "init").chmod(0o755)
+    mods: list[str] = []
+    for name in MODULES:
+        deps = subprocess.run(
+            ["modprobe", "-d", str(kroot), "-S", version, "--show-depends", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for line in deps.splitlines():
+            if line.startswith("insmod "):
+                path = Path(line.split()[1])
+                rel = path.relative_to(kroot)
+                (ird / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, ird / rel)
+        mods.append(name)
+    (ird / "modules.list").write_text("\n".join(mods) + "\n")
+    for f in ("modules.dep", "modules.alias", "modules.symbols", "modules.builtin", "modules.order"):
+        src = kroot / "lib" / "modules" / version / f
+        if src.exists():
+            shutil.copy(src, ird / "lib" / "modules" / version / f)
+    files = subprocess.run(
+        ["find", "."], cwd=ird, capture_output=True, check=True
+    ).stdout
+    cpio = subprocess.run(
+        ["cpio", "-o", "-H", "newc", "--quiet"], cwd=ird, input=files, capture_output=True, check=True
+    ).stdout
+    (out / "initrd.img").write_bytes(cpio)
+
+
+def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
+    wheels = work / "pypi"
+    run(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", wheels, *PYPI)
+    rootfs = work / "rootfs"
+    unit = work / "labpower-vmtest.service"
+    unit.write_text(TEST_UNIT)
+    hooks = [
+        f'--customize-hook=cp -a {kroot}/lib/modules "$1/lib/"',
+        f'--customize-hook=cp {unit} "$1/etc/systemd/system/"',
+        '--customize-hook=ln -s /etc/systemd/system/labpower-vmtest.service '
+        '"$1/etc/systemd/system/multi-user.target.wants/labpower-vmtest.service"',
+        '--customize-hook=echo labhost > "$1/etc/hostname"',
+        # the guest needs no network, login prompt or time sync: they only slow the boot
+        '--customize-hook=rm -f "$1/etc/systemd/system/getty.target.wants/"*',
+        '--customize-hook=systemctl --root="$1" mask systemd-networkd-wait-online.service '
+        "systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer man-db.timer "
+        "e2scrub_all.timer fstrim.timer getty@tty1.service serial-getty@ttyS0.service",
+        f'--customize-hook=mkdir -p "$1/tmp/pypi" && cp {wheels}/*.whl "$1/tmp/pypi/"',
+        '--customize-hook=chroot "$1" python3 -m venv --system-site-packages /opt/labpower',
+        '--customize-hook=chroot "$1" /opt/labpower/bin/pip install -q --no-index '
+        "--find-links /tmp/pypi " + " ".join(f"'{p}'" for p in PYPI),
+        '--customize-hook=rm -rf "$1/tmp/pypi"',
+    ]
+    run(
+        "mmdebstrap",
+        "--quiet",
+        "--variant=minbase",
+        "--include=" + ",".join(PACKAGES),
+        *hooks,
+        "bookworm",
+        rootfs,
+        "http://deb.debian.org/debian",
+    )
+    img = out / "root.img"
+    run("mkfs.ext4", "-q", "-L", "root", "-d", rootfs, img, "2G")
+
+
+def build(cache: Path | None = None) -> Path:
+    """The cache directory of the current image, building it first if needed.
+
+    :raises subprocess.CalledProcessError: a build step failed.
+    """
+    kernel = kernel_package()
+    out = (cache or cache_root()) / cache_key(kernel)
+    if (out / "done").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    with tempfile.TemporaryDirectory(prefix="labpower-vm-") as tmp:
+        work = Path(tmp)
+        kroot, version = build_kernel(work, kernel, tmp_out)
+        build_initrd(work, kroot, version, tmp_out)
+        build_rootfs(work, kroot, version, tmp_out)
+    (tmp_out / "done").write_text(kernel + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp_out.rename(out)
+    return out
+
+
+if __name__ == "__main__":
+    print(build())
