@@ -12,60 +12,37 @@ from __future__ import annotations
 import math
 import multiprocessing
 import multiprocessing.synchronize
-import os
-import queue
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import traceback
-from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from labpower.client import Client, DaemonUnreachable
 from labpower.client.wire import Call
 from labpower.daemon.testing import to_toml
 
+from benchmarks.harness import (
+    FORK,
+    WORKER_TIMEOUT,
+    Figure,
+    Labpowerd,
+    Messages,
+    children,
+    collect,
+    percentile,
+    wait_barrier,
+)
+
 POWER = "io.labpower.Power"
 #: Channels per mock board: the size of the common 4-channel relay boards.
 CHANNELS = 4
-START_TIMEOUT = 30.0
-#: How long a benchmark process may take before the run is declared broken.
-WORKER_TIMEOUT = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One measured number, with the target it should meet (None: for information)."""
-
-    key: str
-    label: str
-    value: float
-    unit: str
-    limit: float | None = None
-    better: Literal["lower", "higher"] = "lower"
-
-    @property
-    def ok(self) -> bool | None:
-        if self.limit is None:
-            return None
-        return self.value <= self.limit if self.better == "lower" else self.value >= self.limit
-
-    @property
-    def target(self) -> str:
-        if self.limit is None:
-            return ""
-        return f"{'<=' if self.better == 'lower' else '>='} {self.limit:g} {self.unit}".rstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +92,6 @@ class Sizes:
         )
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q`` percentile (0 < q <= 100) of ``values`` (not empty)."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 def target_names(count: int) -> list[str]:
     return [f"t{i:03d}" for i in range(count)]
 
@@ -139,200 +109,6 @@ def mock_lab(targets: int) -> dict[str, Any]:
             for i, name in enumerate(target_names(targets))
         },
     }
-
-
-# -- the daemon under test
-
-# ``python -m labpower.daemon`` under cProfile, timed by CPU time, not wall time: on a busy
-# machine a process also waits for a CPU, and that is not time its functions took.
-_PROFILED = """
-import cProfile, runpy, sys, time
-out = sys.argv[1]
-sys.argv = ["labpowerd", *sys.argv[2:]]
-profile = cProfile.Profile(time.process_time)
-try:
-    profile.runcall(runpy.run_module, "labpower.daemon", run_name="__main__", alter_sys=True)
-except SystemExit:
-    pass
-finally:
-    profile.dump_stats(out)
-"""
-
-
-class Labpowerd:
-    """``python -m labpower.daemon`` as a child process on a socket in ``directory``.
-
-    Started like systemd starts it (READY=1 on a private $NOTIFY_SOCKET), and timed from the
-    moment it is spawned. ``profile``: run it under cProfile (CPU time), writing the stats
-    there.
-    ``bytecode_cache``: run from cached bytecode (in ``directory``) like an installed
-    daemon; False: compile every module from source, like the very first start.
-    """
-
-    def __init__(
-        self,
-        config: Path,
-        directory: Path,
-        *,
-        profile: Path | None = None,
-        bytecode_cache: bool = True,
-    ) -> None:
-        self.config = config
-        self.bytecode_cache = bytecode_cache
-        self.directory = directory
-        self.socket = str(directory / "labpower.sock")
-        self.profile = profile
-        self.stderr_path = directory / "labpowerd.stderr"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> float:
-        """Spawn it and wait for READY=1; return the seconds that took.
-
-        :raises RuntimeError: it exited or did not get ready in time (with its stderr).
-        """
-        notify_path = str(self.directory / "notify.sock")
-        if os.path.exists(notify_path):
-            os.unlink(notify_path)
-        args = ["--config", str(self.config), "--socket", self.socket]
-        if self.profile:
-            command = [sys.executable, "-c", _PROFILED, str(self.profile), *args]
-        else:
-            command = [sys.executable, "-m", "labpower.daemon", *args]
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-            notify.bind(notify_path)
-            notify.settimeout(0.5)
-            # its own state directory, as systemd's StateDirectory= gives it
-            env = {
-                **os.environ,
-                "NOTIFY_SOCKET": notify_path,
-                "STATE_DIRECTORY": str(self.directory / "state"),
-            }
-            env.pop("LISTEN_FDS", None)
-            if self.bytecode_cache:
-                # An installed daemon runs from compiled bytecode; keep that cache out of the
-                # source tree, and have it even where the environment disables writing it.
-                env.pop("PYTHONDONTWRITEBYTECODE", None)
-                env["PYTHONPYCACHEPREFIX"] = str(self.directory / "pycache")
-            else:  # point Python at an empty cache, so that it finds no bytecode at all
-                env["PYTHONDONTWRITEBYTECODE"] = "1"
-                env["PYTHONPYCACHEPREFIX"] = str(self.directory / "no-pycache")
-            with open(self.stderr_path, "wb") as err:
-                started = time.perf_counter()
-                self.proc = subprocess.Popen(
-                    command, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err
-                )
-            deadline = started + START_TIMEOUT
-            while time.perf_counter() < deadline:
-                try:
-                    message = notify.recv(4096)
-                except TimeoutError:
-                    if self.proc.poll() is not None:
-                        break
-                    continue
-                if b"READY=1" in message.split(b"\n"):
-                    return time.perf_counter() - started
-        code = self.proc.poll()
-        self.stop()
-        raise RuntimeError(
-            f"labpowerd did not get ready (exit code {code}):\n"
-            f"{self.stderr_path.read_text(errors='replace')}"
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def memory(self) -> tuple[float, float]:
-        """Resident set size now and at its peak (VmRSS, VmHWM), in MB (10**6 bytes: the
-        stricter reading of a limit given in MB)."""
-        fields: dict[str, float] = {}
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                name, _, rest = line.partition(":")
-                if name in ("VmRSS", "VmHWM"):
-                    fields[name] = int(rest.split()[0]) * 1024 / 1e6  # /proc's kB are KiB
-        return fields["VmRSS"], fields["VmHWM"]
-
-    def cpu_seconds(self) -> float:
-        """CPU time it has used so far, user and system."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            # the fields after the command name, which is in parentheses and may hold spaces
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        """SIGTERM and wait (SIGKILL if it hangs). :raises RuntimeError: it failed."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise RuntimeError("labpowerd did not stop on SIGTERM") from None
-
-
-# -- child processes
-
-
-_fork = multiprocessing.get_context("fork")
-Messages = Any  # a multiprocessing.Queue of (kind, index, payload) tuples
-
-
-def _child(fn: Callable[..., Any], index: int, out: Messages, *args: Any) -> None:
-    """Run ``fn(index, out, *args)`` in a child; its result or its traceback goes to ``out``."""
-    try:
-        out.put(("result", index, fn(index, out, *args)))
-    except BaseException:  # reported to the parent, which raises it
-        out.put(("error", index, traceback.format_exc()))
-
-
-@contextmanager
-def _children(fn: Callable[..., Any], arglists: Sequence[tuple[Any, ...]]) -> Iterator[Messages]:
-    """One process per entry of ``arglists``, running ``fn(index, out, *args)``; yields the
-    queue ``out`` they report on, and kills any still running afterwards."""
-    out = _fork.Queue()
-    procs = [
-        _fork.Process(target=_child, args=(fn, i, out, *args), daemon=True)
-        for i, args in enumerate(arglists)
-    ]
-    for proc in procs:
-        proc.start()
-    try:
-        yield out
-    finally:
-        for proc in procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-
-
-def _collect(
-    out: Messages, kind: str, count: int, timeout: float = WORKER_TIMEOUT
-) -> dict[int, Any]:
-    """Wait for ``count`` messages of ``kind``. :raises RuntimeError: a child failed."""
-    found: dict[int, Any] = {}
-    deadline = time.monotonic() + timeout
-    while len(found) < count:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise RuntimeError(
-                f"only {len(found)} of {count} benchmark processes reported "
-                f"{kind!r} within {timeout:g} s"
-            )
-        try:
-            got, index, payload = out.get(timeout=left)
-        except queue.Empty as exc:
-            raise RuntimeError(f"benchmark processes silent for {timeout:g} s") from exc
-        if got == "error":
-            raise RuntimeError(f"benchmark process {index} failed:\n{payload}")
-        if got == kind:
-            found[index] = payload
-    return found
 
 
 # -- round trip
@@ -397,12 +173,12 @@ def throughput(daemon: Labpowerd, sizes: Sizes) -> list[Figure]:
     """
     names = target_names(sizes.client_targets)
     shares = [names[i :: sizes.clients] for i in range(sizes.clients)]
-    barrier = _fork.Barrier(sizes.clients + 1)
+    barrier = FORK.Barrier(sizes.clients + 1)
     arglists = [(daemon.socket, share, barrier, sizes.throughput_seconds) for share in shares]
-    with _children(_switcher, arglists) as out:
-        _wait_barrier(barrier, out)
+    with children(_switcher, arglists) as out:
+        wait_barrier(barrier, out)
         cpu, began = daemon.cpu_seconds(), time.perf_counter()
-        results = _collect(out, "result", sizes.clients)
+        results = collect(out, "result", sizes.clients)
         daemon_cpu = daemon.cpu_seconds() - cpu
         elapsed = time.perf_counter() - began
     done = sum(r[0] for r in results.values())
@@ -436,20 +212,6 @@ def throughput(daemon: Labpowerd, sizes: Sizes) -> list[Figure]:
             "us",
         ),
     ]
-
-
-def _wait_barrier(barrier: multiprocessing.synchronize.Barrier, out: Messages) -> None:
-    """Join the start barrier. :raises RuntimeError: a child failed before it got there."""
-    try:
-        barrier.wait(WORKER_TIMEOUT)
-    except threading.BrokenBarrierError as exc:
-        try:
-            while True:
-                kind, index, payload = out.get(timeout=10)
-                if kind == "error":
-                    raise RuntimeError(f"benchmark process {index} failed:\n{payload}") from exc
-        except queue.Empty:
-            raise RuntimeError("the benchmark processes did not all start") from exc
 
 
 # -- start-up and memory
@@ -600,21 +362,21 @@ def _producer(
 def _log_pass(path: str, sizes: Sizes, rate: float) -> tuple[list[Delivery], float]:
     """One round of ``entries`` entries produced at ``rate`` per second (0: flat out);
     returns what each subscriber saw, and the entries produced per second."""
-    first = _fork.Value("q", 0, lock=False)
-    last = _fork.Value("q", 0, lock=False)
-    go = _fork.Event()
-    done = _fork.Barrier(sizes.subscribers)
-    with _children(_subscriber, [(path, first, last, done)] * sizes.subscribers) as out:
-        _collect(out, "ready", sizes.subscribers)
+    first = FORK.Value("q", 0, lock=False)
+    last = FORK.Value("q", 0, lock=False)
+    go = FORK.Event()
+    done = FORK.Barrier(sizes.subscribers)
+    with children(_subscriber, [(path, first, last, done)] * sizes.subscribers) as out:
+        collect(out, "ready", sizes.subscribers)
         producer = [(path, target_names(sizes.client_targets), go, first, last, rate)]
-        with _children(_producer, producer) as produced:
+        with children(_producer, producer) as produced:
             with Client(path) as client:  # everyone is listening: entries after this count
                 base = client.call(Call(f"{POWER}.Off", {"target": "t000"}))["log_seq"]
             first.value = base + 1
             last.value = base + sizes.entries
             go.set()
-            _, seconds = _collect(produced, "result", 1)[0]
-        deliveries: list[Delivery] = list(_collect(out, "result", sizes.subscribers).values())
+            _, seconds = collect(produced, "result", 1)[0]
+        deliveries: list[Delivery] = list(collect(out, "result", sizes.subscribers).values())
     return deliveries, sizes.entries / seconds
 
 

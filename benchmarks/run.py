@@ -32,7 +32,7 @@ if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
 from benchmarks import core  # noqa: E402 - needs the path set above
-from benchmarks.core import Figure  # noqa: E402
+from benchmarks.harness import Figure  # noqa: E402
 
 SERIAL_MODULE = HERE / "serial_bench.py"
 RESULTS = HERE / "results.md"
@@ -116,10 +116,10 @@ def markdown(figures: Sequence[Figure], quick: bool, m: dict[str, str | int]) ->
         "| figure | value | target | result |",
         "|---|---:|---|---|",
     ]
-    lines += [
-        f"| {f.label} | {fmt(f.value)} {f.unit} | {f.target} | {verdict(f)} |".replace("  |", " |")
-        for f in figures
-    ]
+    for f in figures:  # an indented label explains the row above it
+        label = f"&nbsp;&nbsp;{f.label.strip()}" if f.label.startswith(" ") else f.label
+        value = f"{fmt(f.value)} {f.unit}".rstrip()
+        lines.append(f"| {label} | {value} | {f.target} | {verdict(f)} |")
     return "\n".join(lines) + "\n"
 
 

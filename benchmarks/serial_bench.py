@@ -10,6 +10,9 @@ Figures (see :func:`run`):
 - ``daemon_baseline_ms``: for comparison, a mock-backend On/Off on the same daemon after a
   pause as long as the wire time (the daemon's own wake-up and call cost, no serial code);
   ``serial_extra_ms``: ``overhead_median_ms`` minus it, i.e. what the serial path adds.
+- ``backend_overhead_median_ms``: the same switch plus read-back through
+  :class:`~labpower.backends.Device` and the LCUS backend in this process, without daemon and
+  client: the serial code's own share.
 - ``one_board_ms`` / ``eight_boards_ms``: the median time for one board alone, and for eight
   boards switched at once by eight clients; ``eight_boards_ratio``: their quotient.
   Target: <= 1.5.
@@ -31,6 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+from labpower.backends import Device
+from labpower.backends.serial.lcus import LcusBackend, LcusOptions
 from labpower.backends.sim import LcusSimulator
 from labpower.backends.sim.boards import SimDialect
 from labpower.client import Client
@@ -111,6 +117,34 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
     }
 
 
+def backend_only(directory: Path, calls: int, warmup: int) -> dict[str, float]:
+    """Overhead of the Device + LcusBackend path alone (no daemon, no client)."""
+    board = LcusSimulator(
+        directory / "lcus-inproc", channels=CHANNELS, wire_baud=WIRE_BAUD, dialect=DIALECT
+    )
+    options = LcusOptions(port=str(board.link), gap=0.0, status="raw")
+    device = Device(LcusBackend("bench", CHANNELS, options, 5.0), 5.0)
+    overheads: list[float] = []
+
+    async def measure() -> None:
+        for i in range(warmup + calls):
+            before = board.wire_time
+            started = time.perf_counter()
+            if await device.switch(1, i % 2 == 0) is not (i % 2 == 0):
+                raise RuntimeError("read-back disagrees")
+            took = time.perf_counter() - started
+            if i >= warmup:
+                overheads.append(took - (board.wire_time - before))
+        await device.close()
+
+    board.start()
+    try:
+        anyio.run(measure)
+    finally:
+        board.stop()
+    return {"backend_overhead_median_ms": statistics.median(overheads) * 1e3}
+
+
 def _round(clients: Sequence[Client], on: bool) -> float:
     """Switch target i through client i, all at once; seconds until the last is done."""
     start = threading.Barrier(len(clients) + 1)
@@ -184,6 +218,7 @@ def run(quick: bool = False) -> dict[str, float]:
     calls, warmup, rounds = (200, 20, 20) if quick else (1000, 50, 60)
     with tempfile.TemporaryDirectory(prefix="labpower-serial-bench-") as tmp:
         figures = switch_readback(Path(tmp), calls, warmup)
+        figures.update(backend_only(Path(tmp), calls, warmup))
         figures.update(eight_boards(Path(tmp), rounds))
     return figures
 

@@ -18,6 +18,10 @@ import pytest
 from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
+# pytester: tests/integrations runs the labpower pytest plugin in pytest's own test harness
+# (pytest_plugins is honoured only in a conftest that pytest loads at startup, like this one)
+pytest_plugins = ["pytester"]
+
 #: The standard lab: one device per behaviour a test wants to see.
 STANDARD: dict[str, Any] = {
     "daemon": {"log_level": "debug"},

@@ -18,6 +18,7 @@ from labpower.client.errors import (
 )
 
 TIMEOUT = 0.5  # every device's deadline in these tests
+HANG_TIMEOUT = 1.0  # the deadline where a test measures it: long enough to tell from load
 
 
 def test_on_off_switch_the_relay_and_read_it_back(
@@ -83,7 +84,7 @@ def test_hung_board_times_out_at_the_deadline_and_others_keep_switching(
     kind: str, boards: Any, serial_config: Any, start_daemon: Any
 ) -> None:
     hung, other = boards(kind, "hung"), boards(kind, "other")
-    daemon = start_daemon(serial_config({"h": hung, "o": other}, timeout=TIMEOUT))
+    daemon = start_daemon(serial_config({"h": hung, "o": other}, timeout=HANG_TIMEOUT))
     hung.hang()
     outcome: dict[str, Any] = {}
 
@@ -109,10 +110,11 @@ def test_hung_board_times_out_at_the_deadline_and_others_keep_switching(
         caller.join()
         error = outcome["error"]
         assert isinstance(error, Timeout), error
-        assert error.parameters == {"target": "h1", "seconds": TIMEOUT}
-        assert TIMEOUT <= outcome["seconds"] < TIMEOUT + 0.4
+        assert error.parameters == {"target": "h1", "seconds": HANG_TIMEOUT}
+        assert HANG_TIMEOUT <= outcome["seconds"] < HANG_TIMEOUT + 0.8
+        # the other board never waited for the hung one (that would take ~HANG_TIMEOUT)
         assert switched >= 3
-        assert slowest < TIMEOUT / 2
+        assert slowest < HANG_TIMEOUT / 2
         hung.heal()
         back = lab.on("h1")  # the port was closed after the timeout and opens again
         assert (back.state, back.verified) == ("on", True)
@@ -126,11 +128,10 @@ def test_garbled_answer_fails_the_call(
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     board.garble()
     with daemon.client() as lab:
-        started = time.monotonic()
         with pytest.raises(VarlinkError) as caught:
             lab.on("a1")
+        # recognised as garbage (not waited out until a Timeout)
         assert caught.value.name == "io.labpower.Power.DeviceError"
-        assert time.monotonic() - started < TIMEOUT  # recognised as garbage, not waited out
         got = lab.get("a1")
         assert got.state == "unknown" or not got.verified
         board.heal()

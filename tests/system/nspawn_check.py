@@ -145,6 +145,7 @@ def main(out: Path) -> dict[str, Any]:
         check=False,
     ).stdout
     r["alice_after_restart"] = call_as("alice", "Get", target="dut1")
+    r["history_after_restart"] = call_as("alice", "History", targets=["dut1"], since="1h")
     return r
 
 

@@ -173,3 +173,12 @@ def test_a_frozen_event_loop_is_killed_by_the_watchdog_and_restarted(
     assert int(booted["restarted"]["NRestarts"]) >= 1
     assert "Watchdog timeout" in booted["watchdog_log"]
     assert "reply" in booted["alice_after_restart"], "the restarted daemon serves again"
+
+
+def test_history_reads_the_journal_across_the_restart(booted: dict[str, Any]) -> None:
+    """The restarted daemon (user labpower, group systemd-journal) serves the entries of the
+    one the watchdog killed, from the journal."""
+    entries = booted["history_after_restart"]["reply"]["parameters"]["entries"]
+    switched = [e for e in entries if e.get("op") == "on" and e.get("state") == "on"]
+    assert switched, entries
+    assert switched[0]["target"] == "dut1"

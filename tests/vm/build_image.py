@@ -43,7 +43,8 @@ PACKAGES = [
 ]
 #: pure-Python dependencies of the wheels, from PyPI, into the guest venv at build time
 PYPI = ["anyio>=4.11,<5", "sniffio", "idna", "typing_extensions"]
-MODULES = ["virtio_pci", "virtio_blk", "ext4", "9p", "9pnet_virtio"]
+# crc32c_generic: ext4 needs the crc32c hash, a dependency modprobe does not list
+MODULES = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "9p", "9pnet_virtio"]
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -155,7 +156,8 @@ def build_initrd(work: Path, kroot: Path, version: str, out: Path) -> None:
 
 def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
     wheels = work / "pypi"
-    run(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", wheels, *PYPI)
+    # the test venv has no pip; the machine's python3 has (dev: "python3 and pip")
+    run("python3", "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", wheels, *PYPI)
     rootfs = work / "rootfs"
     unit = work / "labpower-vmtest.service"
     unit.write_text(TEST_UNIT)

@@ -58,8 +58,9 @@ class AsyncClient:
     Calls on one client are serialised; open several clients for parallel calls.
     """
 
-    def __init__(self, socket: str | os.PathLike[str] | None = None, *,
-                 timeout: float | None = 60.0) -> None:
+    def __init__(
+        self, socket: str | os.PathLike[str] | None = None, *, timeout: float | None = 60.0
+    ) -> None:
         self.path = p.socket_path(socket)
         self.timeout = timeout
         self._conn: _AsyncConnection | None = None
@@ -78,8 +79,9 @@ class AsyncClient:
             raise
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -161,8 +163,9 @@ class AsyncClient:
             params["delay"] = delay
         return await self._power("Cycle", params)
 
-    async def read(self, target: str, count: int | None = 1,
-                   interval: float | None = None) -> AsyncGenerator[Reading, None]:
+    async def read(
+        self, target: str, count: int | None = 1, interval: float | None = None
+    ) -> AsyncGenerator[Reading, None]:
         params = p.read_parameters(target, count, interval)
         if count == 1:
             yield p.reading_result(await self.call(p.power_call("Read", params)))
@@ -172,11 +175,16 @@ class AsyncClient:
             async for reply in replies:
                 yield p.reading_result(reply)
 
-    async def acquire(self, target: str, name: str | None = None,
-                      timeout: float | None = None) -> tuple[Target, str]:
+    async def acquire(
+        self,
+        target: str,
+        name: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the lease's lifetime
+    ) -> tuple[Target, str]:
         """See :meth:`Client.acquire`."""
         params = await self.call(
-            p.power_call("Acquire", p.acquire_parameters(target, name, timeout)))
+            p.power_call("Acquire", p.acquire_parameters(target, name, timeout))
+        )
         token = params["token"]
         self.lease_tokens[target] = token
         return Target.from_wire(params["target"]), token
@@ -189,8 +197,12 @@ class AsyncClient:
         return Target.from_wire((await self.call(p.power_call("Release", params)))["target"])
 
     @asynccontextmanager
-    async def lease(self, target: str, name: str | None = None,
-                    timeout: float | None = None) -> AsyncIterator[Target]:
+    async def lease(
+        self,
+        target: str,
+        name: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the lease's lifetime
+    ) -> AsyncIterator[Target]:
         held, _ = await self.acquire(target, name, timeout)
         try:
             yield held
@@ -200,8 +212,13 @@ class AsyncClient:
             except DaemonUnreachable:
                 pass
 
-    async def history(self, targets: Iterable[str] | None = None, level: str | None = None,
-                      limit: int | None = None, since: str | None = None) -> list[LogEntry]:
+    async def history(
+        self,
+        targets: Iterable[str] | None = None,
+        level: str | None = None,
+        limit: int | None = None,
+        since: str | None = None,
+    ) -> list[LogEntry]:
         """Past log entries, oldest first; ``since``: RFC 3339 time or a span like "1h"."""
         params = p.filter_parameters(targets, level)
         if limit is not None:
@@ -210,8 +227,9 @@ class AsyncClient:
             params["since"] = since
         return p.entries_result(await self.call(p.power_call("History", params)))
 
-    async def logs(self, targets: Iterable[str] | None = None,
-                   level: str | None = None) -> AsyncGenerator[LogEntry, None]:
+    async def logs(
+        self, targets: Iterable[str] | None = None, level: str | None = None
+    ) -> AsyncGenerator[LogEntry, None]:
         call = p.power_call("Logs", p.filter_parameters(targets, level))
         async with aclosing(self.stream(call)) as replies:
             async for params in replies:
@@ -220,8 +238,9 @@ class AsyncClient:
                     yield LogEntry.from_wire(entry)
 
     @asynccontextmanager
-    async def log_stream(self, targets: Iterable[str] | None = None,
-                         level: str | None = None) -> AsyncIterator[AsyncLogStream]:
+    async def log_stream(
+        self, targets: Iterable[str] | None = None, level: str | None = None
+    ) -> AsyncIterator[AsyncLogStream]:
         """Forward daemon log entries to Python logging (see :meth:`Client.log_stream`)."""
         if self._tg is None:
             raise RuntimeError("log_stream() needs 'async with AsyncClient(...)'")
@@ -265,12 +284,12 @@ class AsyncTargetHandle:
     async def state(self) -> Target:
         return await self.client.get(self.name)
 
-    def lease(self, name: str | None = None,
-              timeout: float | None = None) -> AbstractAsyncContextManager[Target]:
+    def lease(
+        self, name: str | None = None, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[Target]:
         return self.client.lease(self.name, name, timeout)
 
-    def read(self, count: int | None = 1, interval: float | None = None
-             ) -> AsyncIterator[Reading]:
+    def read(self, count: int | None = 1, interval: float | None = None) -> AsyncIterator[Reading]:
         return self.client.read(self.name, count, interval)
 
 
@@ -311,7 +330,11 @@ class AsyncLogStream:
                 keep.append((seq, event))
         self._waiters = keep
 
-    async def wait_for(self, seq: int, timeout: float = LOG_WAIT_SECONDS) -> bool:
+    async def wait_for(
+        self,
+        seq: int,
+        timeout: float = LOG_WAIT_SECONDS,  # noqa: ASYNC109 - a bound, not a call deadline
+    ) -> bool:
         """Wait until every entry up to ``seq`` was emitted; False if the stream ended."""
         if self._seen < seq and not self._dead:
             event = anyio.Event()

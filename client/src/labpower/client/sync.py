@@ -65,11 +65,13 @@ class Client:
     ``socket`` defaults to $LABPOWER_SOCKET, else /run/labpower/labpower.sock; it may be
     ``ssh://[user@]host[:port][/path]`` for a daemon on another host (see transport.py). The
     connection opens on first use and reopens on the next call after the daemon went away (the
-    failed call raises :class:`DaemonUnreachable`). Safe to share between threads: calls are serialised.
+    failed call raises :class:`DaemonUnreachable`). Safe to share between threads: calls are
+    serialised.
     """
 
-    def __init__(self, socket: str | os.PathLike[str] | None = None, *,
-                 timeout: float | None = 60.0) -> None:
+    def __init__(
+        self, socket: str | os.PathLike[str] | None = None, *, timeout: float | None = 60.0
+    ) -> None:
         self.path = p.socket_path(socket)
         self.timeout = timeout
         self._conn: _Connection | None = None
@@ -84,8 +86,9 @@ class Client:
         self.connect()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def connect(self) -> None:
@@ -172,8 +175,9 @@ class Client:
             params["delay"] = delay
         return self._power("Cycle", params)
 
-    def read(self, target: str, count: int | None = 1,
-             interval: float | None = None) -> Iterator[Reading]:
+    def read(
+        self, target: str, count: int | None = 1, interval: float | None = None
+    ) -> Iterator[Reading]:
         """Yield ``count`` readings (forever if None), ``interval`` seconds apart."""
         params = p.read_parameters(target, count, interval)
         if count == 1:
@@ -182,8 +186,9 @@ class Client:
         for reply in self.stream(p.power_call("Read", params)):
             yield p.reading_result(reply)
 
-    def acquire(self, target: str, name: str | None = None,
-                timeout: float | None = None) -> tuple[Target, str]:
+    def acquire(
+        self, target: str, name: str | None = None, timeout: float | None = None
+    ) -> tuple[Target, str]:
         """Take the target's lease for this connection; returns it and the lease token.
 
         :raises Locked: somebody else holds it.
@@ -202,8 +207,9 @@ class Client:
         return Target.from_wire(self.call(p.power_call("Release", params))["target"])
 
     @contextmanager
-    def lease(self, target: str, name: str | None = None,
-              timeout: float | None = None) -> Iterator[Target]:
+    def lease(
+        self, target: str, name: str | None = None, timeout: float | None = None
+    ) -> Iterator[Target]:
         """Hold the target exclusively for the block (see :meth:`acquire`)."""
         held, _ = self.acquire(target, name, timeout)
         try:
@@ -214,8 +220,13 @@ class Client:
             except DaemonUnreachable:
                 pass  # the lease ended with the connection anyway
 
-    def history(self, targets: Iterable[str] | None = None, level: str | None = None,
-                limit: int | None = None, since: str | None = None) -> list[LogEntry]:
+    def history(
+        self,
+        targets: Iterable[str] | None = None,
+        level: str | None = None,
+        limit: int | None = None,
+        since: str | None = None,
+    ) -> list[LogEntry]:
         """Past log entries, oldest first (from the journal where the daemon logs there, so
         across daemon restarts); ``since``: an RFC 3339 time or a span back like "1h"."""
         params = p.filter_parameters(targets, level)
@@ -225,16 +236,18 @@ class Client:
             params["since"] = since
         return p.entries_result(self.call(p.power_call("History", params)))
 
-    def logs(self, targets: Iterable[str] | None = None,
-             level: str | None = None) -> Iterator[LogEntry]:
+    def logs(
+        self, targets: Iterable[str] | None = None, level: str | None = None
+    ) -> Iterator[LogEntry]:
         """Follow the daemon's log live (filtered by the daemon) until the iterator closes."""
         for params in self.stream(p.power_call("Logs", p.filter_parameters(targets, level))):
             entry = params.get("entry")
             if entry is not None:
                 yield LogEntry.from_wire(entry)
 
-    def log_stream(self, targets: Iterable[str] | None = None,
-                   level: str | None = None) -> LogStream:
+    def log_stream(
+        self, targets: Iterable[str] | None = None, level: str | None = None
+    ) -> LogStream:
         """Forward daemon log entries to Python logging while the context is open.
 
         Entries go to ``labpower.remote.<target>`` at their level. Inside the context a
@@ -265,8 +278,9 @@ class TargetHandle:
     def state(self) -> Target:
         return self.client.get(self.name)
 
-    def lease(self, name: str | None = None,
-              timeout: float | None = None) -> AbstractContextManager[Target]:
+    def lease(
+        self, name: str | None = None, timeout: float | None = None
+    ) -> AbstractContextManager[Target]:
         """``with dut.lease(): ...`` holds the target exclusively for the block."""
         return self.client.lease(self.name, name, timeout)
 
@@ -278,8 +292,7 @@ class LogStream:
     """A live ``Logs`` subscription on its own connection, read by one background thread that
     re-emits each entry through Python logging (see :meth:`Client.log_stream`)."""
 
-    def __init__(self, client: Client, targets: Iterable[str] | None,
-                 level: str | None) -> None:
+    def __init__(self, client: Client, targets: Iterable[str] | None, level: str | None) -> None:
         self.client = client
         self._filter = p.EntryFilter(targets, level)
         self._cond = threading.Condition()
@@ -298,14 +311,14 @@ class LogStream:
             raise LabpowerError("Logs subscription did not start with an empty reply")
         conn.sock.settimeout(None)
         self._conn = conn
-        self._thread = threading.Thread(target=self._run, name="labpower-log-stream",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="labpower-log-stream", daemon=True)
         self._thread.start()
         self.client._streams.append(self)
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -340,5 +353,7 @@ class LogStream:
         """Block until every entry up to ``seq`` was emitted; False if the stream ended or the
         wait timed out."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._seen >= seq or self._dead is not None,
-                                       timeout) and self._seen >= seq
+            return (
+                self._cond.wait_for(lambda: self._seen >= seq or self._dead is not None, timeout)
+                and self._seen >= seq
+            )

@@ -175,10 +175,10 @@ class JournalHistory:
         try:
             reader.add_match(SYSLOG_IDENTIFIER=journal.SYSLOG_IDENTIFIER)
             if targets is not None:
-                # matches on one field are ORed; none means no entry can match
-                reader.add_match(
-                    *[f"LABPOWER_TARGET={t}" for t in targets] or ["LABPOWER_TARGET=\n"]
-                )
+                if not targets:
+                    return [], 0
+                # matches on one field are ORed
+                reader.add_match(*[f"LABPOWER_TARGET={t}" for t in targets])
             if level:
                 top = journal.priority(LEVELS[level])
                 reader.add_match(*[f"PRIORITY={p}" for p in range(top + 1)])

@@ -148,8 +148,10 @@ class Server:
         """Serve one connection until the peer closes it or breaks the protocol."""
         if self.connections >= self.lab.config.daemon.max_connections:
             if not self._refusing:
-                log.warning("refusing connections: %d open, the limit (daemon.max_connections)",
-                            self.connections)
+                log.warning(
+                    "refusing connections: %d open, the limit (daemon.max_connections)",
+                    self.connections,
+                )
             self._refusing = True
             sock.close()
             return
@@ -233,8 +235,13 @@ class Server:
             lab.leases.check(name, conn, token)
 
         lease = lab.leases.holder(name)
-        ctx = CallContext(target=name, op=op, uid=conn.uid, pid=conn.pid,
-                          client=lease.name if lease is not None else None)
+        ctx = CallContext(
+            target=name,
+            op=op,
+            uid=conn.uid,
+            pid=conn.pid,
+            client=lease.name if lease is not None else None,
+        )
         reset = current_call.set(ctx)
         self.switching += 1
         if self.switching == 1:

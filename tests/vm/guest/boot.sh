@@ -1,0 +1,30 @@
+#!/bin/sh
+# Runs in the guest (labpower-vmtest.service) from the 9p share at /mnt/share: install
+# labpower the way a lab host would, then run the scenario. Its exit status is the test's.
+set -eu
+S=/mnt/share
+OUT=$S/out
+exec >"$OUT/boot.log" 2>&1
+set -x
+# the code under test: the wheels built on the host, into the image's venv
+/opt/labpower/bin/pip install -q --no-index --no-deps "$S"/wheels/*.whl
+for b in labpowerd labpower labpower-sim labpower-discover; do
+    ln -sf /opt/labpower/bin/$b /usr/bin/$b
+done
+# packaging/ and udev/, where a Debian package would put them
+cp "$S"/packaging/systemd/labpowerd.service "$S"/packaging/systemd/labpowerd.socket /etc/systemd/system/
+cp "$S"/packaging/sysusers.d/labpower.conf /usr/lib/sysusers.d/
+cp "$S"/packaging/tmpfiles.d/labpower.conf /usr/lib/tmpfiles.d/
+cp "$S"/udev/*.rules /etc/udev/rules.d/
+systemd-sysusers
+systemd-tmpfiles --create /usr/lib/tmpfiles.d/labpower.conf
+cp "$S"/tests/vm/guest/labpowerd.toml /etc/labpower/labpowerd.toml
+useradd --create-home --groups labpower alice
+systemctl daemon-reload
+udevadm control --reload
+modprobe uhid
+status=0
+/opt/labpower/bin/python "$S"/tests/vm/guest/scenario.py "$OUT" || status=$?
+journalctl -o json --no-pager > "$OUT/journal.json" || true
+echo "$status" > "$OUT/status"
+exit "$status"
