@@ -125,6 +125,19 @@ def test_logs_json_limit_and_level(labpower: Run, lab: Client) -> None:
     assert labpower("logs", "-n", "0").stdout == ""
 
 
+def test_logs_since(labpower: Run, lab: Client) -> None:
+    lab.on("dut1")
+    recent = [
+        entry_of(line) for line in labpower("logs", "--since", "1h", "dut1").stdout.splitlines()
+    ]
+    assert ("info", "dut1", "power on") in recent
+    future = labpower("logs", "--since", "2999-01-01T00:00:00Z", "dut1")
+    assert (future.returncode, future.stdout) == (0, "")
+    bad = labpower("logs", "--since", "yesterday-ish")
+    assert bad.returncode == 1
+    assert "since" in bad.stderr
+
+
 def test_logs_follow_prints_history_then_new_entries(spawn_labpower: Spawn, lab: Client) -> None:
     lab.on("dut1")
     last = lab.history(["dut1"], limit=1)[0]

@@ -141,4 +141,3 @@ def run_labpower(
         timeout=timeout,
         check=False,
     )
-

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from labpower.client import Client
@@ -203,6 +203,9 @@ def calls(draw: st.DrawFn) -> bytes:
     elif rare == 1:
         msg["method"] = f"{POWER}.Get"
         msg["parameters"] = {"target": NEAR_LIMIT[:-60]}
+    elif rare == 2:
+        msg["method"] = f"{POWER}.Acquire"
+        msg["parameters"] = {"target": "t1", "name": NEAR_LIMIT[:-100]}
     else:
         kind = draw(st.integers(0, 19))
         if kind < 15:
@@ -244,12 +247,23 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+class Message(bytes):
+    """Bytes that print short: a failing batch is reported readably."""
+
+    def __repr__(self) -> str:
+        head = bytes(self[:60])
+        return f"{head!r}{'...' if len(self) > 60 else ''} ({len(self)} bytes)"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
 messages = st.one_of(
     calls(),
     mutated(),
     json_values.map(lambda v: _dumps(v) + b"\0"),
     st.sampled_from(SPECIAL_RAW),
-)
+).map(Message)
 
 
 # -- what the daemon makes of a message (it decodes exactly as labpower.client.wire does)
@@ -390,12 +404,21 @@ def test_fuzzed_messages_never_hurt_the_daemon(fuzz_daemon: DaemonProcess) -> No
             deadline=None,
             derandomize=True,
             database=None,
+            # no shrinking: a failure is about the daemon's state after many batches, and
+            # the report names the batch that showed it
+            phases=[Phase.explicit, Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
         @given(st.lists(messages, min_size=BATCH, max_size=BATCH))
-        def fuzz(batch: list[bytes]) -> None:
+        def fuzz(batch: list[Message]) -> None:
             nonlocal examples
-            fuzzer.batch(batch)
+            try:
+                fuzzer.batch(batch)
+            except OSError:
+                assert daemon.proc is not None
+                if daemon.proc.poll() is not None:  # it died: say how
+                    raise AssertionError(f"labpowerd died:\n{daemon.stderr()[-3000:]}") from None
+                raise
             # the client that was connected all along is still served, every time
             assert [t.name for t in bystander.targets()] == expected
             examples += 1

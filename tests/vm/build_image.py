@@ -11,8 +11,9 @@
   test come in through 9p at each boot (tests/vm/guest/boot.sh), so a code change never
   rebuilds the image.
 
-The cache key is a hash of this file, the guest boot files and the kernel package name, under
-``~/.cache/labpower/vm/``. Needs root and: mmdebstrap, busybox-static, cpio, kmod, e2fsprogs.
+The cache key is a hash of the inputs (packages, modules, init, test unit, kernel package
+name, :data:`BUILD_VERSION`), under ``~/.cache/labpower/vm/``. Needs root and mmdebstrap,
+busybox-static, cpio, kmod, e2fsprogs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -93,10 +93,15 @@ def kernel_package() -> str:
     raise RuntimeError("no linux-image-6.1.0-*-amd64 package known to apt")
 
 
+#: bump when a build step changes what ends up in the image
+BUILD_VERSION = 1
+
+
 def cache_key(kernel: str) -> str:
+    """A hash of everything that goes into the image."""
     h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
-    h.update(kernel.encode())
+    inputs = [BUILD_VERSION, kernel, PACKAGES, PYPI, MODULES, INIT, TEST_UNIT]
+    h.update(repr(inputs).encode())
     return h.hexdigest()[:16]
 
 
@@ -141,15 +146,23 @@ def build_initrd(work: Path, kroot: Path, version: str, out: Path) -> None:
                 shutil.copy(path, ird / rel)
         mods.append(name)
     (ird / "modules.list").write_text("\n".join(mods) + "\n")
-    for f in ("modules.dep", "modules.alias", "modules.symbols", "modules.builtin", "modules.order"):
+    for f in (
+        "modules.dep",
+        "modules.alias",
+        "modules.symbols",
+        "modules.builtin",
+        "modules.order",
+    ):
         src = kroot / "lib" / "modules" / version / f
         if src.exists():
             shutil.copy(src, ird / "lib" / "modules" / version / f)
-    files = subprocess.run(
-        ["find", "."], cwd=ird, capture_output=True, check=True
-    ).stdout
+    files = subprocess.run(["find", "."], cwd=ird, capture_output=True, check=True).stdout
     cpio = subprocess.run(
-        ["cpio", "-o", "-H", "newc", "--quiet"], cwd=ird, input=files, capture_output=True, check=True
+        ["cpio", "-o", "-H", "newc", "--quiet"],
+        cwd=ird,
+        input=files,
+        capture_output=True,
+        check=True,
     ).stdout
     (out / "initrd.img").write_bytes(cpio)
 
@@ -164,7 +177,7 @@ def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
     hooks = [
         f'--customize-hook=cp -a {kroot}/lib/modules "$1/lib/"',
         f'--customize-hook=cp {unit} "$1/etc/systemd/system/"',
-        '--customize-hook=ln -s /etc/systemd/system/labpower-vmtest.service '
+        "--customize-hook=ln -s /etc/systemd/system/labpower-vmtest.service "
         '"$1/etc/systemd/system/multi-user.target.wants/labpower-vmtest.service"',
         '--customize-hook=echo labhost > "$1/etc/hostname"',
         # the guest needs no network, login prompt or time sync: they only slow the boot
@@ -203,11 +216,15 @@ def build(cache: Path | None = None) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    with tempfile.TemporaryDirectory(prefix="labpower-vm-") as tmp:
-        work = Path(tmp)
-        kroot, version = build_kernel(work, kernel, tmp_out)
-        build_initrd(work, kroot, version, tmp_out)
-        build_rootfs(work, kroot, version, tmp_out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="labpower-vm-") as tmp:
+            work = Path(tmp)
+            kroot, version = build_kernel(work, kernel, tmp_out)
+            build_initrd(work, kroot, version, tmp_out)
+            build_rootfs(work, kroot, version, tmp_out)
+    except BaseException:
+        shutil.rmtree(tmp_out, ignore_errors=True)
+        raise
     (tmp_out / "done").write_text(kernel + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp_out.rename(out)

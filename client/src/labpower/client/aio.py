@@ -85,7 +85,10 @@ class AsyncClient:
         await self.aclose()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(et, e, tb)
+            # The block's own exception is not handed to the task group (it only runs log
+            # readers): anyio 4 would wrap it in an ExceptionGroup, so that an error leaving
+            # `async with AsyncClient()` could no longer be caught as itself.
+            await self._tg.__aexit__(None, None, None)
             self._tg = None
 
     async def connect(self) -> None:

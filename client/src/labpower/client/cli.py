@@ -342,7 +342,7 @@ def _print_entry(args: argparse.Namespace, entry: LogEntry) -> None:
 def _history(lab: Client, targets: list[str] | None, args: argparse.Namespace) -> list[LogEntry]:
     if args.limit == 0:
         return []
-    return lab.history(targets, args.level, args.limit)
+    return lab.history(targets, args.level, args.limit, since=args.since)
 
 
 def _log_daemon(daemons: _Daemons, names: list[str]) -> tuple[Client, list[str] | None]:
@@ -676,6 +676,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         default=None,
         help="print at most the newest LIMIT past entries (default: all the daemon holds)",
+    )
+    sub.add_argument(
+        "--since",
+        metavar="WHEN",
+        default=None,
+        help="only past entries since WHEN: an RFC 3339 time, or a span back from now "
+        "such as 90s, 15m, 1h30m, 2d (read from the journal when the daemon logs there, "
+        "so it reaches back across daemon restarts)",
     )
     sub.add_argument(
         "targets", nargs="*", metavar="TARGET", help="only entries about these targets"

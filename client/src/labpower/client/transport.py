@@ -18,6 +18,10 @@ Environment:
 - ``$LABPOWER_REMOTE_COMMAND``: the command that starts the bridge on the lab host (default
   ``labpower``), for hosts where it is not on the PATH.
 
+ssh runs in a session of its own (Ctrl-C at the terminal must not kill the connection, and a
+lease with it, under the caller), so it cannot ask for a password or a host key on the
+terminal: use keys (an agent) and known host keys.
+
 On the lab host, a key can be restricted to the bridge alone in ``authorized_keys``::
 
     command="labpower bridge",restrict ssh-ed25519 AAAA...

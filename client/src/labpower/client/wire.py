@@ -159,6 +159,15 @@ def encode_reply(parameters: Mapping[str, Any], *, continues: bool = False) -> b
     return (_dumps({"parameters": parameters})).encode() + b"\0"
 
 
+def _is_unicode(obj: Any) -> bool:
+    """Whether every string in a decoded message is valid Unicode (no lone surrogates)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
 class Decoder:
     """Splits a byte stream into JSON objects at NUL bytes.
 
@@ -201,10 +210,16 @@ class Decoder:
             while (end := buf.find(b"\0", start)) >= 0:
                 if end - start >= self.max_size:
                     self._fail(f"message of {end - start} bytes exceeds {self.max_size}")
+                frame = buf[start:end]
                 try:
-                    obj = json.loads(buf[start:end])
+                    obj = json.loads(frame)
                 except (ValueError, RecursionError) as exc:
                     self._fail(f"invalid JSON: {exc}")
+                if (b"\\u" in frame or b"\xed" in frame) and not _is_unicode(obj):
+                    # "\ud800" (or its UTF-8 form, which json.loads lets through) is not text:
+                    # it cannot be encoded again (an echo of it in a reply or a log entry would
+                    # fail), so it is refused like any other invalid UTF-8
+                    self._fail("invalid JSON: a string holds a lone surrogate")
                 if not isinstance(obj, dict):
                     self._fail(f"a message must be a JSON object, not {type(obj).__name__}")
                 messages.append(obj)

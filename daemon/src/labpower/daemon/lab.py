@@ -149,12 +149,14 @@ class Lab:
             return
         for t in on_device:
             t.record(states.get(t.config.channel), None)
+            self._observed(t)
 
     async def get(self, name: str) -> dict[str, Any]:
         t = self.target(name)
         if t.device.readback:
             try:
                 t.record(await t.device.state(t.config.channel), None)
+                self._observed(t)
             except BackendError:
                 t.verified = False
         return t.to_wire(self.leases)
@@ -233,6 +235,16 @@ class Lab:
             extra={"state": t.state, "before": before},
         )
         return t.to_wire(self.leases)
+
+    def _observed(self, t: TargetState) -> None:
+        """Persist a state read back from the board that differs from the remembered one:
+        a switch whose write a SIGKILL overtook, or a relay switched behind our back. Who
+        made it so is unknown then."""
+        if self.store is None or not t.verified:
+            return
+        known = self.store.remembered(t.name)
+        if known is None or known.state != t.state:
+            self._remember(t, None)
 
     def _remember(self, t: TargetState, ctx: CallContext | None) -> None:
         if self.store is not None:

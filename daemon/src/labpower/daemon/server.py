@@ -18,6 +18,7 @@ import anyio
 from labpower.client.wire import (
     Call,
     Decoder,
+    LocalProtocolError,
     RemoteProtocolError,
     Reply,
     encode,
@@ -35,6 +36,9 @@ log = logging.getLogger("labpower.daemon.server")
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_READ_INTERVAL = 1.0
+#: characters of a caller's value an error reply echoes at most, when echoing it whole
+#: would make the reply too big
+ECHO_LIMIT = 1024
 #: What a connection ending under us looks like.
 _HANGUP = (OSError, anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
 
@@ -42,6 +46,19 @@ try:
     VERSION = version("labpower-daemon")
 except PackageNotFoundError:  # running from a source tree without metadata
     VERSION = "0+unknown"
+
+
+def _error_reply(exc: ApiError) -> bytes:
+    """The error reply; values echoed from the call are shortened when the reply would
+    exceed the message size limit (a method name close to the limit must not crash us)."""
+    try:
+        return encode(Reply(exc.parameters, error=exc.name))
+    except LocalProtocolError:
+        short = {
+            k: v[:ECHO_LIMIT] + "..." if isinstance(v, str) and len(v) > ECHO_LIMIT else v
+            for k, v in exc.parameters.items()
+        }
+        return encode(Reply(short, error=exc.name))
 
 
 def _invalid(name: str) -> ApiError:
@@ -189,7 +206,7 @@ class Server:
                 return
             reply = encode_reply(result)
         except ApiError as exc:
-            reply = encode(Reply(exc.parameters, error=exc.name))
+            reply = _error_reply(exc)
         if not call.oneway:
             await conn.send(reply)
 
@@ -270,6 +287,10 @@ class Server:
     async def _acquire(self, call: Call, conn: Connection) -> dict[str, Any]:
         p = Params(call.parameters, ("target", "name", "timeout"))
         name, client = p.string("target"), p.optional_string("name")
+        if client is not None and len(client) > ECHO_LIMIT:
+            # the name is echoed in every List, Get and log entry about the target: a huge
+            # one would make those too big for other clients to read
+            raise _invalid("name")
         timeout = p.number("timeout", 0.001, 7 * 86400.0)
         target = self.lab.target(name)
         check_allowed(target.config, conn, "acquire")

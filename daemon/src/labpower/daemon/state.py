@@ -127,6 +127,10 @@ class StateStore:
             return {}
         return dict(self._snapshot)
 
+    def remembered(self, name: str) -> Remembered | None:
+        """What is remembered of target ``name`` (and will be, or was, written)."""
+        return self._snapshot.get(name)
+
     def update(self, name: str, remembered: Remembered) -> None:
         """Record a change; the background writer persists it soon."""
         if self._snapshot.get(name) != remembered:
