@@ -43,8 +43,6 @@ from labpower.client.errors import DaemonUnreachable, Timeout, VarlinkError
 from labpower.daemon.state import FILENAME, decode
 from labpower.daemon.testing import DaemonProcess
 
-pytestmark = pytest.mark.slow
-
 KILLS = 50
 SEED = 20240507
 #: every device's deadline in the kill test, seconds
@@ -116,6 +114,8 @@ class Gate:
         self.open = True
         self.stopping = False
         self.parked = 0
+        #: calls the drivers completed
+        self.calls = 0
 
     def close(self) -> None:
         with self.cond:
@@ -143,6 +143,16 @@ class Gate:
         with self.cond:
             return self.cond.wait_for(lambda: self.parked >= count, timeout)
 
+    def completed(self) -> None:
+        """A driver's call got its reply."""
+        with self.cond:
+            self.calls += 1
+            self.cond.notify_all()
+
+    def wait_calls(self, count: int, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.calls >= count, timeout)
+
 
 class Driver(threading.Thread):
     """Keeps calling On/Off/Cycle/Get/List on the targets of one board through its own
@@ -159,7 +169,6 @@ class Driver(threading.Thread):
         self.rng = rng
         self.sent: list[Sent] = []
         self.errors: list[VarlinkError] = []
-        self.calls = 0
         #: time.monotonic() at which the last call cut off by the daemon's death was made
         self.cut_off_at = 0.0
 
@@ -201,7 +210,7 @@ class Driver(threading.Thread):
             self.errors.append(exc)
             return
         self.sent += [Sent(channel, on, True) for on in commands]
-        self.calls += 1
+        self.gate.completed()
 
 
 def unexplained_switch(received: list[Switch], sent: list[Sent]) -> str | None:
@@ -215,14 +224,28 @@ def unexplained_switch(received: list[Switch], sent: list[Sent]) -> str | None:
         if not step:
             best = max(reachable)
             return (
-                f"confirmed command #{i} {s} never reached the board in order "
-                f"(board got {received[best : best + 3]} at #{best})"
+                f"command #{i} {s} was confirmed, but the board's switch #{best} is "
+                f"{received[best : best + 1]}: sent by no client, or out of order"
             )
         reachable = step
-    if len(received) not in reachable:
-        best = max(reachable)
-        return f"the board got {received[best : best + 3]} at #{best}, which no client sent"
-    return None
+    if len(received) in reachable:
+        return None
+    best = max(reachable)
+    return f"the board's switches from #{best} on, {received[best : best + 3]}, no client sent"
+
+
+def test_the_switch_check_tells_what_clients_sent_from_what_they_did_not() -> None:
+    on1, off1, on2 = Sent(1, True, True), Sent(1, False, True), Sent(2, True, True)
+    cut_off = Sent(2, False, False)  # the daemon died with it in flight
+    assert unexplained_switch([Switch(1, True), Switch(1, False)], [on1, off1]) is None
+    assert unexplained_switch([Switch(1, True)], [on1, cut_off]) is None
+    assert unexplained_switch([Switch(1, True), Switch(2, False)], [on1, cut_off]) is None
+    assert unexplained_switch([Switch(2, True)], [Sent(2, True, False), on2]) is None
+    assert unexplained_switch([Switch(1, True)], [on1, off1]) is not None  # one lost
+    assert unexplained_switch([Switch(1, False), Switch(1, True)], [on1, off1]) is not None
+    extra = [Switch(1, True), Switch(3, False), Switch(1, False)]
+    assert unexplained_switch(extra, [on1, off1]) is not None  # e.g. one sent at an open
+    assert unexplained_switch([*extra[:2]], [on1]) is not None
 
 
 def relay_state(sim: PtySimulator, channel: int) -> str:
@@ -246,6 +269,7 @@ def check_daemon_agrees(lab: Client, sims: Mapping[str, PtySimulator], when: str
     assert bad == [], f"{when}: the daemon logged errors: {bad}"
 
 
+@pytest.mark.slow
 def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
     boards: MakeBoard, tmp_path: Path
 ) -> None:
@@ -272,15 +296,15 @@ def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
             driver.start()
         resumed_at = time.monotonic()
         for kill in range(1, KILLS + 1):
-            calls = sum(d.calls for d in drivers)
-            time.sleep(rng.uniform(*RUN_TIME))  # a random moment: what is killed, not a wait
+            # every driver is under way again, then a random moment later the kill
+            assert gate.wait_calls(gate.calls + len(drivers), 10.0), "the drivers are stuck"
+            time.sleep(rng.uniform(*RUN_TIME))  # not a wait for anything: the kill's moment
             gate.close()
             killed_at = time.monotonic()
             assert daemon.proc is not None
             daemon.proc.kill()
             daemon.proc.wait()
             assert gate.wait_parked(len(drivers), 10.0), "a driver did not notice the kill"
-            assert sum(d.calls for d in drivers) > calls, f"kill {kill}: no call got through"
             interrupted += any(resumed_at <= d.cut_off_at <= killed_at for d in drivers)
             daemon.start()  # the socket file the killed daemon left is stale now
             with daemon.client(timeout=10.0) as lab:
@@ -305,12 +329,16 @@ def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
         problem = unexplained_switch(sim.switches, driver.sent)
         assert problem is None, f"{driver.device}: {problem}"
 
-    persisted = decode((tmp_path / "daemon" / "state" / FILENAME).read_bytes())
+    state = tmp_path / "daemon" / "state"
+    # temporary files of writes that kills cut short were cleaned up at the restarts
+    assert [p.name for p in state.iterdir()] == [FILENAME]
+    persisted = decode((state / FILENAME).read_bytes())
     assert {name: r.state for name, r in persisted.items()} == {
         f"{name}{ch}": relay_state(sim, ch) for name, sim in sims.items() for ch in sim.relays
     }
 
 
+@pytest.mark.slow
 def test_hung_board_times_out_at_its_deadline_while_others_keep_switching(
     boards: MakeBoard, tmp_path: Path
 ) -> None:
@@ -328,16 +356,16 @@ def test_hung_board_times_out_at_its_deadline_while_others_keep_switching(
             assert lab.on("hung1").is_on
             hung = sims["hung"]
             hung.hang()
-            outcome: list[BaseException | float] = []
+            outcome: list[tuple[BaseException | None, float]] = []
 
             def hung_call() -> None:
                 started = time.monotonic()
                 try:
                     lab.off("hung1")
-                except Timeout as exc:
-                    outcome.extend((exc, time.monotonic() - started))
                 except BaseException as exc:
-                    outcome.append(exc)
+                    outcome.append((exc, time.monotonic() - started))
+                else:
+                    outcome.append((None, time.monotonic() - started))
 
             thread = threading.Thread(target=hung_call)
             thread.start()
@@ -352,9 +380,8 @@ def test_hung_board_times_out_at_its_deadline_while_others_keep_switching(
                 assert (reply.state, reply.verified) == ("on" if on else "off", True)
             assert thread.is_alive(), "the other boards' calls did not overlap the hang"
             thread.join(HANG_TIMEOUT + 5)
-            assert len(outcome) == 2, f"the hung call did not time out: {outcome}"
-            error, took = outcome
-            assert isinstance(error, Timeout)
+            [(error, took)] = outcome
+            assert isinstance(error, Timeout), f"the hung call did not time out: {error!r}"
             assert error.parameters == {"target": "hung1", "seconds": HANG_TIMEOUT}
             assert HANG_TIMEOUT - 0.01 <= took <= HANG_TIMEOUT + HANG_MARGIN
             assert max(fast) < FAST_CALL, f"calls to healthy boards took {fast}"

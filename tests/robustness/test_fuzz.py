@@ -364,7 +364,10 @@ class Fuzzer:
             marker = f"fuzz.sentinel{self.segments}"
             self.segments += 1
             sentinel = call_bytes(f"{SERVICE}.GetInterfaceDescription", {"interface": marker})
-            outcome = exchange(self.daemon.socket_path, b"".join(segment) + sentinel, marker)
+            try:
+                outcome = exchange(self.daemon.socket_path, b"".join(segment) + sentinel, marker)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; the segment was {[Message(m) for m in segment]}")
             self.outcomes[outcome] += 1
             self.sent += len(segment)
 

@@ -197,6 +197,8 @@ class Lab:
             who = "labpowerd"
         before = t.state
         wanted = "on" if on else "off"
+        # the entries name the target even where no call is served (a switch at start)
+        where = {"target": t.name, "device": t.config.device, "channel": t.config.channel, "op": op}
         try:
             with self._hardware(t):
                 physical = await t.device.switch(t.config.channel, on != t.config.invert)
@@ -209,7 +211,7 @@ class Lab:
                 wanted,
                 who,
                 exc.parameters.get("reason", exc.name.rpartition(".")[2]),
-                extra={"state": t.state, "before": before},
+                extra={**where, "state": t.state, "before": before},
             )
             raise
         t.record(physical, on)
@@ -221,7 +223,7 @@ class Lab:
                 wanted,
                 who,
                 t.state,
-                extra={"state": t.state, "before": before},
+                extra={**where, "state": t.state, "before": before},
             )
             raise ApiError("StateMismatch", target=t.name, expected=wanted, actual=t.state)
         # the audit line: who, what, before, after
@@ -232,7 +234,7 @@ class Lab:
             before,
             t.state,
             "" if t.verified else " (not verified)",
-            extra={"state": t.state, "before": before},
+            extra={**where, "state": t.state, "before": before},
         )
         return t.to_wire(self.leases)
 

@@ -30,6 +30,8 @@ import anyio.to_thread
 log = logging.getLogger("labpower.daemon.state")
 
 FILENAME = "targets.json"
+#: temporary files of writes in progress; a SIGKILL mid-write leaves one behind
+_TEMP_PREFIX = ".targets."
 FORMAT = 1
 _STATES = ("on", "off", "unknown")
 
@@ -102,6 +104,7 @@ class StateStore:
     def load(self) -> dict[str, Remembered]:
         """The remembered targets; {} when there is no file yet. A corrupt file is logged as
         an error, moved aside, and treated as absent."""
+        self._remove_leftovers()
         try:
             with open(self.path, "rb") as f:
                 data = f.read()
@@ -127,6 +130,20 @@ class StateStore:
             return {}
         return dict(self._snapshot)
 
+    def _remove_leftovers(self) -> None:
+        """Remove temporary files of writes a crash cut short (never renamed into place,
+        so never part of the state): else every SIGKILL mid-write leaves one more."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(_TEMP_PREFIX):
+                try:
+                    os.unlink(os.path.join(self.directory, name))
+                except OSError:
+                    pass
+
     def remembered(self, name: str) -> Remembered | None:
         """What is remembered of target ``name`` (and will be, or was, written)."""
         return self._snapshot.get(name)
@@ -144,7 +161,7 @@ class StateStore:
 
     def _write(self, data: bytes) -> None:
         os.makedirs(self.directory, mode=0o750, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".targets.", dir=self.directory)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -17,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labpower-sim",
         description="Simulate a serial relay board on a pty, byte for byte, for trying "
-        "labpower without hardware.",
+        "labpower without hardware. `labpower-sim usbrelay --uhid` simulates a dcttech USB "
+        "HID relay board through /dev/uhid instead (see `labpower-sim usbrelay --help`).",
         epilog='Point a labpowerd device\'s `port` at the link, e.g. backend = "lcus", '
         'port = "/tmp/lcus0".',
     )
@@ -61,6 +62,12 @@ def make(args: argparse.Namespace) -> PtySimulator:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["usbrelay"]:
+        # the HID board is a uhid device, not a pty: it has its own command line
+        from labpower.backends.sim.uhid import main as uhid_main
+
+        return uhid_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.kind != "lcus" and args.dialect != "ascii":
