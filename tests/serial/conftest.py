@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labpower.backends.sim import SIMULATORS, PtySimulator
+from labpower.backends.sim import Boards, PtySimulator
 
 KINDS = ("lcus", "numato", "kmtronic", "devantech")
 #: the deadline of every hardware call in these tests, seconds
@@ -26,19 +26,10 @@ MakeConfig = Callable[..., dict[str, Any]]
 
 @pytest.fixture
 def boards(tmp_path: Path) -> Iterator[MakeBoard]:
-    """``boards(kind, name, **options)``: a started simulator linked at tmp_path/name;
-    stopped after the test."""
-    made: list[PtySimulator] = []
-
-    def make(kind: str, name: str = "board", **options: Any) -> PtySimulator:
-        sim = SIMULATORS[kind](tmp_path / name, **options)
-        made.append(sim)
-        sim.start()
-        return sim
-
-    yield make
-    for sim in made:
-        sim.stop()
+    """``boards(kind, name="board", **options)``: a started simulator linked at
+    tmp_path/name, stopped after the test."""
+    with Boards(tmp_path) as made:
+        yield made
 
 
 def make_config(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from labpower.backends.sim import SIMULATORS, PtySimulator
+from labpower.backends.sim import Boards, PtySimulator
 
 MakeBoard = Callable[..., PtySimulator]
 
@@ -22,14 +21,5 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 def boards(tmp_path: Path) -> Iterator[MakeBoard]:
     """``boards(kind, name="board", **options)``: a started simulator linked at
     tmp_path/name, stopped after the test."""
-    made: list[PtySimulator] = []
-
-    def make(kind: str, name: str = "board", **options: Any) -> PtySimulator:
-        sim = SIMULATORS[kind](tmp_path / name, **options)
-        made.append(sim)
-        sim.start()
-        return sim
-
-    yield make
-    for sim in made:
-        sim.stop()
+    with Boards(tmp_path) as made:
+        yield made

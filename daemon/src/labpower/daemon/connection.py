@@ -20,12 +20,14 @@ RECEIVE_SIZE = 262144
 
 
 class Connection:
-    __slots__ = ("_closed", "_groups", "_on_close", "gid", "pid", "sock", "uid")
+    __slots__ = ("_closed", "_groups", "_on_close", "gid", "pid", "pipelined", "sock", "uid")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._closed = False
+        #: the peer sent more input after the call being served (pipelined calls)
+        self.pipelined = False
         self._groups: frozenset[int] | None = None
         self._on_close: list[Callable[[Connection], None]] = []
         #: The peer process (SO_PEERCRED); -1 where the kernel does not say.

@@ -178,7 +178,11 @@ class Server:
         decoder = Decoder()
         try:
             while data := await conn.receive():
-                for msg in decoder.feed(data):
+                msgs = decoder.feed(data)
+                for i, msg in enumerate(msgs):
+                    conn.pipelined = (
+                        i + 1 < len(msgs) or decoder.pending > 0 or decoder.broken is not None
+                    )
                     await self._dispatch(Call.from_wire(msg), conn)
                 if decoder.broken:  # whole calls before the broken bytes were answered
                     raise RemoteProtocolError(decoder.broken)
@@ -347,6 +351,10 @@ class Server:
         self.bus.subscribers.add(sub)
         try:
             await conn.send(encode_reply({}, continues=True))
+            if conn.pipelined:
+                # it sent more after Logs: that ends the subscription like any later input
+                # (already read from the socket, so waiting for it to be readable would hang)
+                raise anyio.EndOfStream
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._until_peer_leaves, conn, tg.cancel_scope)
                 try:

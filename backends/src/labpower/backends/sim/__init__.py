@@ -62,6 +62,7 @@ from labpower.backends.sim.base import PtySimulator, Switch
 from labpower.backends.sim.boards import (
     DIALECTS,
     SIMULATORS,
+    Boards,
     DevantechSimulator,
     KmtronicSimulator,
     LcusSimulator,
@@ -71,6 +72,7 @@ from labpower.backends.sim.boards import (
 __all__ = [
     "DIALECTS",
     "SIMULATORS",
+    "Boards",
     "DevantechSimulator",
     "KmtronicSimulator",
     "LcusSimulator",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import threading
 import time
 import tty
@@ -256,3 +257,15 @@ def _wait_until(when: float) -> None:
         time.sleep(remaining - _SPIN)
     while time.monotonic() < when:
         pass
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM: what a simulator's command line runs until."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop

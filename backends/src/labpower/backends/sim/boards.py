@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from labpower.backends.sim.base import PtySimulator
 
@@ -291,3 +292,29 @@ class DevantechSimulator(PtySimulator):
 SIMULATORS: dict[str, type[PtySimulator]] = {
     cls.kind: cls for cls in (LcusSimulator, NumatoSimulator, KmtronicSimulator, DevantechSimulator)
 }
+
+
+class Boards:
+    """Several simulated boards linked in one directory, all stopped together::
+
+    with Boards(tmpdir) as boards:
+        lcus = boards("lcus", "lcus0", channels=2)   # started, linked at tmpdir/lcus0
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.started: list[PtySimulator] = []
+
+    def __call__(self, kind: str, name: str = "board", **options: Any) -> PtySimulator:
+        """Start a ``kind`` board (see :data:`SIMULATORS`) linked at ``directory/name``."""
+        sim = SIMULATORS[kind](self.directory / name, **options)
+        self.started.append(sim)
+        sim.start()
+        return sim
+
+    def __enter__(self) -> Boards:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sim in self.started:
+            sim.stop()

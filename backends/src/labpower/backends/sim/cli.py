@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
-from labpower.backends.sim.base import PtySimulator
+from labpower.backends.sim.base import PtySimulator, stop_on_signals
 from labpower.backends.sim.boards import DIALECTS, SIMULATORS, LcusSimulator
 
 
@@ -78,13 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if not args.quiet:
         sim.on_event = lambda text: print(f"{sim.kind}: {text}", flush=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = stop_on_signals()
     try:
         sim.start()
     except OSError as exc:

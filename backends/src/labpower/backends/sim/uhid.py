@@ -29,16 +29,15 @@ from __future__ import annotations
 import argparse
 import os
 import select
-import signal
 import struct
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from labpower.backends.sim.base import Switch
+from labpower.backends.sim.base import Switch, stop_on_signals
 
 # linux/uhid.h: event types
 UHID_DESTROY = 1
@@ -386,13 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if not args.quiet:
         board.on_event = lambda text: print(f"usbrelay: {text}", flush=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = stop_on_signals()
     try:
         board.start()
     except OSError as exc:
