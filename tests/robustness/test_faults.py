@@ -270,6 +270,7 @@ def check_daemon_agrees(lab: Client, sims: Mapping[str, PtySimulator], when: str
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # 51 daemon starts: ~20 s here, several times that on a busy box
 def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
     boards: MakeBoard, tmp_path: Path
 ) -> None:
@@ -296,7 +297,8 @@ def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
             driver.start()
         resumed_at = time.monotonic()
         for kill in range(1, KILLS + 1):
-            # every driver is under way again, then a random moment later the kill
+            # the drivers are under way again (a call each, on average), then a random
+            # moment later the kill
             assert gate.wait_calls(gate.calls + len(drivers), 10.0), "the drivers are stuck"
             time.sleep(rng.uniform(*RUN_TIME))  # not a wait for anything: the kill's moment
             gate.close()

@@ -84,7 +84,6 @@ GARBAGE_METHODS = [
     "io.labpower.Pöwer.On",
     "io.labpower.Power.On\u0000",
     "x" * 5000 + ".On",
-    "io.labpower.Power." + "A" * 70_000,
 ]
 #: a value that fills a message almost to the size limit: the daemon's error reply echoes it,
 #: which must not make the reply too big to send (rare: it costs a megabyte a message)
@@ -109,7 +108,7 @@ STRINGS = [
     "2024-01-01T00:00:00Z",
     "io.labpower.Power",
     "org.varlink.service",
-    "x" * 65536,
+    "x" * 300,
 ]
 NUMBERS: list[Any] = [
     0, 1, 2, 3, -1, 0.0, 0.001, 0.01, -0.5, 1e308, -1e308, 2**31, 2**31 + 1, 2**63,
@@ -126,8 +125,7 @@ SPECIAL_RAW = [
     b"{}\0",
     b"{\0",
     b"}\0",
-    b"[" * 100_000 + b"\0",
-    b'{"a":' * 50_000 + b"\0",
+    b"[" * 2000 + b"\0",
     b"1" * 5000 + b"\0",
     b'{"method":"org.varlink.service.GetInfo","parameters":' + b"9" * 5000 + b"}\0",
     b'{"method":"org.varlink.service.GetInfo"',
@@ -140,7 +138,17 @@ SPECIAL_RAW = [
     b'{"method":"io.labpower.Power.Get","parameters":{"target":"\xed\xa0\x80"}}\0',
     b'{"method":"io.labpower.Power.Get","parameters":{"target":"\xc3\x28"}}\0',
     b"\xff" * 64 + b"\0",
+]
+#: big ones, drawn rarely: each costs the daemon (and the fuzzer) real time
+BIG_RAW = [
+    b"[" * 100_000 + b"\0",
+    b'{"a":' * 50_000 + b"\0",
     b"x" * (MAX_MESSAGE_SIZE + 10),
+    call_bytes(f"{POWER}.{NEAR_LIMIT[:-40]}"),
+    call_bytes(f"{POWER}.Get", {"target": NEAR_LIMIT[:-60]}),
+    call_bytes(f"{POWER}.Acquire", {"target": "t1", "name": NEAR_LIMIT[:-100]}),
+    call_bytes(f"{POWER}.Get", {"target": "A" * 70_000}),
+    call_bytes(f"{POWER}.History", {"since": "9" * 70_000}),
 ]
 #: well-formed calls that return at once: the seeds of mutation
 VALID_CALLS = [
@@ -197,25 +205,15 @@ def _dumps(obj: Any) -> bytes:
 def calls(draw: st.DrawFn) -> bytes:
     """A call that looks valid: a real or garbage method, pooled parameters, random flags."""
     msg: dict[str, Any] = {}
-    rare = draw(st.integers(0, 999))
-    if rare == 0:
-        msg["method"] = f"{POWER}.{NEAR_LIMIT[:-40]}"
-    elif rare == 1:
-        msg["method"] = f"{POWER}.Get"
-        msg["parameters"] = {"target": NEAR_LIMIT[:-60]}
-    elif rare == 2:
-        msg["method"] = f"{POWER}.Acquire"
-        msg["parameters"] = {"target": "t1", "name": NEAR_LIMIT[:-100]}
-    else:
-        kind = draw(st.integers(0, 19))
-        if kind < 15:
-            msg["method"] = draw(st.sampled_from(METHODS))
-        elif kind < 19:
-            msg["method"] = draw(st.sampled_from(GARBAGE_METHODS))
-        elif draw(st.booleans()):
-            msg["method"] = draw(json_values)
-        if draw(st.integers(0, 4)):
-            msg["parameters"] = draw(parameters)
+    kind = draw(st.integers(0, 19))
+    if kind < 15:
+        msg["method"] = draw(st.sampled_from(METHODS))
+    elif kind < 19:
+        msg["method"] = draw(st.sampled_from(GARBAGE_METHODS))
+    elif draw(st.booleans()):
+        msg["method"] = draw(json_values)
+    if draw(st.integers(0, 4)):
+        msg["parameters"] = draw(parameters)
     for flag in ("more", "oneway", "upgrade"):
         if draw(st.integers(0, 5 if flag != "upgrade" else 15)) == 0:
             msg[flag] = draw(flag_values)
@@ -258,12 +256,21 @@ class Message(bytes):
         printer.text(repr(self))
 
 
-messages = st.one_of(
-    calls(),
-    mutated(),
-    json_values.map(lambda v: _dumps(v) + b"\0"),
-    st.sampled_from(SPECIAL_RAW),
-).map(Message)
+@st.composite
+def any_message(draw: st.DrawFn) -> Message:
+    kind = draw(st.integers(0, 999))
+    if kind in (500, 501):  # not at the ends: hypothesis draws those often
+        return Message(draw(st.sampled_from(BIG_RAW)))
+    if kind < 400:
+        return Message(draw(calls()))
+    if kind < 750:
+        return Message(draw(mutated()))
+    if kind < 900:
+        return Message(_dumps(draw(json_values)) + b"\0")
+    return Message(draw(st.sampled_from(SPECIAL_RAW)))
+
+
+messages = any_message()
 
 
 # -- what the daemon makes of a message (it decodes exactly as labpower.client.wire does)
@@ -392,6 +399,8 @@ def fuzz_daemon(start_daemon: StartDaemon) -> DaemonProcess:
     return start_daemon(CONFIG)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_fuzzed_messages_never_hurt_the_daemon(fuzz_daemon: DaemonProcess) -> None:
     daemon = fuzz_daemon
     fuzzer = Fuzzer(daemon)
@@ -431,7 +440,7 @@ def test_fuzzed_messages_never_hurt_the_daemon(fuzz_daemon: DaemonProcess) -> No
         fuzz()
         assert daemon.proc is not None and daemon.proc.poll() is None, daemon.stderr()[-3000:]
         # every fuzz connection is closed: the daemon holds no more descriptors than before
-        assert wait_until(lambda: fd_count(daemon.pid) == fds, 10.0), (
+        assert wait_until(lambda: fd_count(daemon.pid) <= fds, 10.0), (
             f"{fd_count(daemon.pid)} fds open, {fds} before fuzzing"
         )
         growth = rss_bytes(daemon.pid) - rss["warm"]

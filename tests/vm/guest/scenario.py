@@ -1,13 +1,16 @@
 """The lab host scenario, run in the guest by boot.sh as root: ``scenario.py OUTDIR``.
 
-It plays the lab: plugs a uhid USBRelay2 board, lets udev and systemd do their part, switches
-as user alice (group labpower) with the ``labpower`` command and the client library, unplugs
-and replugs the board, restarts and kills the daemon. It records what it saw in
-OUTDIR/result.json; tests/vm/test_labhost.py makes the assertions on the host.
+It plays the lab with two boards: a uhid USBRelay2 board made here, and a KMTronic board on
+QEMU's usb-serial FTDI port, simulated on the host (tests/vm/usb_serial.py), which plugs and
+unplugs it when asked over a virtio-serial control channel (:class:`Host`). It lets udev and
+systemd do their part, switches as user alice (group labpower) with the ``labpower`` command and
+the client library, unplugs and replugs both boards, restarts and kills the daemon, and records
+what it saw in OUTDIR/result.json; tests/vm/test_labhost.py makes the assertions on the host.
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import stat
@@ -20,16 +23,59 @@ from typing import Any
 
 from labpower.backends.sim.uhid import UhidRelayBoard
 
-LINK = "/dev/labpower/usbrelay-SIM01"
+HID_LINK = "/dev/labpower/usbrelay-SIM01"
+SERIAL_LINK = "/dev/labpower/kmtronic-KMT01"
+CONTROL = "labpower.ctl"
+#: ``python -c CLIENT TARGET OP [TARGET OP]...``: switch with the library, read each back
 CLIENT = """
 import json, sys
-from labpower.client import Client
+from labpower.client import Client, LabpowerError
+out = {}
 with Client() as lab:
-    t = lab.target(sys.argv[1])
-    getattr(t, sys.argv[2])()
-    s = t.state()
-    print(json.dumps({"state": s.state, "verified": s.verified, "available": s.available}))
+    for name, op in zip(sys.argv[1::2], sys.argv[2::2]):
+        t = lab.target(name)
+        try:
+            getattr(t, op)()
+        except LabpowerError as exc:
+            out[name] = {"error": type(exc).__name__, "message": str(exc)}
+            continue
+        s = t.state()
+        out[name] = {"state": s.state, "verified": s.verified, "available": s.available}
+print(json.dumps(out))
 """
+
+
+class Host:
+    """The host's end of the control channel (a virtio-serial port, one JSON line each way):
+    ``plug`` / ``unplug`` the serial board, ``board`` its relays and switching commands."""
+
+    def __init__(self, name: str = CONTROL) -> None:
+        self.fd = os.open(self._node(name), os.O_RDWR)
+        self._buf = b""
+
+    @staticmethod
+    def _node(name: str) -> str:
+        for port in Path("/sys/class/virtio-ports").iterdir():
+            if (port / "name").read_text().strip() == name:
+                return f"/dev/{port.name}"
+        raise FileNotFoundError(f"no virtio-serial port named {name}")
+
+    def ask(self, op: str) -> dict[str, Any]:
+        """Send one request, wait for its answer.
+
+        :raises RuntimeError: the host refused it.
+        """
+        os.write(self.fd, json.dumps({"op": op}).encode() + b"\n")
+        while b"\n" not in self._buf:
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                raise RuntimeError("control channel closed by the host")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"host: {op}: {answer['error']}")
+        return answer
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> float:
@@ -50,7 +96,13 @@ def sh(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 
 def as_alice(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return sh("runuser", "-u", "alice", "--", *cmd)
+    # setpriv, not runuser: alice's uid and groups (labpower among them) without a PAM
+    # session, which costs a second per command under emulation
+    return sh("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--reset-env", *cmd)
+
+
+def run(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    return {"rc": proc.returncode, "out": proc.stdout + proc.stderr}
 
 
 def unit(prop: str) -> str:
@@ -59,8 +111,6 @@ def unit(prop: str) -> str:
 
 def node_info(path: str) -> dict[str, Any]:
     st = os.stat(path)
-    import grp
-
     return {
         "path": os.path.realpath(path),
         "group": grp.getgrgid(st.st_gid).gr_name,
@@ -70,18 +120,35 @@ def node_info(path: str) -> dict[str, Any]:
 
 def main(out: Path) -> int:
     result: dict[str, Any] = {"steps": []}
+    host = Host()
 
     def step(name: str, **data: Any) -> None:
         result["steps"].append(name)
         result[name] = json.loads(json.dumps(data))  # as it is now: relays keep changing
         (out / "result.json").write_text(json.dumps(result, indent=1))
 
+    def relays() -> dict[str, Any]:
+        return {"hid": board.relays, "serial": host.ask("board")["relays"]}
+
+    def both_there() -> bool:
+        return os.path.exists(HID_LINK) and os.path.exists(SERIAL_LINK)
+
+    def both_gone() -> bool:
+        return not os.path.exists(HID_LINK) and not os.path.exists(SERIAL_LINK)
+
     step("before", daemon=unit("ActiveState"))
     board = UhidRelayBoard(2, "SIM01")
+    host.ask("plug")
     board.start()
     try:
-        wait_for("udev link", lambda: os.path.exists(LINK))
-        step("plugged", link=LINK, node=node_info(LINK), links=sorted(os.listdir("/dev/labpower")))
+        wait_for("udev links", both_there)
+        step(
+            "plugged",
+            hid=node_info(HID_LINK),
+            serial=node_info(SERIAL_LINK),
+            links=sorted(os.listdir("/dev/labpower")),
+            by_id=sorted(os.listdir("/dev/serial/by-id")),
+        )
         wait_for("labpowerd started by the plug", lambda: unit("ActiveState") == "active")
         step(
             "daemon",
@@ -90,42 +157,34 @@ def main(out: Path) -> int:
             main_pid=unit("MainPID"),
             user=unit("User"),
         )
-        cli_on = as_alice("labpower", "on", "switch")
-        step(
-            "cli_on",
-            rc=cli_on.returncode,
-            out=cli_on.stdout + cli_on.stderr,
-            relays=board.relays,
-        )
-        lib_on = as_alice("/opt/labpower/bin/python", "-c", CLIENT, "fan", "on")
-        step(
-            "client_on",
-            rc=lib_on.returncode,
-            out=lib_on.stdout + lib_on.stderr,
-            relays=board.relays,
-        )
-        status = as_alice("labpower", "--json", "status")
-        step("status", rc=status.returncode, out=status.stdout + status.stderr)
+        step("cli_on", **run(as_alice("labpower", "--json", "on", "switch", "lamp")), **relays())
+        lib_on = as_alice("/opt/labpower/bin/python", "-c", CLIENT, "fan", "on", "pump", "on")
+        step("client_on", **run(lib_on), **relays())
+        step("status", **run(as_alice("labpower", "--json", "status")))
 
+        host.ask("unplug")
         board.unplug()
-        wait_for("link gone", lambda: not os.path.exists(LINK))
-        unplugged = as_alice("labpower", "off", "switch")
-        step("unplugged", rc=unplugged.returncode, out=unplugged.stdout + unplugged.stderr)
-        board.plug()
-        wait_for("link back", lambda: os.path.exists(LINK))
+        wait_for("links gone", both_gone)
+        unplugged = as_alice("labpower", "off", "switch", "lamp")
+        lib_off = as_alice("/opt/labpower/bin/python", "-c", CLIENT, "fan", "off", "pump", "off")
+        step("unplugged", **run(unplugged), client=run(lib_off))
+
         pid = unit("MainPID")
-        replugged = as_alice("labpower", "on", "switch")
+        host.ask("plug")
+        board.plug()
+        wait_for("links back", both_there)
+        replugged = as_alice("labpower", "--json", "on", "switch", "lamp")
         step(
             "replugged",
-            rc=replugged.returncode,
-            out=replugged.stdout + replugged.stderr,
-            node=node_info(LINK),
+            **run(replugged),
+            hid=node_info(HID_LINK),
+            serial=node_info(SERIAL_LINK),
             same_pid=unit("MainPID") == pid,
-            relays=board.relays,
+            **relays(),
         )
 
-        sh("systemctl", "restart", "labpowerd.service")
-        wait_for("restarted", lambda: unit("ActiveState") == "active")
+        sh("systemctl", "restart", "labpowerd.service")  # returns once READY (Type=notify)
+        restarted = unit("ActiveState")
         killed_pid = unit("MainPID")
         sh("kill", "-KILL", killed_pid)
         wait_for(
@@ -136,10 +195,11 @@ def main(out: Path) -> int:
         after = as_alice("labpower", "--json", "status")
         step(
             "restarts",
-            rc=after.returncode,
-            out=after.stdout + after.stderr,
-            relays=board.relays,
-            switches=[list(s) for s in board.switches],
+            **run(after),
+            restarted=restarted,
+            hid_switches=[list(s) for s in board.switches],
+            serial_switches=host.ask("board")["switches"],
+            **relays(),
         )
     finally:
         board.stop()

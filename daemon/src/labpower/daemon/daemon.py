@@ -200,6 +200,9 @@ class Daemon:
                 await self.lab.open()
                 await self.lab.start(self.store.load())
                 persist.start_soon(self.store.run)
+                # what the boards report replaces what was remembered, without delaying
+                # READY by a slow board's deadline
+                persist.start_soon(self.lab.refresh)
                 persist.start_soon(self.hotplug.run)
                 try:
                     await self._listen(handle_signals, task_status)

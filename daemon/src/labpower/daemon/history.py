@@ -10,6 +10,7 @@ always sees its own last call in the history.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -51,14 +52,23 @@ def parse_since(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     span = text.removesuffix(" ago").removeprefix("-").strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", span):
-        return now - float(span)
+        return _since_epoch(now - float(span), text)
     if span and re.fullmatch(rf"(?:{_RELATIVE.pattern}\s*)+", span):
-        return now - sum(float(n) * _UNITS[u] for n, u in _RELATIVE.findall(span))
+        return _since_epoch(now - sum(float(n) * _UNITS[u] for n, u in _RELATIVE.findall(span)),
+                            text)
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not an RFC 3339 time or a span like 1h: {text!r}") from None
     return when.timestamp()
+
+
+def _since_epoch(when: float, text: str) -> float:
+    """A span too long to be a time (say 1e400 seconds) is refused; one reaching back before
+    1970 means "everything"."""
+    if not math.isfinite(when):
+        raise ValueError(f"not a usable time span: {text[:100]!r}")
+    return max(when, 0.0)
 
 
 class HistorySource(Protocol):

@@ -131,11 +131,15 @@ class Lab:
     # -- operations
     async def list(self) -> list[dict[str, Any]]:
         """Every target, with the state freshly read from boards that can report it."""
+        await self.refresh()
+        return [t.to_wire(self.leases) for t in self.targets.values()]
+
+    async def refresh(self) -> None:
+        """Read back every board that can report its state, all boards at once."""
         async with anyio.create_task_group() as tg:
             for device in self.devices.values():
                 if device.readback:
                     tg.start_soon(self._refresh_device, device)
-        return [t.to_wire(self.leases) for t in self.targets.values()]
 
     async def _refresh_device(self, device: Device) -> None:
         on_device = [t for t in self.targets.values() if t.device is device]
