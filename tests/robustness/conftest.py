@@ -53,8 +53,10 @@ def call_bytes(method: str, parameters: dict[str, Any] | None = None, **flags: b
 class Raw:
     """One connection to the daemon, speaking bytes; every read has a deadline."""
 
-    def __init__(self, path: str, timeout: float = 5.0) -> None:
+    def __init__(self, path: str, timeout: float = 5.0, rcvbuf: int | None = None) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.decoder = Decoder()

@@ -1,8 +1,11 @@
 """A whole lab host in a VM: Debian 12 with systemd and udev, labpower installed from the
-wheels, packaging/ and udev/, and a uhid USBRelay2 board plugged while it runs.
+wheels, packaging/ and udev/, and two boards plugged while it runs: a uhid USBRelay2 board
+(made in the guest) and a KMTronic board on QEMU's usb-serial FTDI port, simulated here on
+the host (usb_serial.py) and plugged, unplugged and replugged on the guest's request.
 
 The guest runs tests/vm/guest/scenario.py (through boot.sh, from a 9p share) and writes what
-it saw to out/result.json; the assertions are here. The image is built once and cached
+it saw to out/result.json; it talks to the host over a virtio-serial control channel
+(:class:`Control`). The assertions are here. The image is built once and cached
 (tests/vm/build_image.py); a warm run is one boot under software emulation.
 """
 
@@ -11,56 +14,172 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from labpower.backends.sim import KmtronicSimulator, Switch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-# a script next to this file, not a package: imported by name, untyped for mypy
-build_image: Any = importlib.import_module("build_image")
+# scripts next to this file, not a package: imported by name
+build_image: Any = importlib.import_module("build_image")  # untyped for mypy
+if TYPE_CHECKING:
+    from tests.vm.usb_serial import UsbSerialBoard
+else:
+    from usb_serial import UsbSerialBoard
 
 pytestmark = pytest.mark.slow
 BOOT_TIMEOUT = 420
+#: the serial board's USB serial number: udev's link is /dev/labpower/kmtronic-KMT01
+SERIAL_NUMBER = "KMT01"
+#: what the scenario switches, in order, on each board (the off while unplugged never
+#: reaches a board): channel 1 on, channel 2 on, (unplug, replug) channel 1 on
+SENT = [[1, True], [2, True], [1, True]]
+
+
+class Control:
+    """The host's end of the guest's control channel: QEMU connects to this Unix socket at
+    start (``-chardev socket,path=...``) and the guest's virtio-serial port ``labpower.ctl``
+    carries one JSON request a line, answered with one JSON line: ``plug``, ``unplug``,
+    ``board`` (the serial board's relays and switching commands)."""
+
+    def __init__(self, path: Path, board: UsbSerialBoard) -> None:
+        self.board = board
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(1)
+        #: every request, in order
+        self.requests: list[str] = []
+        self._thread = threading.Thread(target=self._serve, name="vm-control", daemon=True)
+
+    def __enter__(self) -> Control:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept() if QEMU never came
+        except OSError:
+            pass
+        self.listener.close()
+        self._thread.join(timeout=10)
+        self.board.close()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:  # ends when QEMU exits
+                request = json.loads(line)
+                conn.sendall(json.dumps(self.answer(request.get("op", ""))).encode() + b"\n")
+
+    def answer(self, op: str) -> dict[str, Any]:
+        self.requests.append(op)
+        try:
+            if op == "plug":
+                self.board.plug()
+            elif op == "unplug":
+                self.board.unplug()
+            elif op == "board":
+                return {
+                    "relays": {str(ch): on for ch, on in self.board.relays.items()},
+                    "switches": [[s.channel, s.on] for s in self.board.switches],
+                }
+            else:
+                return {"error": f"unknown request {op!r}"}
+        except (OSError, RuntimeError) as exc:
+            return {"error": str(exc)}
+        return {"ok": True}
+
+
+@dataclass(frozen=True, slots=True)
+class GuestRun:
+    out: Path
+    status: int
+    #: every switching command the host's serial board received during the whole run
+    serial_switches: list[Switch]
+    serial_relays: dict[int, bool]
+    requests: list[str]
+
+
+def qemu_command(image: Path, share: Path, serial_sock: Path, control_sock: Path) -> list[str]:
+    return [
+        "qemu-system-x86_64",
+        # -nodefaults: no NIC (and its option ROM), CD-ROM, floppy or VGA to probe at boot
+        "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024", "-nodefaults",
+        "-no-reboot", "-monitor", "none", "-display", "none",
+        "-kernel", str(image / "vmlinuz"),
+        "-initrd", str(image / "initrd.img"),
+        "-append", "console=ttyS0 root=/dev/vda rw panic=-1 quiet systemd.show_status=0 "
+        "mitigations=off",
+        "-drive", f"file={image / 'root.img'},format=raw,if=virtio,snapshot=on",
+        "-virtfs", f"local,path={share},mount_tag=share,security_model=none",
+        "-serial", f"file:{share / 'console.log'}",
+        # the serial board: an FTDI port, plugged while the host is connected to its socket
+        "-device", "qemu-xhci,id=xhci",
+        "-chardev", f"socket,id=kmt,path={serial_sock},server=on,wait=off",
+        "-device", f"usb-serial,bus=xhci.0,chardev=kmt,serial={SERIAL_NUMBER}",
+        # the control channel: QEMU connects to the host's socket at start
+        "-device", "virtio-serial-pci,id=vser",
+        "-chardev", f"socket,id=ctl,path={control_sock}",
+        "-device", "virtserialport,bus=vser.0,chardev=ctl,name=labpower.ctl",
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def guest_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
-    """Build (or reuse) the image, boot it once, hand over the share's out/ and the status."""
-    image = build_image.build()
+def guest_run(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
+    """Build (or reuse) the image, boot it once with both boards, hand over what it saw."""
     share = tmp_path_factory.mktemp("share")
-    subprocess.run(
+    # the wheels build while the image is checked (or built)
+    wheels = subprocess.Popen(
         ["uv", "build", "--quiet", "--all-packages", "--wheel", "-o", str(share / "wheels")],
         cwd=ROOT,
-        check=True,
     )
+    try:
+        image = build_image.build()
+    finally:
+        assert wheels.wait(timeout=300) == 0, "uv build failed"
     for d in ("packaging", "udev", "tests/vm/guest"):
         shutil.copytree(ROOT / d, share / d)
     (share / "out").mkdir()
-    console = share / "console.log"
-    subprocess.run(
-        [
-            "qemu-system-x86_64",
-            "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024",
-            "-nographic", "-no-reboot", "-monitor", "none", "-display", "none",
-            "-kernel", str(image / "vmlinuz"),
-            "-initrd", str(image / "initrd.img"),
-            "-append", "console=ttyS0 root=/dev/vda rw panic=-1 quiet systemd.show_status=0",
-            "-drive", f"file={image / 'root.img'},format=raw,if=virtio,snapshot=on",
-            "-virtfs", f"local,path={share},mount_tag=share,security_model=none",
-            "-serial", f"file:{console}",
-        ],
-        check=True,
-        timeout=BOOT_TIMEOUT,
-        capture_output=True,
-    )  # fmt: skip
+    sockets = tmp_path_factory.mktemp("qemu")
+    board = UsbSerialBoard(KmtronicSimulator(channels=2), sockets / "kmtronic.sock")
+    with Control(sockets / "control.sock", board) as control:
+        qemu = subprocess.Popen(
+            qemu_command(image, share, board.socket_path, control.path),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            qemu_out, _ = qemu.communicate(timeout=BOOT_TIMEOUT)
+        finally:
+            qemu.kill()
+            qemu.wait()
+        assert qemu.returncode == 0, qemu_out
     status_file = share / "out" / "status"
     status = int(status_file.read_text()) if status_file.exists() else -1
-    return share / "out", status
+    return GuestRun(
+        out=share / "out",
+        status=status,
+        serial_switches=board.switches,
+        serial_relays=board.relays,
+        requests=control.requests,
+    )
 
 
 def result(out: Path) -> dict[str, Any]:
@@ -70,37 +189,97 @@ def result(out: Path) -> dict[str, Any]:
     return data
 
 
-def test_the_lab_host(guest_run: tuple[Path, int]) -> None:
-    out, status = guest_run
-    r = result(out)
-    boot_log = (out / "boot.log").read_text()
-    assert status == 0, boot_log[-4000:]
+def targets(cli_json: str) -> dict[str, dict[str, Any]]:
+    """``labpower --json`` output by target name."""
+    return {t["name"]: t for t in json.loads(cli_json)}
+
+
+def assert_node(node: dict[str, Any], prefix: str) -> None:
+    assert node["path"].startswith(prefix), node
+    assert (node["group"], node["mode"]) == ("labpower", "0o660"), node
+
+
+@pytest.mark.timeout(900)  # a cold run builds the image first
+def test_the_lab_host(guest_run: GuestRun) -> None:
+    r = result(guest_run.out)
+    boot_log = (guest_run.out / "boot.log").read_text()
+    assert guest_run.status == 0, boot_log[-4000:]
     # nothing started labpowerd before a board was there
     assert r["before"]["daemon"] == "inactive"
-    # udev: group labpower, 0660, the link under /dev/labpower
-    assert r["plugged"]["node"]["path"].startswith("/dev/hidraw")
-    assert r["plugged"]["node"]["group"] == "labpower"
-    assert r["plugged"]["node"]["mode"] == "0o660"
-    assert "usbrelay-SIM01" in r["plugged"]["links"]
-    # plugging the board started labpowerd through systemd; Type=notify: active = READY
+    # udev: group labpower, 0660, the links under /dev/labpower
+    plugged = r["plugged"]
+    assert_node(plugged["hid"], "/dev/hidraw")
+    assert_node(plugged["serial"], "/dev/ttyUSB")
+    assert {"usbrelay-SIM01", "kmtronic-KMT01"} <= set(plugged["links"])
+    assert any(SERIAL_NUMBER in link for link in plugged["by_id"]), plugged["by_id"]
+    # plugging a board started labpowerd through systemd; Type=notify: active = READY
     assert (r["daemon"]["active"], r["daemon"]["sub"]) == ("active", "running")
     assert r["daemon"]["user"] == "labpower"
-    # alice (group labpower) switches with the command and the library, read back
-    assert r["cli_on"]["rc"] == 0, r["cli_on"]["out"]
-    assert r["cli_on"]["relays"] == {"1": True, "2": False}
-    assert r["client_on"]["rc"] == 0, r["client_on"]["out"]
-    assert json.loads(r["client_on"]["out"]) == {"state": "on", "verified": True, "available": True}
-    assert r["client_on"]["relays"] == {"1": True, "2": True}
-    # unplugged: DeviceUnavailable; plugged back (a new hidraw node): works, same daemon
-    assert r["unplugged"]["rc"] != 0
-    assert "DeviceUnavailable" in r["unplugged"]["out"] or "unavailable" in r["unplugged"]["out"]
-    assert r["replugged"]["rc"] == 0, r["replugged"]["out"]
-    assert r["replugged"]["same_pid"]
-    assert r["replugged"]["relays"] == {"1": True, "2": False}  # power lost, then switch on
-    # restart and SIGKILL switched nothing: the board saw only what a client sent
-    assert r["restarts"]["rc"] == 0, r["restarts"]["out"]
-    assert r["restarts"]["switches"] == [[1, True], [2, True], [1, True]]
-    assert r["restarts"]["relays"] == {"1": True, "2": False}
-    # the journal has labpowerd's entries with their fields
+
+    # alice (group labpower) switches both boards with the command, read back
+    cli_on = r["cli_on"]
+    assert cli_on["rc"] == 0, cli_on["out"]
+    for name in ("switch", "lamp"):
+        t = targets(cli_on["out"])[name]
+        assert (t["state"], t["verified"], t["available"]) == ("on", True, True), t
+    assert cli_on["hid"] == {"1": True, "2": False}
+    assert cli_on["serial"] == {"1": True, "2": False}
+    # ... and with the library
+    lib_on = r["client_on"]
+    assert lib_on["rc"] == 0, lib_on["out"]
+    on = {"state": "on", "verified": True, "available": True}
+    assert json.loads(lib_on["out"]) == {"fan": on, "pump": on}
+    assert lib_on["hid"] == {"1": True, "2": True}
+    assert lib_on["serial"] == {"1": True, "2": True}
+
+    # unplugged: DeviceUnavailable for both boards, from the command and the library
+    unplugged = r["unplugged"]
+    assert unplugged["rc"] != 0
+    lines = unplugged["out"].splitlines()
+    for name in ("switch", "lamp"):
+        assert any(f"off {name}:" in line and "unavailable" in line for line in lines), lines
+    lib_off = json.loads(unplugged["client"]["out"])
+    assert {name: e.get("error") for name, e in lib_off.items()} == {
+        "fan": "DeviceUnavailable",
+        "pump": "DeviceUnavailable",
+    }, lib_off
+    # plugged back (new nodes, set up by udev again): works, same daemon; power was lost
+    replugged = r["replugged"]
+    assert replugged["rc"] == 0, replugged["out"]
+    assert replugged["same_pid"]
+    assert_node(replugged["hid_node"], "/dev/hidraw")
+    assert_node(replugged["serial_node"], "/dev/ttyUSB")
+    for name in ("switch", "lamp"):
+        assert targets(replugged["out"])[name]["verified"], replugged["out"]
+    assert replugged["serial"] == {"1": True, "2": False}
+    assert replugged["hid"] == {"1": True, "2": False}
+    assert [op for op in guest_run.requests if op != "board"] == ["plug", "unplug", "plug"]
+
+    # restart and SIGKILL switched nothing: each board saw only what a client sent
+    restarts = r["restarts"]
+    assert restarts["restarted"] == "active"
+    assert restarts["rc"] == 0, restarts["out"]
+    assert restarts["hid_switches"] == SENT
+    assert restarts["serial_switches"] == SENT
+    # ... and nothing else reached the serial board until the guest powered off
+    assert [[s.channel, s.on] for s in guest_run.serial_switches] == SENT
+    assert restarts["hid"] == restarts["serial"] == {"1": True, "2": False}
+    assert guest_run.serial_relays == {1: True, 2: False}
+    after = targets(restarts["out"])
+    assert {n: (t["state"], t["verified"]) for n, t in after.items()} == {
+        "switch": ("on", True),
+        "fan": ("off", True),
+        "lamp": ("on", True),
+        "pump": ("off", True),
+    }
+
+    # the journal has labpowerd's entries with their fields, for both boards
     entries = r["journal"]["labpower_entries"]
-    assert any(e.get("LABPOWER_TARGET") == "switch" for e in entries), r["journal"]["messages"]
+    for target, device in (("switch", "rack"), ("lamp", "kmt")):
+        assert any(
+            e.get("LABPOWER_TARGET") == target
+            and e.get("LABPOWER_DEVICE") == device
+            and e.get("LABPOWER_OP") == "on"
+            and e.get("LABPOWER_STATE") == "on"
+            for e in entries
+        ), r["journal"]["messages"]

@@ -6,25 +6,32 @@ S=/mnt/share
 OUT=$S/out
 exec >"$OUT/boot.log" 2>&1
 set -x
+# the code under test: the wheels built on the host, into the image's venv (pip's own
+# start-up costs ~15 s under emulation: install_wheels.py does the same for pure wheels);
+# in the background, while the rest is set up
+/opt/labpower/bin/python "$S"/tests/vm/guest/install_wheels.py "$S"/wheels/*.whl &
+install=$!
+# The machine's own devices (the USB controller's root hubs) are set up before labpower's
+# rules arrive, as on a lab host where labpower is installed after boot: the scenario checks
+# that plugging a board, and nothing else, starts labpowerd.
+udevadm settle
 # packaging/ and udev/, where a Debian package would put them
 cp "$S"/packaging/systemd/labpowerd.service "$S"/packaging/systemd/labpowerd.socket /etc/systemd/system/
 cp "$S"/packaging/sysusers.d/labpower.conf /usr/lib/sysusers.d/
 cp "$S"/packaging/tmpfiles.d/labpower.conf /usr/lib/tmpfiles.d/
-cp "$S"/udev/*.rules /etc/udev/rules.d/
-# systemd and udev take the new files in while the wheels install (no board is plugged yet)
-systemctl daemon-reload &
-reload=$!
-udevadm control --reload
+# the group first: udev resolves GROUP="labpower" when it reads the rules
 systemd-sysusers
 systemd-tmpfiles --create /usr/lib/tmpfiles.d/labpower.conf
+cp "$S"/udev/*.rules /etc/udev/rules.d/
+udevadm control --reload
+systemctl daemon-reload &
+reload=$!
 cp "$S"/tests/vm/guest/labpowerd.toml /etc/labpower/labpowerd.toml
 useradd --create-home --groups labpower alice
 # uhid: the HID board; virtio_console: the control channel to the host (boot.sh runs early,
 # maybe before udev loaded it)
 modprobe -a uhid virtio_console
-# the code under test: the wheels built on the host, into the image's venv (pip's own
-# start-up costs ~15 s under emulation: install_wheels.py does the same for pure wheels)
-/opt/labpower/bin/python "$S"/tests/vm/guest/install_wheels.py "$S"/wheels/*.whl
+wait "$install"
 for b in labpowerd labpower labpower-sim labpower-discover; do
     ln -sf /opt/labpower/bin/$b /usr/bin/$b
 done

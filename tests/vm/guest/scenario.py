@@ -177,8 +177,8 @@ def main(out: Path) -> int:
         step(
             "replugged",
             **run(replugged),
-            hid=node_info(HID_LINK),
-            serial=node_info(SERIAL_LINK),
+            hid_node=node_info(HID_LINK),
+            serial_node=node_info(SERIAL_LINK),
             same_pid=unit("MainPID") == pid,
             **relays(),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import EntryPoint, entry_points
 
 from labpower.backends.base import Backend
@@ -9,7 +10,9 @@ from labpower.backends.base import Backend
 GROUP = "labpower.backends"
 
 
+@functools.cache
 def _entry_points() -> dict[str, EntryPoint]:
+    # scanning the installed distributions is slow: once per process, not once per device
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 

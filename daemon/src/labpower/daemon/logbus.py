@@ -41,6 +41,8 @@ _RECORD_FIELDS = (
     "client_uid",
     "client_pid",
 )
+#: Most bytes sent to a subscriber in one write (bounds the memory of a catching-up burst).
+BATCH_BYTES = 256 * 1024
 #: Entries a subscriber may fall behind by before entries are dropped for it.
 SUBSCRIBER_LIMIT = 65536
 
@@ -103,22 +105,30 @@ class Subscriber:
         self._wakeup.set()
 
     async def next_batch(self) -> bytes:
-        """Everything queued, as one buffer to send; waits while there is nothing."""
+        """What is queued (up to :data:`BATCH_BYTES`), as one buffer to send; waits while
+        there is nothing."""
         while not self.queue and not self.dropped:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
-        data = b"".join(self.queue)
-        self.queue.clear()
-        if self.dropped:
+        queue = self.queue
+        parts: list[bytes] = []
+        size = 0
+        while queue and size < BATCH_BYTES:
+            part = queue.popleft()
+            parts.append(part)
+            size += len(part)
+        if self.dropped and not queue:
+            # Entries are only dropped while the queue is full, so every dropped entry came
+            # after everything queued: the notice goes last, with the last dropped seq.
             notice = {
                 "time": rfc3339(time.time()),
                 "level": "warning",
                 "message": f"{self.dropped} entries dropped: this subscriber reads too slowly",
                 "seq": self._last_dropped_seq,
             }
-            data += encode_reply({"entry": notice}, continues=True)
+            parts.append(encode_reply({"entry": notice}, continues=True))
             self.dropped = 0
-        return data
+        return b"".join(parts)
 
 
 class LogBus(logging.Handler):

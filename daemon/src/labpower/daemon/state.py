@@ -7,10 +7,11 @@ anyway is detected and refused loudly (moved aside as ``targets.json.corrupt``),
 half-read.
 
 Writes happen off the switching path: a switch marks the store dirty and a background task
-writes the newest snapshot (one write covers every change since the last), so a switch never
-waits for the disk. After a SIGKILL the file may lag the last switch by a few milliseconds;
-at start the daemon reads back what the boards can tell, so only boards that cannot report
-their state depend on the file (and show it as not verified).
+writes the newest snapshot (one write covers every change since the last, at most one write
+per ``WRITE_INTERVAL``), so a switch never waits for the disk. After a SIGKILL the file may
+lag the last switch by up to ``WRITE_INTERVAL`` (50 ms); right after start the daemon reads
+back what the boards can tell, so only boards that cannot report their state depend on the
+file (and show it as not verified).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -30,6 +31,8 @@ import anyio.to_thread
 log = logging.getLogger("labpower.daemon.state")
 
 FILENAME = "targets.json"
+#: Shortest time between two writes of the file, seconds.
+WRITE_INTERVAL = 0.05
 #: temporary files of writes in progress; a SIGKILL mid-write leaves one behind
 _TEMP_PREFIX = ".targets."
 FORMAT = 1
@@ -64,15 +67,23 @@ class Remembered:
         return cls(obj["state"], **fields)
 
 
+def _canonical(targets: Mapping[str, Any]) -> str:
+    return json.dumps(targets, sort_keys=True, separators=(",", ":"))
+
+
 def _digest(targets: Mapping[str, Any]) -> str:
-    canonical = json.dumps(targets, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(targets).encode()).hexdigest()
 
 
 def encode(targets: Mapping[str, Remembered]) -> bytes:
-    payload = {name: asdict(r) for name, r in sorted(targets.items())}
-    doc = {"format": FORMAT, "targets": payload, "sha256": _digest(payload)}
-    return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
+    """The file's bytes: the payload is serialised once, for both the file and its digest."""
+    payload = _canonical({
+        name: {"state": r.state, "since": r.since, "uid": r.uid, "pid": r.pid,
+               "client": r.client}
+        for name, r in targets.items()
+    })
+    digest = hashlib.sha256(payload.encode()).hexdigest()
+    return f'{{"format":{FORMAT},"sha256":"{digest}","targets":{payload}}}\n'.encode()
 
 
 def decode(data: bytes) -> dict[str, Remembered]:
@@ -159,6 +170,9 @@ class StateStore:
         """Write the current snapshot atomically (blocking)."""
         self._write(encode(self._snapshot))
 
+    def _write_snapshot(self, snapshot: Mapping[str, Remembered]) -> None:
+        self._write(encode(snapshot))
+
     def _write(self, data: bytes) -> None:
         os.makedirs(self.directory, mode=0o750, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.directory)
@@ -181,11 +195,13 @@ class StateStore:
             os.close(dirfd)
 
     async def run(self) -> None:
-        """Persist changes as they come, one write for all changes since the last."""
+        """Persist changes as they come: at most one write per :data:`WRITE_INTERVAL`, each
+        covering every change since the last, so a burst of switching costs a few writes."""
         while True:
             await self._dirty.wait()
             self._dirty = anyio.Event()
             await self._persist()
+            await anyio.sleep(WRITE_INTERVAL)  # rate limit, not a wait for anything
 
     async def flush(self) -> None:
         """Write now if anything changed since the last write (at shutdown)."""
@@ -193,10 +209,10 @@ class StateStore:
             await self._persist()
 
     async def _persist(self) -> None:
-        # encoded on the loop thread: the snapshot must not change while it is serialised
-        generation, data = self._generation, encode(self._snapshot)
+        # a copy (of frozen records) taken on the loop thread, serialised in the worker
+        generation, snapshot = self._generation, dict(self._snapshot)
         try:
-            await anyio.to_thread.run_sync(self._write, data)
+            await anyio.to_thread.run_sync(self._write_snapshot, snapshot)
         except OSError as exc:
             if not self._failing:  # said once, not on every switch
                 log.error("cannot write state file %s: %s", self.path, exc)
