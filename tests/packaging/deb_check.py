@@ -40,15 +40,18 @@ APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 def run(*command: str, user: str | None = None) -> dict[str, Any]:
     if user is not None:
         command = ("runuser", "-u", user, "--", *command)
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-        env=APT_ENV,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            stdin=subprocess.DEVNULL,
+            env=APT_ENV,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        return {"rc": 127, "stdout": "", "stderr": str(exc)}
     return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
@@ -80,7 +83,13 @@ def cursor() -> str:
 def journal_since(after: str) -> list[dict[str, Any]]:
     """The daemon's journal entries after a cursor."""
     text = out(
-        "journalctl", "--no-pager", "-o", "json", "--after-cursor", after, "SYSLOG_IDENTIFIER=labpowerd"
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "json",
+        "--after-cursor",
+        after,
+        "SYSLOG_IDENTIFIER=labpowerd",
     )
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -103,25 +112,25 @@ def installed_version() -> str:
 
 
 def check(debdir: Path, r: dict[str, Any]) -> None:
-    first, second = sorted(debdir.glob("v1/labpower_*.deb")), sorted(debdir.glob("v2/labpower_*.deb"))
-    r["debs"] = [str(first[0]), str(second[0])]
+    (first,) = debdir.glob("v1/labpower_*.deb")
+    (second,) = debdir.glob("v2/labpower_*.deb")
+    r["debs"] = [str(first), str(second)]
 
     # --- install --------------------------------------------------------------------------
-    r["install"] = run("apt-get", "install", "-y", "--no-download", str(first[0]))
+    r["install"] = run("apt-get", "install", "-y", str(first))
     r["installed_v1"] = installed_version()
     r["socket_after_install"] = unit("labpowerd.socket")
     r["service_after_install"] = unit("labpowerd.service")
     r["socket_file"] = path_facts(SOCKET)
-    r["labpower_gid"] = int(out("getent", "group", "labpower").split(":")[2])
+    r["labpower_group"] = out("getent", "group", "labpower")
     r["labpower_user"] = out("getent", "passwd", "labpower")
     r["shipped_config_check"] = run("labpowerd", "--check-config", "/etc/labpower/labpowerd.toml")
     r["udev_rules"] = sorted(p.name for p in Path("/lib/udev/rules.d").glob("*labpower*"))
-    r["commands"] = {
-        c: run(c, "--help")["rc"] for c in ("labpowerd", "labpower", "labpower-sim", "labpower-discover")
-    }
-    r["man"] = {
-        page: run("man", "-w", page)["rc"] for page in ("labpowerd", "labpower", "labpowerd.toml")
-    }
+    commands = ("labpowerd", "labpower", "labpower-sim", "labpower-discover")
+    r["commands"] = {c: run(c, "--help")["rc"] for c in commands}
+    r["man"] = sorted(
+        str(p.relative_to("/usr/share/man")) for p in Path("/usr/share/man").glob("man*/labpower*")
+    )
 
     # --- the admin configures a mock lab, alice switches -----------------------------------
     Path("/etc/labpower/labpowerd.toml").write_text(CONFIG)
@@ -137,7 +146,7 @@ def check(debdir: Path, r: dict[str, Any]) -> None:
     r["status_before_upgrade"] = labpower_json("status", "dut1", "dut2")
     r["socket_before_upgrade"] = unit("labpowerd.socket")
     before = cursor()
-    r["upgrade"] = run("apt-get", "install", "-y", "--no-download", str(second[0]))
+    r["upgrade"] = run("apt-get", "install", "-y", str(second))
     r["installed_v2"] = installed_version()
     r["service_after_upgrade"] = unit("labpowerd.service")
     r["socket_after_upgrade"] = unit("labpowerd.socket")

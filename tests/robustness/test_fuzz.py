@@ -20,14 +20,12 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
-from labpower.client import Client
 from labpower.client.wire import MAX_MESSAGE_SIZE, Call, Decoder, RemoteProtocolError
 from labpower.daemon.testing import DaemonProcess
 
@@ -65,7 +63,16 @@ METHODS = [
     *(
         f"{POWER}.{m}"
         for m in (
-            "List", "Get", "On", "Off", "Cycle", "Read", "Logs", "History", "Acquire", "Release",
+            "List",
+            "Get",
+            "On",
+            "Off",
+            "Cycle",
+            "Read",
+            "Logs",
+            "History",
+            "Acquire",
+            "Release",
         )
     ),
 ]
@@ -89,8 +96,23 @@ GARBAGE_METHODS = [
 #: which must not make the reply too big to send (rare: it costs a megabyte a message)
 NEAR_LIMIT = "z" * (MAX_MESSAGE_SIZE - 200)
 KEYS = [
-    "target", "targets", "delay", "interval", "count", "level", "lease", "name", "timeout",
-    "token", "interface", "since", "limit", "", "x", "target ", "TARGET",
+    "target",
+    "targets",
+    "delay",
+    "interval",
+    "count",
+    "level",
+    "lease",
+    "name",
+    "timeout",
+    "token",
+    "interface",
+    "since",
+    "limit",
+    "",
+    "x",
+    "target ",
+    "TARGET",
 ]
 STRINGS = [
     *TARGETS,
@@ -111,8 +133,29 @@ STRINGS = [
     "x" * 300,
 ]
 NUMBERS: list[Any] = [
-    0, 1, 2, 3, -1, 0.0, 0.001, 0.01, -0.5, 1e308, -1e308, 2**31, 2**31 + 1, 2**63,
-    2**64 + 1, -(2**63), 3600, 3601, 86400, 1e-300, math.inf, -math.inf, math.nan,
+    0,
+    1,
+    2,
+    3,
+    -1,
+    0.0,
+    0.001,
+    0.01,
+    -0.5,
+    1e308,
+    -1e308,
+    2**31,
+    2**31 + 1,
+    2**63,
+    2**64 + 1,
+    -(2**63),
+    3600,
+    3601,
+    86400,
+    1e-300,
+    math.inf,
+    -math.inf,
+    math.nan,
 ]
 SPECIAL_RAW = [
     b"\0",
@@ -180,8 +223,9 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=8,
 )
 param_values = (
@@ -190,11 +234,8 @@ param_values = (
     | st.lists(st.sampled_from(STRINGS), max_size=3)
     | json_values
 )
-parameters = (
-    st.dictionaries(st.sampled_from(KEYS), param_values, max_size=4)
-    | json_values
-)
-flag_values = st.sampled_from([True, True, False, None, 1, "yes", []])
+parameters = st.dictionaries(st.sampled_from(KEYS), param_values, max_size=4) | json_values
+flag_values: st.SearchStrategy[Any] = st.sampled_from([True, True, False, None, 1, "yes", []])
 
 
 def _dumps(obj: Any) -> bytes:
@@ -299,7 +340,8 @@ def _runs_long(call: Call) -> bool:
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 5:
             return True
         return count > 1 and not (
-            isinstance(interval, int | float) and not isinstance(interval, bool)
+            isinstance(interval, int | float)
+            and not isinstance(interval, bool)
             and interval <= 0.01
         )
     if call.method == f"{POWER}.Cycle":
@@ -309,7 +351,7 @@ def _runs_long(call: Call) -> bool:
 
 
 def classify(message: bytes, sentinel: bytes) -> str:
-    """"skip" (would run long), "last" (may end the connection), or "pipeline"."""
+    """ "skip" (would run long), "last" (may end the connection), or "pipeline"."""
     frames, partial = _frames(message if message.endswith(b"\0") else message + sentinel)
     if any(c is not None and _runs_long(c) for c in frames):
         return "skip"
@@ -366,7 +408,7 @@ class Fuzzer:
         self.segments = 0
         self.outcomes = {"answered": 0, "closed": 0}
 
-    def batch(self, batch: list[bytes]) -> None:
+    def batch(self, batch: Sequence[bytes]) -> None:
         for segment in self._segments(batch):
             marker = f"fuzz.sentinel{self.segments}"
             self.segments += 1
@@ -374,11 +416,13 @@ class Fuzzer:
             try:
                 outcome = exchange(self.daemon.socket_path, b"".join(segment) + sentinel, marker)
             except TimeoutError as exc:
-                raise TimeoutError(f"{exc}; the segment was {[Message(m) for m in segment]}")
+                raise TimeoutError(
+                    f"{exc}; the segment was {[Message(m) for m in segment]}"
+                ) from None
             self.outcomes[outcome] += 1
             self.sent += len(segment)
 
-    def _segments(self, batch: list[bytes]) -> Iterator[list[bytes]]:
+    def _segments(self, batch: Sequence[bytes]) -> Iterator[list[bytes]]:
         current: list[bytes] = []
         probe = call_bytes(f"{SERVICE}.GetInterfaceDescription", {"interface": "fuzz.probe"})
         for message in batch:
@@ -438,7 +482,8 @@ def test_fuzzed_messages_never_hurt_the_daemon(fuzz_daemon: DaemonProcess) -> No
                 rss["warm"] = rss_bytes(daemon.pid)
 
         fuzz()
-        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.stderr()[-3000:]
+        assert daemon.proc is not None
+        assert daemon.proc.poll() is None, daemon.stderr()[-3000:]
         # every fuzz connection is closed: the daemon holds no more descriptors than before
         assert wait_until(lambda: fd_count(daemon.pid) <= fds, 10.0), (
             f"{fd_count(daemon.pid)} fds open, {fds} before fuzzing"
@@ -453,7 +498,8 @@ def test_fuzzed_messages_never_hurt_the_daemon(fuzz_daemon: DaemonProcess) -> No
     )
     assert fuzzer.sent >= MIN_MESSAGES
     # both ways a segment can end happened a lot: the fuzz reached both paths
-    assert fuzzer.outcomes["closed"] > 1000 and fuzzer.outcomes["answered"] > 100
+    assert fuzzer.outcomes["closed"] > 1000
+    assert fuzzer.outcomes["answered"] > 100
     daemon.signal(signal.SIGTERM)
     assert daemon.proc is not None
     assert daemon.proc.wait(15) == 0, daemon.stderr()[-3000:]

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-
 from labpower.client import Client, InvalidParameter, MethodNotFound
 from labpower.client.wire import MAX_MESSAGE_SIZE, Call
 from labpower.daemon.testing import DaemonProcess
@@ -38,7 +37,8 @@ def check_no_silent_gap(entries: list[dict[str, Any]]) -> int:
     for entry in entries:
         n = _dropped(entry)
         if n is not None:
-            assert last is not None and entry["seq"] == last + n, (
+            assert last is not None
+            assert entry["seq"] == last + n, (
                 f"notice of {n} dropped after seq {last} names seq {entry['seq']}"
             )
             dropped += n
@@ -50,11 +50,13 @@ def check_no_silent_gap(entries: list[dict[str, Any]]) -> int:
 
 @pytest.fixture
 def queue_daemon(start_daemon: StartDaemon) -> DaemonProcess:
-    return start_daemon(mock_config(
-        {"bench": {"channels": 2}},
-        {"a": {"device": "bench", "channel": 1}, "b": {"device": "bench", "channel": 2}},
-        {"subscriber_queue": QUEUE, "log_level": "info"},
-    ))
+    return start_daemon(
+        mock_config(
+            {"bench": {"channels": 2}},
+            {"a": {"device": "bench", "channel": 1}, "b": {"device": "bench", "channel": 2}},
+            {"subscriber_queue": QUEUE, "log_level": "info"},
+        )
+    )
 
 
 def _switch(lab: Client, count: int) -> tuple[float, int]:
@@ -128,10 +130,13 @@ def test_slow_subscriber_gets_a_dropped_notice_and_slows_nobody(
 
 
 def test_max_connections(start_daemon: StartDaemon) -> None:
-    daemon = start_daemon(mock_config(
-        {"bench": {"channels": 1}}, {"a": {"device": "bench", "channel": 1}},
-        {"max_connections": 4},
-    ))
+    daemon = start_daemon(
+        mock_config(
+            {"bench": {"channels": 1}},
+            {"a": {"device": "bench", "channel": 1}},
+            {"max_connections": 4},
+        )
+    )
     with daemon.client(timeout=10.0) as lab:
         lab.targets()
         held = [Raw(daemon.socket_path) for _ in range(3)]
@@ -163,9 +168,12 @@ def test_max_connections(start_daemon: StartDaemon) -> None:
 
 @pytest.fixture
 def limit_daemon(start_daemon: StartDaemon) -> DaemonProcess:
-    return start_daemon(mock_config(
-        {"bench": {"channels": 1}}, {"a": {"device": "bench", "channel": 1}},
-    ))
+    return start_daemon(
+        mock_config(
+            {"bench": {"channels": 1}},
+            {"a": {"device": "bench", "channel": 1}},
+        )
+    )
 
 
 def test_message_size_limit(limit_daemon: DaemonProcess) -> None:
@@ -176,7 +184,8 @@ def test_message_size_limit(limit_daemon: DaemonProcess) -> None:
         with Raw(daemon.socket_path) as raw:
             raw.send(call_bytes(f"{POWER}.Get", {"target": pad}))
             reply = raw.receive()
-            assert reply is not None and reply["error"] == f"{POWER}.TargetNotFound"
+            assert reply is not None
+            assert reply["error"] == f"{POWER}.TargetNotFound"
         # at the limit without its NUL: the connection is closed, unanswered
         with Raw(daemon.socket_path) as raw:
             raw.send(b"{" + b" " * MAX_MESSAGE_SIZE)

@@ -100,6 +100,16 @@ def test_plugging_a_board_starts_the_daemon() -> None:
     assert (ROOT / "packaging" / "systemd" / wanted[0]).is_file()
 
 
+def test_root_hubs_are_left_to_the_host_controller() -> None:
+    # hubs are matched by class; the controller's root hubs (usb1, usb2...) must not get group
+    # labpower or start labpowerd at every boot: they are skipped before anything is applied
+    lines = [line.strip() for line in rules_text().splitlines()]
+    hub_class = lines.index('ATTR{bDeviceClass}!="09", GOTO="labpower_end"')
+    root_hub = lines.index('KERNEL=="usb[0-9]*", GOTO="labpower_end"')
+    family = lines.index('ENV{LABPOWER_FAMILY}="usbhub"')
+    assert hub_class < root_hub < family
+
+
 def test_links_go_under_dev_labpower() -> None:
     links = re.findall(r'SYMLINK\+="([^"]+)"', rules_text())
     assert links

@@ -95,7 +95,7 @@ def kernel_package() -> str:
 
 
 #: bump when a build step changes what ends up in the image
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 
 
 def cache_key(kernel: str) -> str:
@@ -181,14 +181,18 @@ def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
         "--customize-hook=ln -s /etc/systemd/system/labpower-vmtest.service "
         '"$1/etc/systemd/system/multi-user.target.wants/labpower-vmtest.service"',
         '--customize-hook=echo labhost > "$1/etc/hostname"',
-        # the guest needs no network, login prompt or time sync: they only slow the boot
+        # the guest needs no network, login prompt, time sync, timers or the early-boot extras
+        # (binfmt, fuse, debugfs...): under emulation each only slows the boot
         '--customize-hook=rm -f "$1/etc/systemd/system/getty.target.wants/"*',
         '--customize-hook=systemctl --root="$1" mask systemd-networkd-wait-online.service '
         "systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer man-db.timer "
         "e2scrub_all.timer e2scrub_reap.service fstrim.timer dpkg-db-backup.timer "
         "systemd-tmpfiles-clean.timer getty-static.service getty@tty1.service "
         "serial-getty@ttyS0.service systemd-update-utmp.service "
-        "systemd-update-utmp-runlevel.service",
+        "systemd-update-utmp-runlevel.service modprobe@loop.service modprobe@dm_mod.service "
+        "modprobe@fuse.service modprobe@efi_pstore.service modprobe@drm.service "
+        "systemd-binfmt.service proc-sys-fs-binfmt_misc.automount sys-kernel-debug.mount "
+        "sys-kernel-tracing.mount dev-hugepages.mount sys-fs-fuse-connections.mount",
         # a volatile journal: no flush to /var/log at boot (the run reads it back before the end)
         '--customize-hook=mkdir -p "$1/etc/systemd/journald.conf.d" && printf '
         "'[Journal]\\nStorage=volatile\\n' > \"$1/etc/systemd/journald.conf.d/volatile.conf\"",
@@ -235,6 +239,10 @@ def build(cache: Path | None = None) -> Path:
     (tmp_out / "done").write_text(kernel + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp_out.rename(out)
+    # images of older inputs are never used again (a few hundred MB each)
+    for old in out.parent.iterdir():
+        if old != out and (old / "done").exists():
+            shutil.rmtree(old, ignore_errors=True)
     return out
 
 

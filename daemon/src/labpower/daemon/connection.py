@@ -17,6 +17,12 @@ import anyio
 _PEERCRED = struct.Struct("3i")
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; not in Python 3.11
 RECEIVE_SIZE = 262144
+# One receive buffer for every connection (they are all served on the event loop thread, and
+# nothing awaits between filling it and copying out what arrived). sock.recv(RECEIVE_SIZE)
+# would allocate 256 KiB per call and shrink it in place: with many connections that
+# fragments the heap, and the daemon's RSS crept up by ~10 MB per 100,000 calls.
+_RECEIVE_BUFFER = bytearray(RECEIVE_SIZE)
+_RECEIVE_VIEW = memoryview(_RECEIVE_BUFFER)
 
 
 class Connection:
@@ -61,9 +67,11 @@ class Connection:
         sock = self.sock
         while True:
             try:
-                return sock.recv(RECEIVE_SIZE)
+                n = sock.recv_into(_RECEIVE_BUFFER)
             except BlockingIOError:
                 await anyio.wait_readable(sock)
+                continue
+            return _RECEIVE_VIEW[:n].tobytes()
 
     async def send(self, data: bytes) -> None:
         """Send all of ``data``, waiting while the peer's buffer is full.

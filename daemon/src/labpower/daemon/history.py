@@ -54,8 +54,9 @@ def parse_since(text: str, now: float | None = None) -> float:
     if re.fullmatch(r"\d+(?:\.\d+)?", span):
         return _since_epoch(now - float(span), text)
     if span and re.fullmatch(rf"(?:{_RELATIVE.pattern}\s*)+", span):
-        return _since_epoch(now - sum(float(n) * _UNITS[u] for n, u in _RELATIVE.findall(span)),
-                            text)
+        return _since_epoch(
+            now - sum(float(n) * _UNITS[u] for n, u in _RELATIVE.findall(span)), text
+        )
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
