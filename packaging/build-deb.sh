@@ -104,9 +104,14 @@ git -C "$repo" ls-files -z --cached --others --exclude-standard \
 rm -rf "$src/debian"
 cp -r "$repo/packaging/debian" "$src/debian"
 
+# The staged copy is no git checkout: its pyproject files get the version written in, in
+# place of hatch-vcs (which would need git, and is not in Debian's build environment).
 for pyproject in "$src"/client/pyproject.toml "$src"/backends/pyproject.toml \
     "$src"/daemon/pyproject.toml; do
-    sed -i "0,/^version = .*/s//version = \"$pep_version\"/" "$pyproject"
+    sed -i -e "s/^dynamic = \[\"version\"\]$/version = \"$pep_version\"/" \
+        -e '/^\[tool\.hatch\.version\]$/,/^$/d' -e '/^# one version for all three/d' \
+        -e '/^source = "vcs"$/d' -e '/^raw-options = /d' "$pyproject"
+    sed -i 's/"hatchling>=1.25", "hatch-vcs>=0.4"/"hatchling>=1.25"/' "$pyproject"
 done
 
 date_epoch="${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct)}"
