@@ -45,9 +45,10 @@ method Read(target: string, interval: ?float, count: ?int) -> (reading: Reading)
 method Logs(targets: ?[]string, level: ?string) -> (entry: ?LogEntry)
 # past entries, oldest first, the newest limit of them: from the journal (across daemon
 # restarts) where the daemon logs there, else those it still holds in memory;
-# since: an RFC 3339 time, or a span back from now such as "90s", "5m", "1h", "2d"
+# since: an RFC 3339 time, or a span back from now such as "90s", "5m", "1h", "2d";
+# truncated: the oldest were left out to keep the reply within the message size limit
 method History(targets: ?[]string, level: ?string, limit: ?int, since: ?string)
-  -> (entries: []LogEntry)
+  -> (entries: []LogEntry, truncated: ?bool)
 
 # Take the target exclusively for this connection (renews the lease if already held). It
 # ends with the connection, on Release, or after timeout seconds. The token lets other

@@ -8,6 +8,7 @@ with a bad method or parameters gets the matching ``org.varlink.service`` error.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 import anyio
 from labpower.client.wire import (
+    MAX_MESSAGE_SIZE,
     Call,
     Decoder,
     LocalProtocolError,
@@ -128,6 +130,23 @@ class Params:
 # A handler answers one call. It returns the reply parameters, or None when it has sent its
 # replies itself; it raises anyio.EndOfStream when the connection must end after it.
 Handler = Callable[[Call, Connection], Awaitable[Mapping[str, Any] | None]]
+
+
+def fit_history(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The History reply: the newest entries that fit in one message (``truncated`` says
+    whether older ones were left out; ask again with ``since``/``limit`` for those)."""
+    budget = MAX_MESSAGE_SIZE - 1024
+    size = sum(len(json.dumps(e)) + 1 for e in entries)
+    if size < budget:
+        return {"entries": entries}
+    kept = 0
+    size = 0
+    for entry in reversed(entries):
+        size += len(json.dumps(entry)) + 1
+        if size >= budget:
+            break
+        kept += 1
+    return {"entries": entries[len(entries) - kept :], "truncated": True}
 
 
 class Server:
@@ -339,7 +358,7 @@ class Server:
         entries = await self.history(
             p.strings("targets"), p.level("level"), p.integer("limit", 1, 1_000_000), since
         )
-        return {"entries": entries}
+        return fit_history(entries)
 
     async def _logs(self, call: Call, conn: Connection) -> None:
         """Stream entries until the peer hangs up; then the connection ends."""

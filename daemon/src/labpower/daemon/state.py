@@ -77,11 +77,18 @@ def _digest(targets: Mapping[str, Any]) -> str:
 
 def encode(targets: Mapping[str, Remembered]) -> bytes:
     """The file's bytes: the payload is serialised once, for both the file and its digest."""
-    payload = _canonical({
-        name: {"state": r.state, "since": r.since, "uid": r.uid, "pid": r.pid,
-               "client": r.client}
-        for name, r in targets.items()
-    })
+    payload = _canonical(
+        {
+            name: {
+                "state": r.state,
+                "since": r.since,
+                "uid": r.uid,
+                "pid": r.pid,
+                "client": r.client,
+            }
+            for name, r in targets.items()
+        }
+    )
     digest = hashlib.sha256(payload.encode()).hexdigest()
     return f'{{"format":{FORMAT},"sha256":"{digest}","targets":{payload}}}\n'.encode()
 

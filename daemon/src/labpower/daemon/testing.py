@@ -204,8 +204,9 @@ class DaemonThread:
             # what the daemon logs must not depend on this process's root logger level
             for name in SOURCES:
                 logging.getLogger(name).setLevel(self.config.daemon.log_level.upper())
-            self.daemon = Daemon(self.config, self.socket_path,
-                                 state_directory=str(self.directory / "state"))
+            self.daemon = Daemon(
+                self.config, self.socket_path, state_directory=str(self.directory / "state")
+            )
             async with anyio.create_task_group() as tg:
                 await tg.start(
                     lambda task_status: self.daemon.run(  # type: ignore[union-attr]
