@@ -117,4 +117,5 @@ def test_the_client_installs_alone(dist: Path, tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert "labpower.daemon" not in probe.stdout and "labpower.backends" not in probe.stdout
+    assert "labpower.daemon" not in probe.stdout
+    assert "labpower.backends" not in probe.stdout

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from labpower.daemon.logbus import current_call
+import anyio
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 SYSLOG_IDENTIFIER = "labpowerd"
@@ -47,6 +47,9 @@ _ENTRY_FIELDS = {
     "op": "LABPOWER_OP",
     "state": "LABPOWER_STATE",
     "seq": "LABPOWER_SEQ",
+    "before": "LABPOWER_BEFORE",
+    "client_uid": "LABPOWER_CLIENT_UID",
+    "client_pid": "LABPOWER_CLIENT_PID",
 }
 
 
@@ -93,16 +96,11 @@ def fields(record: logging.LogRecord, message: str) -> dict[str, str]:
         out.update(
             CODE_FILE=record.pathname, CODE_LINE=str(record.lineno), CODE_FUNC=record.funcName
         )
+    # the caller comes with the bus entry: the record may be written after the call ended
     for key, value in entry_of(record).items():
         name = _ENTRY_FIELDS.get(key)
         if name is not None and value is not None:
             out[name] = str(value)
-    ctx = current_call.get()
-    if ctx is not None:
-        if ctx.uid is not None and ctx.uid >= 0:
-            out["LABPOWER_CLIENT_UID"] = str(ctx.uid)
-        if ctx.pid is not None and ctx.pid > 0:
-            out["LABPOWER_CLIENT_PID"] = str(ctx.pid)
     return out
 
 
@@ -203,12 +201,43 @@ class LogOutput(logging.Handler):
         self.fallbacks = 0
         self._outage: str | None = None
         self._state_lock = threading.Lock()
+        # While run() runs, records logged on the event loop's thread are written after the
+        # call being served has sent its reply (see run()); elsewhere, at once.
+        self._loop_thread: int | None = None
+        self._pending: list[logging.LogRecord] = []
+        self._wakeup: anyio.Event | None = None
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Skip logging.Handler's lock: sends are single datagrams, outage state has its own.
         if self.filter(record):
-            self.emit(record)
+            if self._loop_thread == threading.get_ident():
+                self._pending.append(record)
+                if self._wakeup is not None:
+                    self._wakeup.set()
+            else:
+                self.emit(record)
         return True
+
+    async def run(self) -> None:
+        """Write records logged on this event loop from a task of their own, so that a
+        switching call sends its reply before its log lines are written (a reply waits for
+        no disk, pipe or journald). The records keep their order; nothing is lost at stop."""
+        self._loop_thread = threading.get_ident()
+        try:
+            while True:
+                if not self._pending:
+                    self._wakeup = anyio.Event()
+                    await self._wakeup.wait()
+                self._flush()
+        finally:
+            self._loop_thread = None
+            self._wakeup = None
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for record in pending:
+            self.emit(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 import anyio
+from labpower.daemon import eventloop
 from labpower.daemon.config import (
     Config,
     ConfigError,
@@ -91,18 +92,23 @@ def _signal(name: str) -> signal.Signals:
         raise argparse.ArgumentTypeError(f"no signal named {name!r}") from None
 
 
-async def _run(config: Config, socket_path: str, args: argparse.Namespace, journal: bool) -> None:
+async def _run(
+    config: Config, socket_path: str, args: argparse.Namespace, output: LogOutput
+) -> None:
     from labpower.daemon.daemon import Daemon, activated_socket
 
     daemon = Daemon(
         config,
         socket_path,
         listen_socket=activated_socket(),
-        history_from_journal=journal,
+        history_from_journal=output.target == "journal",
         follow_log_level=args.log_level is None,
         freeze_signal=args.test_freeze_signal,
     )
-    await daemon.run()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(output.run)
+        await daemon.run()
+        tg.cancel_scope.cancel()
 
 
 def steady_memory() -> None:
@@ -149,7 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         anyio.run(
-            _run, cfg, socket_path, args, output.target == "journal", backend=args.async_backend
+            _run,
+            cfg,
+            socket_path,
+            args,
+            output,
+            backend=args.async_backend,
+            backend_options=eventloop.backend_options(args.async_backend),
         )
     except StartupError as exc:
         log.error("cannot start: %s", exc)

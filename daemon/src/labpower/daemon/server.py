@@ -28,7 +28,7 @@ from labpower.client.wire import (
 )
 from labpower.daemon.access import check_allowed
 from labpower.daemon.api import ApiError
-from labpower.daemon.connection import Connection
+from labpower.daemon.connection import Connection, accept
 from labpower.daemon.history import HistorySource, MemoryHistory, parse_since
 from labpower.daemon.interface import DESCRIPTIONS, POWER, SERVICE
 from labpower.daemon.lab import Lab
@@ -192,8 +192,12 @@ class Server:
             sock.close()
             return
         self._refusing = False
+        try:
+            conn = await accept(sock)
+        except OSError:
+            sock.close()
+            return
         self.connections += 1
-        conn = Connection(sock)
         decoder = Decoder()
         try:
             while data := await conn.receive():
@@ -389,7 +393,7 @@ class Server:
     async def _until_peer_leaves(conn: Connection, scope: anyio.CancelScope) -> None:
         """A subscriber sends nothing more; anything it sends, or its hang-up, ends it."""
         try:
-            await anyio.wait_readable(conn.sock)
+            await conn.wait_input()
         except _HANGUP:
             pass
         scope.cancel()
