@@ -1,8 +1,8 @@
 """labpower client: switch lab power through labpowerd.
 
-    from labpower.client import Client
-    with Client() as lab:
-        lab.target("dut1").cycle()
+from labpower.client import Client
+with Client() as lab:
+    lab.target("dut1").cycle()
 """
 
 from __future__ import annotations
