@@ -52,10 +52,12 @@ def install(tmp_path: Path) -> dict[str, Path]:
         home = f"ProtectHome=tmpfs\nBindReadOnlyPaths={prefix}\n"
     dropin = units / "labpowerd.service.d"
     dropin.mkdir()
+    # The tree itself, read-only: the unit's PrivateTmp= would hide a checkout under /tmp.
     (dropin / "test.conf").write_text(
         "[Service]\nExecStart=\n"
         f"ExecStart={REPO}/.venv/bin/labpowerd --test-freeze-signal SIGUSR2\n"
         f"WatchdogSec={WATCHDOG_SEC}s\nRestartSec=100ms\n{home}"
+        f"BindReadOnlyPaths={REPO}\n"
     )
     (units / "labpower-check.service").write_text(
         "[Unit]\nDescription=labpower system test checker\n"
