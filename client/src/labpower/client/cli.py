@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import shlex
 import socket
 import subprocess
@@ -28,10 +27,17 @@ from typing import Any, TypeVar
 from labpower.client import _protocol as p
 from labpower.client import lab as lab_mod
 from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.formatting import (
+    format_entry,
+    format_lab_table,
+    format_reading,
+    format_state,
+    format_table,
+)
 from labpower.client.lab import Lab
 from labpower.client.sync import Client
-from labpower.client.transport import Address
-from labpower.client.types import LEVELS, LogEntry, Reading, Target
+from labpower.client.transport import Address, relay
+from labpower.client.types import LEVELS, LogEntry, Target
 from labpower.client.wire import ProtocolError
 
 EXIT_OK = 0
@@ -97,76 +103,6 @@ def _emit_json(doc: Any, *, flush: bool = False) -> None:
 
 def _complain(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-def _yes_no(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-_HEADER = ("TARGET", "STATE", "VERIFIED", "DEVICE", "CHANNEL", "AVAILABLE", "SINCE")
-
-
-def _row(t: Target) -> tuple[str, ...]:
-    return (
-        t.name,
-        t.state,
-        _yes_no(t.verified),
-        t.device,
-        str(t.channel),
-        _yes_no(t.available),
-        t.since or "-",
-    )
-
-
-def format_table(targets: Sequence[Target]) -> str:
-    """Targets as an aligned text table with a header line."""
-    return _align([_HEADER] + [_row(t) for t in targets])
-
-
-def format_lab_table(hosts: Sequence[lab_mod.HostTargets]) -> str:
-    """Every host's targets, with a HOST column; an unreachable host is one row saying so."""
-    rows: list[tuple[str, ...]] = [("HOST", *_HEADER)]
-    for h in hosts:
-        if not h.reachable:
-            rows.append((h.host.name, "-", "unreachable", *("-" * (len(_HEADER) - 2))))
-        rows.extend((h.host.name, *_row(t)) for t in h.targets)
-    return _align(rows)
-
-
-def _align(rows: Sequence[tuple[str, ...]]) -> str:
-    header = rows[0]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    # rstrip: the last column is not padded, so no line ends in blanks
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-def format_state(target: Target) -> str:
-    """``dut1: on (verified)``; notes an unavailable device."""
-    notes = ["verified" if target.verified else "not verified"]
-    if not target.available:
-        notes.append("device unavailable")
-    return f"{target.name}: {target.state} ({', '.join(notes)})"
-
-
-def format_reading(target: str, reading: Reading) -> str:
-    return (
-        f"{target}: {reading.voltage:.3f} V  {reading.current:.3f} A"
-        f"  {reading.apparent_power:.3f} VA"
-    )
-
-
-def format_entry(entry: LogEntry) -> str:
-    """``2026-11-27T07:00:00.123456Z info dut1: power on``; the device stands in for an
-    entry without a target, and a daemon-wide entry has neither."""
-    source = entry.target or entry.device
-    where = f"{source}: " if source else ""
-    return f"{entry.time} {entry.level} {where}{entry.message}"
-
-
-# -- commands
 
 
 @contextmanager
@@ -463,37 +399,9 @@ def cmd_bridge(args: argparse.Namespace) -> None:
             sock.connect(path)
         except OSError as exc:
             raise DaemonUnreachable(path, exc.strerror or str(exc)) from exc
-        _relay(sys.stdin.fileno(), sys.stdout.fileno(), sock)
+        relay(sys.stdin.fileno(), sys.stdout.fileno(), sock)
     finally:
         sock.close()
-
-
-def _relay(stdin: int, stdout: int, sock: socket.socket) -> None:
-    poller = select.poll()
-    poller.register(stdin, select.POLLIN)
-    poller.register(sock, select.POLLIN)
-    # No events asked: poll still reports an error or hang-up, i.e. the reader went away
-    poller.register(stdout, 0)
-    sock_fd = sock.fileno()
-    try:
-        while True:
-            for fd, _ in poller.poll():
-                if fd == stdout:
-                    return
-                if fd == stdin:
-                    data = os.read(stdin, 65536)
-                    if not data:
-                        return
-                    sock.sendall(data)
-                elif fd == sock_fd:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(stdout, view) :]
-    except OSError:
-        return  # one side broke off: the relay ends like on a close
 
 
 # -- argument parsing

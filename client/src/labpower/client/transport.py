@@ -350,3 +350,33 @@ class SshStream(ByteStream):
             if self.proc.stderr is not None:
                 await self.proc.stderr.aclose()
             self._stderr.close()
+
+
+def relay(stdin: int, stdout: int, sock: socket.socket) -> None:
+    """Copy bytes both ways between two file descriptors and a socket until either side
+    closes or breaks (``labpower bridge``, the far end of ``ssh://`` addresses)."""
+    poller = select.poll()
+    poller.register(stdin, select.POLLIN)
+    poller.register(sock, select.POLLIN)
+    # No events asked: poll still reports an error or hang-up, i.e. the reader went away
+    poller.register(stdout, 0)
+    sock_fd = sock.fileno()
+    try:
+        while True:
+            for fd, _ in poller.poll():
+                if fd == stdout:
+                    return
+                if fd == stdin:
+                    data = os.read(stdin, 65536)
+                    if not data:
+                        return
+                    sock.sendall(data)
+                elif fd == sock_fd:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(stdout, view) :]
+    except OSError:
+        return  # one side broke off: the relay ends like on a close
