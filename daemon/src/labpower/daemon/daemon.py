@@ -199,10 +199,9 @@ class Daemon:
             async with anyio.create_task_group() as persist:
                 await self.lab.open()
                 await self.lab.start(self.store.load())
+                # what the boards report replaces what was remembered (all boards at once)
+                await self.lab.refresh()
                 persist.start_soon(self.store.run)
-                # what the boards report replaces what was remembered, without delaying
-                # READY by a slow board's deadline
-                persist.start_soon(self.lab.refresh)
                 persist.start_soon(self.hotplug.run)
                 try:
                     await self._listen(handle_signals, task_status)
