@@ -107,6 +107,7 @@ class SerialPort:
         self._state = threading.Lock()
         self._active = False
         self._close_requested = False
+        self._vmin = 0  # VMIN as last set (pyserial opens with 0: readable at any byte)
 
     # -- life cycle
     def open(self) -> None:
@@ -292,13 +293,38 @@ class SerialPort:
 
     async def read_exact(self, n: int) -> bytes:
         """Exactly ``n`` bytes. :raises HardwareTimeout: they did not come in time."""
-        while len(self._buf) < n:
-            if not await self._fill(self._deadline):
-                got = len(self._buf)
-                raise HardwareTimeout(
-                    self._timeout, f"waiting for {n} bytes from the board (got {got})"
-                )
+        if len(self._buf) < n:
+            self._wake_at(n - len(self._buf))
+            try:
+                while len(self._buf) < n:
+                    if not await self._fill(self._deadline):
+                        self._wake_at(1)
+                        self._read_now()  # what did come, for the message
+                        got = len(self._buf)
+                        raise HardwareTimeout(
+                            self._timeout, f"waiting for {n} bytes from the board (got {got})"
+                        )
+                    self._wake_at(n - len(self._buf))
+            finally:
+                self._wake_at(1)
         return self._take(n)
+
+    def _wake_at(self, count: int) -> None:
+        """Have the tty report the port readable only once ``count`` bytes are there (VMIN;
+        the line discipline's poll honours it), so that an answer of n bytes trickling in at
+        the baud rate wakes the daemon once, not n times. Where the port has no termios (or
+        refuses), every byte wakes it as before."""
+        count = max(1, min(count, 255))
+        if count == self._vmin or self._fd < 0:
+            return
+        try:
+            attrs = termios.tcgetattr(self._fd)
+            attrs[6][termios.VMIN] = count
+            attrs[6][termios.VTIME] = 0
+            termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
+        except (termios.error, OSError):
+            return
+        self._vmin = count
 
     async def read_until(self, terminator: bytes, limit: int) -> bytes:
         """Bytes up to and including ``terminator``.
