@@ -87,15 +87,19 @@ class Leases:
     def holder(self, target: str) -> Lease | None:
         lease = self._by_target.get(target)
         if lease is not None and lease.expired(time.monotonic()):
-            del self._by_target[target]
-            log.info(
-                "lease of uid %d (pid %d) expired",
-                lease.uid,
-                lease.pid,
-                extra={"target": target, "op": "expire"},
-            )
+            self._end(lease, "expire", "expired")
             return None
         return lease
+
+    def _end(self, lease: Lease, op: str, how: str) -> None:
+        del self._by_target[lease.target]
+        log.info(
+            "lease of uid %d (pid %d) %s",
+            lease.uid,
+            lease.pid,
+            how,
+            extra={"target": lease.target, "op": op},
+        )
 
     def acquire(
         self, target: str, conn: Connection, name: str | None, timeout: float | None
@@ -141,26 +145,13 @@ class Leases:
             return False
         if lease.owner is not conn and lease.token != token:
             raise locked(lease)
-        del self._by_target[target]
-        log.info(
-            "lease released by uid %d (pid %d)",
-            conn.uid,
-            conn.pid,
-            extra={"target": target, "op": "release"},
-        )
+        self._end(lease, "release", f"released by uid {conn.uid} (pid {conn.pid})")
         return True
 
     def release_all(self, conn: Connection) -> None:
         """The connection closed: its leases end."""
-        for target, lease in list(self._by_target.items()):
-            if lease.owner is conn:
-                del self._by_target[target]
-                log.info(
-                    "lease of uid %d (pid %d) ended with its connection",
-                    lease.uid,
-                    lease.pid,
-                    extra={"target": target, "op": "release"},
-                )
+        for lease in [lease for lease in self._by_target.values() if lease.owner is conn]:
+            self._end(lease, "release", "ended with its connection")
 
     def check(self, target: str, conn: Connection, token: str | None) -> None:
         """:raises ApiError: Locked, when somebody else holds the lease of ``target``."""
