@@ -3,6 +3,8 @@ port handling, dialect detection, options."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import termios
 import time
@@ -224,3 +226,92 @@ def test_lcus_defaults_leave_a_gap() -> None:
     assert opts.status == "auto"
     assert opts.baud == 9600
     assert issubclass(LcusBackend, SerialBackend)
+
+
+def _wait_for_input(fd: int, count: int, timeout: float = 5.0) -> bool:
+    """Wait until ``count`` bytes wait unread in the tty ``fd`` (FIONREAD)."""
+    deadline = time.monotonic() + timeout
+    pending = array.array("i", [0])
+    while time.monotonic() < deadline:
+        fcntl.ioctl(fd, termios.FIONREAD, pending)
+        if pending[0] >= count:
+            return True
+        time.sleep(0.001)
+    return False
+
+
+class _ChunkRecorder:
+    """Wraps a simulator's parser to record the chunks it reads off the pty."""
+
+    def __init__(self, board: PtySimulator) -> None:
+        self.chunks: list[bytes] = []
+        self._handle = board.handle
+        board.handle = self  # type: ignore[method-assign]
+
+    def __call__(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.chunks.append(bytes(data))
+        return self._handle(data)
+
+
+async def test_lcus_without_gap_sends_switch_and_query_in_one_write(boards: Any) -> None:
+    board = boards("lcus", dialect="raw")
+    dev = device("lcus", board)
+    assert await dev.open()
+    recorder = _ChunkRecorder(board)
+    assert await dev.switch(2, True) is True
+    # one exchange: the switch frame and the status query arrive together
+    assert recorder.chunks == [bytes.fromhex("a0 02 01 a3 ff")]
+    await dev.close()
+
+
+async def test_lcus_with_a_gap_sends_the_query_after_it(boards: Any) -> None:
+    board = boards("lcus", dialect="raw")
+    dev = device("lcus", board, gap=0.05)
+    assert await dev.open()
+    recorder = _ChunkRecorder(board)
+    assert await dev.switch(2, True) is True
+    assert recorder.chunks == [bytes.fromhex("a0 02 01 a3"), b"\xff"]
+    await dev.close()
+
+
+async def test_bytes_nobody_asked_for_are_not_taken_for_the_answer(boards: Any) -> None:
+    board = boards("lcus", dialect="raw")
+    dev = device("lcus", board)
+    assert await dev.open()
+    assert await dev.switch(1, True) is True  # the port now waits for 4-byte answers
+    board.send(b"\x01\x01")  # fewer bytes than an answer, arriving while idle
+    port = dev.backend.port
+    assert port is not None
+    assert _wait_for_input(port.fileno, 2)
+    assert await dev.switch(1, False) is False
+    assert await dev.state(1) is False
+    assert board.relays[1] is False
+    await dev.close()
+
+
+async def test_an_answer_quicker_than_the_wire_time_is_read_at_once(boards: Any) -> None:
+    # At 50 baud the port expects the answer to a switch with read-back after 1.8 s of wire
+    # time; the simulator (no wire time emulated) answers at once, and so must the call.
+    board = boards("lcus", dialect="raw")
+    dev = device("lcus", board, timeout=5.0, baud=50)
+    assert await dev.open()
+    started = time.monotonic()
+    assert await dev.switch(1, True) is True
+    assert time.monotonic() - started < 0.5
+    await dev.close()
+
+
+def test_serial_port_learns_how_late_answers_come() -> None:
+    from labpower.backends.serial.port import SerialPort
+
+    port = SerialPort("/nonexistent")
+    assert port.lag == 0.0
+    port._learn_lag(0.0008)  # later than the wire time: up by an eighth
+    assert port.lag == pytest.approx(0.0001)
+    port._learn_lag(-0.002)  # earlier (a board quicker than its wire): down at once
+    assert port.lag == -0.002
+    for _ in range(200):  # a board that is steadily 1 ms late is followed
+        port._learn_lag(0.001)
+    assert port.lag == pytest.approx(0.001, abs=1e-6)
+    port._learn_lag(30.0)  # one wild value moves the estimate a bounded step
+    assert port.lag < 0.2

@@ -2,7 +2,8 @@
 
 A backend instance is one board (a *device*) with ``channels`` outputs, numbered from 1.
 Implement :meth:`Backend.set` and, where the board can tell, :meth:`Backend.get` with
-``readback = True``. Methods are async; a backend around a blocking library runs each blocking
+``readback = True`` (and :meth:`Backend.switch` where a switch and its read-back can go to the
+board in one exchange). Methods are async; a backend around a blocking library runs each blocking
 call through :meth:`Backend.in_thread`. Locking, deadlines, re-opening and availability are not
 the backend's job: :class:`labpower.backends.device.Device` wraps every call.
 
@@ -86,6 +87,16 @@ class Backend(ABC):
     async def get(self, channel: int) -> bool | None:
         """The channel's real state, or None when the board cannot tell."""
         return None
+
+    async def switch(self, channel: int, on: bool) -> bool | None:
+        """Switch one channel and read it back: the state the board reports afterwards, or
+        None when it cannot tell. By default :meth:`set`, then :meth:`get` where the board
+        reads back; a board that can take both in one exchange overrides this.
+
+        :raises DeviceUnavailableError, OperationError, HardwareTimeout:
+        """
+        await self.set(channel, on)
+        return await self.get(channel) if self.readback else None
 
     async def get_all(self) -> dict[int, bool | None]:
         """Every channel's state. Boards with one status query for all channels override

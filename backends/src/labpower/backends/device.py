@@ -134,14 +134,8 @@ class Device:
 
         :returns: the state read back, or None when the board cannot report it.
         """
-        backend = self.backend
-
-        async def switch_and_check() -> bool | None:
-            await backend.set(channel, on)
-            return await backend.get(channel) if backend.readback else None
-
         async with self.lock:
-            return await self._run(switch_and_check)
+            return await self._run(lambda: self.backend.switch(channel, on))
 
     async def state(self, channel: int) -> bool | None:
         """The channel's state as the board reports it; None when it cannot tell."""

@@ -208,6 +208,21 @@ class LcusBackend(SerialBackend):
         self.check_channel(channel)
         return (await self.get_all())[channel]
 
+    async def switch(self, channel: int, on: bool) -> bool | None:
+        dialect = self.dialect
+        if self.options.gap or dialect is None or dialect == "none":
+            return await super().switch(channel, on)
+        # A board that takes commands back to back (gap = 0) gets the switch frame and the
+        # status query in one write: one exchange, one USB transfer.
+        self.check_channel(channel)
+        command = switch_frame(channel, on) + STATUS_QUERY
+
+        async def exchange(port: SerialPort) -> dict[int, bool]:
+            await port.command(command)
+            return await read_status(port, dialect, self.channels)
+
+        return (await self.io(exchange))[channel]
+
     async def get_all(self) -> dict[int, bool | None]:
         dialect = self.dialect
         if dialect is None or dialect == "none":

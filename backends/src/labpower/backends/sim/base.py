@@ -15,7 +15,7 @@ from typing import ClassVar, NamedTuple
 
 #: bits on the wire per byte at 8N1 (start bit, 8 data bits, stop bit)
 BITS_PER_BYTE = 10
-_SPIN = 0.0003  # the last fraction of a wire-time wait is spun: sleep() overshoots by ~0.1 ms
+_SPIN = 0.0003  # the last fraction of a wire-time wait is spun: sleep() overshoots by 0.1-0.25 ms
 
 
 class Switch(NamedTuple):
@@ -65,6 +65,10 @@ class PtySimulator:
         self.wire_time = 0.0
         #: called with a short text for every switching command (the CLI prints them)
         self.on_event: Callable[[str], None] | None = None
+        #: seconds to keep polling for the next command after each one, instead of sleeping
+        #: until the kernel wakes the simulator (a board's microcontroller listens all the
+        #: time; a sleeping simulator would add its own wake-up to timing measurements)
+        self.listen = 0.0
         self.hung = False
         self.garbled = False
         self._ignore = 0
@@ -158,6 +162,10 @@ class PtySimulator:
         self.garbled = False
         self.hung = False
 
+    def send(self, data: bytes) -> None:
+        """Send bytes nobody asked for (a boot banner, line noise), now."""
+        os.write(self._master, data)
+
     def ignore_next_switch(self, count: int = 1) -> None:
         """Let the next ``count`` switching commands change nothing (as a broken relay)."""
         with self._lock:
@@ -206,8 +214,14 @@ class PtySimulator:
     # -- the thread
     def _serve(self) -> None:
         master, wake = self._master, self._wake_r
+        listening_until = 0.0
         while True:
-            readable, _, _ = select.select([master, wake], [], [])
+            readable: list[int] = []
+            while not readable and time.monotonic() < listening_until:
+                readable, _, _ = select.select([master, wake], [], [], 0)
+                os.sched_yield()
+            if not readable:
+                readable, _, _ = select.select([master, wake], [], [])
             if wake in readable:
                 return
             try:
@@ -223,6 +237,7 @@ class PtySimulator:
                 self._changed.notify_all()
             for length, answer in exchanges:
                 self._answer(arrived, length, answer)
+            listening_until = time.monotonic() + self.listen
 
     def _wire(self, nbytes: int) -> float:
         if self.wire_baud is None:
@@ -256,7 +271,7 @@ def _wait_until(when: float) -> None:
     if remaining > _SPIN:
         time.sleep(remaining - _SPIN)
     while time.monotonic() < when:
-        pass
+        os.sched_yield()  # spin, but never keep the program under test off the CPU
 
 
 def stop_on_signals() -> threading.Event:
