@@ -1,7 +1,12 @@
-"""The client polls briefly for fast replies and stops polling while replies are slow."""
+"""The client polls for a reply around the moment it is due (learned per kind of call), and
+backs the polling off for calls whose time it cannot tell."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
@@ -17,35 +22,67 @@ CONFIG = {
 }
 
 
-def test_slow_replies_back_the_polling_off() -> None:
-    daemon = DaemonProcess(CONFIG)
-    daemon.start()
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonProcess]:
+    process = DaemonProcess(CONFIG)
+    process.start()
     try:
-        with Client(daemon.socket_path, busy_wait=0.001) as lab:
-            assert lab.on("quick").state == "on"
-            conn = lab._conn
-            assert conn is not None
-            assert conn._spin == 0.001
-            # each slow reply (10 ms) misses the 1 ms poll: polling is skipped for 1, 2, 4...
-            # calls, so it costs a few polls however many slow calls there are
-            for _ in range(15):
-                assert lab.on("lazy").state == "on"
-            assert conn._backoff >= 8
-        with Client(daemon.socket_path, busy_wait=0.001) as lab:
-            # fast replies are caught by polling: the back-off stays at (or returns to) 1
-            # (the first calls of a connection may miss on a busy machine: bounded)
-            conn = lab._conn
-            assert conn is not None
-            caught = 0
-            for _ in range(500):
-                lab.get("quick")
-                caught = caught + 1 if conn._backoff == 1 else 0
-                if caught == 20:
-                    break
-            assert caught == 20
-        with Client(daemon.socket_path, busy_wait=0) as lab:
-            assert lab.off("quick").state == "off"
-            assert lab._conn is not None
-            assert lab._conn._spin == 0.0
+        yield process
     finally:
-        daemon.cleanup()
+        process.cleanup()
+
+
+def _timing(lab: Client, method: str, target: str) -> Any:
+    conn = lab._conn
+    assert conn is not None
+    return conn._timings[(f"io.labpower.Power.{method}", target)]
+
+
+def _caught_in_a_row(lab: Client, call: Callable[[], object], method: str, target: str) -> bool:
+    """Whether 20 calls in a row had their reply caught by polling (the first calls of a
+    connection may miss on a busy machine, so up to 500 tries)."""
+    caught = 0
+    for _ in range(500):
+        call()
+        timing = _timing(lab, method, target)
+        caught = caught + 1 if timing.backoff == 1 and timing.skip == 0 else 0
+        if caught == 20:
+            return True
+    return False
+
+
+def test_fast_replies_are_caught_by_polling(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket_path) as lab:
+        assert _caught_in_a_row(lab, lambda: lab.get("quick"), "Get", "quick")
+
+
+def test_slow_replies_are_polled_for_when_they_are_due(daemon: DaemonProcess) -> None:
+    # a board that takes 10 ms: the client learns it and polls around 10 ms after sending
+    with Client(daemon.socket_path) as lab:
+        assert _caught_in_a_row(lab, lambda: lab.on("lazy"), "On", "lazy")
+        assert 0.01 <= _timing(lab, "On", "lazy").took < 0.05
+        # what one kind of call takes does not move the others' polling
+        for _ in range(5):
+            lab.on("quick")
+        assert _timing(lab, "On", "lazy").took > 10 * _timing(lab, "On", "quick").took
+
+
+def test_replies_that_come_later_than_learned_back_the_polling_off(
+    daemon: DaemonProcess,
+) -> None:
+    with Client(daemon.socket_path, busy_wait=0.001) as lab:
+        for _ in range(10):
+            lab.cycle("quick", delay=0)  # quick cycles: polled from the start
+        # now every cycle takes 30 ms more than polling expects: each poll misses and
+        # polling is skipped for 1, 2, 4... calls, so it costs a few polls, not one per call
+        for _ in range(15):
+            lab.cycle("quick", delay=0.03)
+        assert _timing(lab, "Cycle", "quick").backoff >= 8
+
+
+def test_busy_wait_zero_never_polls(daemon: DaemonProcess) -> None:
+    with Client(daemon.socket_path, busy_wait=0) as lab:
+        assert lab.off("quick").state == "off"
+        assert lab._conn is not None
+        assert lab._conn._spin == 0.0
+        assert lab._conn._timings == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
@@ -18,10 +19,28 @@ from labpower.client.transport import Channel, connect
 from labpower.client.types import LogEntry, Reading, Target
 from labpower.client.wire import Call, Decoder, Reply, encode
 
-#: Default of ``Client(busy_wait=...)``, seconds.
-BUSY_WAIT = 150e-6
+#: Default of ``Client(busy_wait=...)``, seconds: the longest a call polls for its reply.
+BUSY_WAIT = 400e-6
+#: How long before a reply is due (by what the same call took lately) polling starts: a
+#: process sleeping in select() wakes up to about a quarter of a millisecond late on a VM.
+POLL_EARLY = 250e-6
 #: How long a call inside ``log_stream()`` waits for its own log entries at most.
 LOG_WAIT_SECONDS = 10.0
+#: select() takes descriptors below this only.
+_FD_SETSIZE = 1024
+#: The most kinds of call (method and target) whose durations a connection remembers.
+_MAX_KINDS = 4096
+
+
+class _Timing:
+    """What one kind of call (method and target) took lately, for :class:`_Connection`."""
+
+    __slots__ = ("backoff", "skip", "took")
+
+    def __init__(self) -> None:
+        self.took = 0.0  # 0: not known yet
+        self.skip = 0  # calls left before the next poll
+        self.backoff = 1
 
 
 class _Connection:
@@ -32,26 +51,37 @@ class _Connection:
         self._decoder = Decoder()
         self._replies: deque[dict[str, Any]] = deque()
         self.sock: Channel = connect(path, timeout)
-        # Busy-waiting needs a socket whose fd is non-blocking: a socket with a timeout is
+        # Polling needs a socket whose fd is non-blocking: a socket with a timeout is
         # (Python polls it), a blocking one (timeout None) would block in os.read.
         self._fd = -1
         if busy_wait > 0 and isinstance(self.sock, socket.socket) and timeout is not None:
             self._fd = self.sock.fileno()
         self._spin = busy_wait if self._fd >= 0 else 0.0
-        self._skip = 0  # calls left before the next busy-wait
-        self._backoff = 1
+        self._timings: dict[tuple[str, Any], _Timing] = {}
+        self._timing: _Timing | None = None  # of the call waiting for its reply
+        self._sent = 0.0
 
     def send(self, call: Call) -> None:
+        if self._spin:
+            key = (call.method, call.parameters.get("target"))
+            timing = self._timings.get(key)
+            if timing is None:
+                if len(self._timings) >= _MAX_KINDS:
+                    self._timings.clear()
+                timing = self._timings[key] = _Timing()
+            self._timing = None if call.oneway or call.more else timing
         try:
             self.sock.sendall(encode(call))
         except OSError as exc:
             raise DaemonUnreachable(self.path, f"send failed: {exc}") from exc
+        self._sent = time.perf_counter()
 
     def receive(self) -> Reply:
         """The next reply. :raises DaemonUnreachable: the daemon closed or timed out."""
         replies = self._replies
-        if not replies and self._spin:
-            data = self._busy_wait()
+        timing, self._timing = self._timing, None
+        if not replies and timing is not None:
+            data = self._poll(timing)
             if data:
                 replies.extend(self._decoder.feed(data))
         while not replies:
@@ -64,34 +94,54 @@ class _Connection:
             if not data:
                 raise DaemonUnreachable(self.path, "connection closed by the daemon")
             replies.extend(self._decoder.feed(data))
+        if timing is not None:
+            took = time.perf_counter() - self._sent
+            # down at once, up by an eighth: the window follows the fast replies
+            known = timing.took
+            timing.took = took if took < known or not known else known + (took - known) / 8
         return Reply.from_wire(replies.popleft())
 
-    def _busy_wait(self) -> bytes | None:
-        """Poll for the reply for up to ``busy_wait`` seconds before sleeping in recv().
+    def _poll(self, timing: _Timing) -> bytes | None:
+        """Poll for the reply around the moment it is due, for up to ``busy_wait`` seconds,
+        before sleeping in recv() until it comes.
 
-        A reply that comes back within tens of microseconds (the daemon idle, the board
-        fast) is then picked up without the process going to sleep and being woken, which
-        on a virtual machine costs about a fifth of a round trip. When replies take longer
-        (a busy daemon, a slow board), polling would only burn CPU that the daemon may need:
-        after a miss it is skipped for 1, 2, 4 ... up to 1024 calls.
+        A process that sleeps until the kernel wakes it for the reply pays for the wake-up
+        (on a virtual machine, tens of microseconds up to a quarter of a millisecond, and
+        the daemon's send() pays as much again). So a call learns what calls of its kind
+        (method and target) took lately: a fast one (the daemon idle, the board fast) polls
+        from the start; a slow one (a serial board's wire time) sleeps until
+        :data:`POLL_EARLY` before its reply is due, then polls. A reply that comes earlier
+        ends the sleep at once. Polling gives the CPU away between two looks. After a
+        miss, polling is skipped for the next 1, 2, 4 ... up to 1024 calls of the kind, so
+        that calls whose time varies burn no CPU that the daemon may need.
         """
-        if self._skip:
-            self._skip -= 1
+        if timing.skip:
+            timing.skip -= 1
             return None
         fd = self._fd
+        start = self._sent + timing.took - POLL_EARLY
+        sleep = start - time.perf_counter()
+        if sleep > 0:
+            if fd < _FD_SETSIZE:
+                select.select((fd,), (), (), sleep)
+            elif sleep >= 1e-3:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                poller.poll(int(sleep * 1e3))  # whole milliseconds, rounded down
         deadline = time.perf_counter() + self._spin
         while True:
             try:
                 data = os.read(fd, 262144)
             except BlockingIOError:
                 if time.perf_counter() < deadline:
+                    os.sched_yield()
                     continue
-                self._skip = self._backoff
-                self._backoff = min(self._backoff * 2, 1024)
+                timing.skip = timing.backoff
+                timing.backoff = min(timing.backoff * 2, 1024)
                 return None
             except OSError:
                 return None  # the blocking receive reports it
-            self._backoff = 1
+            timing.backoff = 1
             return data
 
     def close(self) -> None:
