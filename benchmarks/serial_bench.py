@@ -1,18 +1,25 @@
 """Serial relay benchmarks: a real ``labpowerd`` child process driving LCUS simulators whose
-pty emulates the wire time of 9600 baud, through the sync :class:`Client`.
+pty emulates the wire time of 9600 baud, through the sync :class:`Client`. The simulators run
+in a process of their own, as a board is not in the test script's process (a simulator thread
+sharing the client's interpreter lock would add its own waits to the figures).
 
 Figures (see :func:`run`):
 
 - ``switch_readback_median_ms``: one On/Off call (switch frame, status query, status answer).
 - ``wire_median_ms``: the part of it the bytes spend on the emulated wire (what any software
-  would need at 9600 baud); ``overhead_median_ms`` / ``overhead_p90_ms``: the rest, i.e.
-  labpower's own cost (client, varlink, daemon, worker thread, pty). Target: <= 0.3 ms median.
+  would need at 9600 baud); ``overhead_median_ms`` / ``overhead_p90_ms``: all the rest
+  (client, varlink, daemon, serial port handling, and the rig: pty and simulator).
+  Target: <= 0.3 ms median, with the rig's share counted against labpower.
 - ``daemon_baseline_ms``: for comparison, a mock-backend On/Off on the same daemon after a
-  pause as long as the wire time (the daemon's own wake-up and call cost, no serial code);
-  ``serial_extra_ms``: ``overhead_median_ms`` minus it, i.e. what the serial path adds.
+  pause as long as the wire time: what a call costs a daemon that was idle (it cannot know
+  when the call comes, whereas it knows when a board's answer is due).
+- ``rig_floor_median_ms``: the same exchange without labpower, by a plain loop that writes
+  to the pty and polls for the answer without ever sleeping: the test rig's own share of the
+  overhead (the pty's hops through the kernel, the simulator's reaction), which no software
+  could avoid on this machine; ``own_overhead_median_ms``: ``overhead_median_ms`` minus it.
 - ``backend_overhead_median_ms``: the same switch plus read-back through
-  :class:`~labpower.backends.Device` and the LCUS backend in this process, without daemon and
-  client: the serial code's own share.
+  :class:`~labpower.backends.Device` and the LCUS backend in this process (on the daemon's
+  event loop), without daemon and client: the serial code's own share.
 - ``one_board_ms`` / ``eight_boards_ms``: the median time for one board alone, and for eight
   boards switched at once by eight clients; ``eight_boards_ratio``: their quotient.
   Target: <= 1.5.
@@ -25,37 +32,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
+import tty
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 from labpower.backends import Device
-from labpower.backends.serial.lcus import LcusBackend, LcusOptions
+from labpower.backends.serial.lcus import STATUS_QUERY, LcusBackend, LcusOptions, switch_frame
 from labpower.backends.sim import LcusSimulator
 from labpower.backends.sim.boards import SimDialect
 from labpower.client import Client
+from labpower.daemon.eventloop import backend_options
 from labpower.daemon.testing import DaemonProcess
 
 WIRE_BAUD = 9600
+#: the bytes of one switch with read-back: switch frame (4), status query (1), answer (4)
+CALL_WIRE_TIME = (4 + 1 + 4) * 10 / WIRE_BAUD
 CHANNELS = 4
 DIALECT: SimDialect = "raw"
+#: the simulators keep listening this long after each command (see PtySimulator.listen)
+LISTEN = 0.005
 #: the targets the figures should meet (lower is better for both)
 LIMITS = {"overhead_median_ms": 0.3, "eight_boards_ratio": 1.5}
 
 
-def _config(boards: Sequence[LcusSimulator]) -> dict[str, Any]:
+def _config(links: Sequence[Path]) -> dict[str, Any]:
     devices: dict[str, Any] = {}
     targets: dict[str, Any] = {}
-    for i, board in enumerate(boards):
+    for i, link in enumerate(links):
         devices[f"b{i}"] = {
             "backend": "lcus",
-            "port": str(board.link),
+            "port": str(link),
             "channels": CHANNELS,
             "timeout": 5.0,
             "gap": 0.0,
@@ -67,6 +83,54 @@ def _config(boards: Sequence[LcusSimulator]) -> dict[str, Any]:
     return {"daemon": {"log_level": "warning"}, "devices": devices, "targets": targets}
 
 
+def _serve_boards(conn: Any, links: list[str]) -> None:
+    """The simulator process: boards at ``links`` until told to stop; reports wire times."""
+    boards = [
+        LcusSimulator(link, channels=CHANNELS, wire_baud=WIRE_BAUD, dialect=DIALECT)
+        for link in links
+    ]
+    for board in boards:
+        board.listen = LISTEN
+        board.start()
+    try:
+        conn.send("ready")
+        while conn.recv() == "wire":
+            conn.send([board.wire_time for board in boards])
+    finally:
+        for board in boards:
+            board.stop()
+
+
+class SimulatorProcess:
+    """LCUS simulators at ``links``, in a child process (see the module docstring)."""
+
+    def __init__(self, links: Sequence[Path]) -> None:
+        self.links = list(links)
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_boards, args=(child, [str(link) for link in links]), daemon=True
+        )
+
+    def start(self) -> SimulatorProcess:
+        self._process.start()
+        if not self._conn.poll(60) or self._conn.recv() != "ready":
+            raise RuntimeError("the simulator process did not start")
+        return self
+
+    def wire_times(self) -> list[float]:
+        """Wire time each board emulated so far, seconds."""
+        self._conn.send("wire")
+        times: list[float] = self._conn.recv()
+        return times
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._conn.send("stop")
+            self._process.join(10)
+        self._conn.close()
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -74,19 +138,16 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float]:
     """Overhead of one switch plus read-back above its wire time."""
-    board = LcusSimulator(
-        directory / "lcus0", channels=CHANNELS, wire_baud=WIRE_BAUD, dialect=DIALECT
-    )
-    board.start()
+    board = SimulatorProcess([directory / "lcus0"]).start()
     (directory / "one").mkdir()
-    daemon = DaemonProcess(_config([board]), directory=str(directory / "one"))
+    daemon = DaemonProcess(_config(board.links), directory=str(directory / "one"))
     try:
         daemon.start()
         totals: list[float] = []
-        wires: list[float] = []
         with daemon.client() as lab:
             for i in range(warmup + calls):
-                before = board.wire_time
+                if i == warmup:
+                    before = board.wire_times()[0]
                 started = time.perf_counter()
                 target = lab.on("t0") if i % 2 == 0 else lab.off("t0")
                 took = time.perf_counter() - started
@@ -94,8 +155,12 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
                     raise RuntimeError(f"switch not verified: {target}")
                 if i >= warmup:
                     totals.append(took)
-                    wires.append(board.wire_time - before)
-            pause = statistics.median(wires)
+            # every call moves the same bytes (switch frame, status query, status answer),
+            # so each took the same wire time
+            wire = (board.wire_times()[0] - before) / calls
+            if not math.isclose(wire, CALL_WIRE_TIME, rel_tol=1e-6):
+                raise RuntimeError(f"a call moved {wire * 1e3:.3f} ms of bytes, not 9.375")
+            pause = wire
             baseline: list[float] = []
             for i in range(warmup + calls):
                 time.sleep(pause)  # the daemon idles as long as during a switch on the wire
@@ -103,46 +168,77 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
                 lab.on("mock") if i % 2 == 0 else lab.off("mock")
                 if i >= warmup:
                     baseline.append(time.perf_counter() - started)
-        overheads = [t - w for t, w in zip(totals, wires, strict=True)]
+        overheads = [t - wire for t in totals]
     finally:
         daemon.cleanup()
         board.stop()
     return {
         "switch_readback_median_ms": statistics.median(totals) * 1e3,
-        "wire_median_ms": statistics.median(wires) * 1e3,
+        "wire_median_ms": wire * 1e3,
         "overhead_median_ms": statistics.median(overheads) * 1e3,
         "overhead_p90_ms": _percentile(overheads, 0.9) * 1e3,
         "daemon_baseline_ms": statistics.median(baseline) * 1e3,
-        "serial_extra_ms": (statistics.median(overheads) - statistics.median(baseline)) * 1e3,
     }
+
+
+def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
+    """The same exchange without labpower: a plain loop writes the switch frame and the
+    status query to the simulator's pty and polls, never sleeping, for the answer. What that
+    takes above the wire time belongs to the rig (the pty's hops through the kernel, the
+    simulator waking up): no software on this machine could do the exchange faster."""
+    board = SimulatorProcess([directory / "lcus-raw"]).start()
+    fd = os.open(board.links[0], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    overheads: list[float] = []
+    try:
+        tty.setraw(fd)
+        for i in range(warmup + calls):
+            command = switch_frame(1, i % 2 == 0) + STATUS_QUERY
+            answer = b""
+            started = time.perf_counter()
+            os.write(fd, command)
+            while len(answer) < CHANNELS:
+                try:
+                    answer += os.read(fd, 64)
+                except BlockingIOError:
+                    pass
+            took = time.perf_counter() - started
+            if answer[0] != (i % 2 == 0):
+                raise RuntimeError(f"the simulator answered {answer.hex(' ')}")
+            if i >= warmup:
+                overheads.append(took - CALL_WIRE_TIME)
+    finally:
+        os.close(fd)
+        board.stop()
+    return {"rig_floor_median_ms": statistics.median(overheads) * 1e3}
 
 
 def backend_only(directory: Path, calls: int, warmup: int) -> dict[str, float]:
     """Overhead of the Device + LcusBackend path alone (no daemon, no client)."""
-    board = LcusSimulator(
-        directory / "lcus-inproc", channels=CHANNELS, wire_baud=WIRE_BAUD, dialect=DIALECT
-    )
-    options = LcusOptions(port=str(board.link), gap=0.0, status="raw")
+    board = SimulatorProcess([directory / "lcus-inproc"])
+    options = LcusOptions(port=str(board.links[0]), gap=0.0, status="raw")
     device = Device(LcusBackend("bench", CHANNELS, options, 5.0), 5.0)
-    overheads: list[float] = []
+    totals: list[float] = []
+    before = 0.0
 
     async def measure() -> None:
         for i in range(warmup + calls):
-            before = board.wire_time
             started = time.perf_counter()
             if await device.switch(1, i % 2 == 0) is not (i % 2 == 0):
                 raise RuntimeError("read-back disagrees")
-            took = time.perf_counter() - started
             if i >= warmup:
-                overheads.append(took - (board.wire_time - before))
+                totals.append(time.perf_counter() - started)
+            if i == warmup - 1:
+                nonlocal before
+                before = board.wire_times()[0]
         await device.close()
 
     board.start()
     try:
-        anyio.run(measure)
+        anyio.run(measure, backend_options=backend_options("asyncio"))  # the daemon's loop
+        wire = (board.wire_times()[0] - before) / calls
     finally:
         board.stop()
-    return {"backend_overhead_median_ms": statistics.median(overheads) * 1e3}
+    return {"backend_overhead_median_ms": (statistics.median(totals) - wire) * 1e3}
 
 
 def _round(clients: Sequence[Client], on: bool) -> float:
@@ -174,20 +270,13 @@ def _round(clients: Sequence[Client], on: bool) -> float:
 
 def eight_boards(directory: Path, rounds: int) -> dict[str, float]:
     """Eight boards switched at once against one board alone, on the same daemon."""
-    boards = [
-        LcusSimulator(
-            directory / f"lcus{i}", channels=CHANNELS, wire_baud=WIRE_BAUD, dialect=DIALECT
-        )
-        for i in range(8)
-    ]
-    for board in boards:
-        board.start()
+    boards = SimulatorProcess([directory / f"lcus{i}" for i in range(8)]).start()
     (directory / "eight").mkdir()
-    daemon = DaemonProcess(_config(boards), directory=str(directory / "eight"))
+    daemon = DaemonProcess(_config(boards.links), directory=str(directory / "eight"))
     clients: list[Client] = []
     try:
         daemon.start()
-        clients = [daemon.client() for _ in boards]
+        clients = [daemon.client() for _ in boards.links]
         for lab in clients:
             lab.connect()
         one: list[float] = []
@@ -203,8 +292,7 @@ def eight_boards(directory: Path, rounds: int) -> dict[str, float]:
         for lab in clients:
             lab.close()
         daemon.cleanup()
-        for board in boards:
-            board.stop()
+        boards.stop()
     one_ms, eight_ms = statistics.median(one) * 1e3, statistics.median(eight) * 1e3
     return {
         "one_board_ms": one_ms,
@@ -218,6 +306,10 @@ def run(quick: bool = False) -> dict[str, float]:
     calls, warmup, rounds = (200, 20, 20) if quick else (1000, 50, 60)
     with tempfile.TemporaryDirectory(prefix="labpower-serial-bench-") as tmp:
         figures = switch_readback(Path(tmp), calls, warmup)
+        figures.update(rig_floor(Path(tmp), calls, warmup))
+        figures["own_overhead_median_ms"] = (
+            figures["overhead_median_ms"] - figures["rig_floor_median_ms"]
+        )
         figures.update(backend_only(Path(tmp), calls, warmup))
         figures.update(eight_boards(Path(tmp), rounds))
     return figures
