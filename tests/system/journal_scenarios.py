@@ -124,10 +124,12 @@ def outage(workdir: Path) -> dict[str, Any]:
         switch(lab, "On", "dut1")
         os.kill(journald, signal.SIGSTOP)
         start = time.monotonic()
+        seqs = []
         for _ in range(100):
-            switch(lab, "Off", "dut1")
-            switch(lab, "On", "dut1")
+            seqs.append(switch(lab, "Off", "dut1"))
+            seqs.append(switch(lab, "On", "dut1"))
         out["stopped_seconds"] = time.monotonic() - start
+        out["seqs_while_stopped"] = seqs
         os.kill(journald, signal.SIGCONT)
         out["seq_after_continue"] = seq = switch(lab, "On", "dut2")
         out["stored_after_continue"] = _wait_stored(seq, proc.pid)

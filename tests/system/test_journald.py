@@ -114,11 +114,20 @@ def test_a_hung_or_dead_journald_never_stops_switching(tmp_path: Path) -> None:
     # would have hung the daemon (and the client's 10 s timeout would have failed the run)
     assert result["stopped_seconds"] < 10
     assert result["stored_after_continue"], "entries reach journald again once it runs"
+    # journald's queue was full for most of those switches: the daemon held them and sent
+    # them once journald ran again, so every one is in the journal, in order
+    stopped = result["seqs_while_stopped"]
+    seqs = [int(e["LABPOWER_SEQ"]) for e in journal_entries(tmp_path, f"_PID={result['pid']}")]
+    assert [s for s in seqs if stopped[0] <= s <= stopped[-1]] == list(
+        range(stopped[0], stopped[-1] + 1)
+    )
     assert result["after_kill"] == sorted(result["after_kill"])
     assert result["state"] == "on"
     assert result["exit"] == 0
     stderr = result["stderr"]
     assert "journald cannot take entries (EAGAIN" in stderr
+    assert "holding up to 4096 until it can" in stderr
+    assert not re.search(r"^info: dut1: ", stderr, re.M), "no held entry went to stderr"
     assert "journald takes entries again" in stderr
     assert "journald cannot take entries (ECONNREFUSED" in stderr
     # the entries journald could not take went to stderr, with their target

@@ -8,12 +8,16 @@ subscribers saw, plus the calling client's uid and pid.
 
 Nothing here may block the daemon: datagrams go to journald on a non-blocking socket (libsystemd's
 ``sd_journal_send`` blocks while journald's queue is full, e.g. when journald hangs or
-restarts), and an entry journald cannot take right now (no journald, a stale socket, a full
-queue) is written to stderr instead, with one notice per outage.
+restarts). While journald's queue is full (EAGAIN: journald is alive but busy, stopped or
+restarting behind its socket unit), entries are held in order, up to :data:`BACKLOG`, and sent
+as soon as it takes them again, so they reach the journal with all their fields. An entry
+journald cannot take at all (no journald, a stale socket), or one more than the backlog
+holds, is written to stderr instead. Each outage gets one notice on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -23,6 +27,7 @@ import struct
 import sys
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -34,6 +39,12 @@ SYSLOG_IDENTIFIER = "labpowerd"
 RUN_ID = os.environ.get("INVOCATION_ID") or uuid.uuid4().hex
 #: Longest MESSAGE sent; a datagram must fit in the socket's send buffer.
 MAX_MESSAGE = 48 * 1024
+#: Entries held while journald's queue is full, before more go to stderr.
+BACKLOG = 4096
+#: How often held entries are offered to journald again.
+RETRY_SECONDS = 0.02
+#: send errors that mean journald is there but cannot take more now
+_BUSY = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
 #: Record attribute carrying the bus entry of a record.
 ENTRY_ATTR = "labpower_entry"
 
@@ -115,6 +126,12 @@ def encode(journal_fields: Mapping[str, str]) -> bytes:
         else:
             parts.append(key.encode() + b"=" + data + b"\n")
     return b"".join(parts)
+
+
+def _describe(exc: OSError) -> str:
+    """``EAGAIN: Resource temporarily unavailable``"""
+    code = errno.errorcode.get(exc.errno or 0)
+    return f"{code}: {exc.strerror}" if code else str(exc)
 
 
 class JournalWriter:
@@ -200,7 +217,11 @@ class LogOutput(logging.Handler):
         #: entries journald could not take, written to stderr instead
         self.fallbacks = 0
         self._outage: str | None = None
-        self._state_lock = threading.Lock()
+        # Entries journald's full queue could not take yet: (datagram, record, message), in
+        # order. Guarded by _lock, like _outage: records logged off the loop's thread are
+        # written at once, from their own thread.
+        self._held: deque[tuple[bytes, logging.LogRecord, str]] = deque()
+        self._lock = threading.Lock()
         # While run() runs, records logged on the event loop's thread are written after the
         # call being served has sent its reply (see run()); elsewhere, at once.
         self._loop_thread: int | None = None
@@ -221,14 +242,22 @@ class LogOutput(logging.Handler):
     async def run(self) -> None:
         """Write records logged on this event loop from a task of their own, so that a
         switching call sends its reply before its log lines are written (a reply waits for
-        no disk, pipe or journald). The records keep their order; nothing is lost at stop."""
+        no disk, pipe or journald), and offer held entries to journald again every
+        :data:`RETRY_SECONDS`. The records keep their order; nothing is lost at stop."""
         self._loop_thread = threading.get_ident()
         try:
             while True:
                 if not self._pending:
                     self._wakeup = anyio.Event()
-                    await self._wakeup.wait()
+                    if self._held:
+                        with anyio.move_on_after(RETRY_SECONDS):
+                            await self._wakeup.wait()
+                    else:
+                        await self._wakeup.wait()
                 self._flush()
+                if self._held:
+                    with self._lock, contextlib.suppress(OSError):
+                        self._send_held()
         finally:
             self._loop_thread = None
             self._wakeup = None
@@ -248,37 +277,71 @@ class LogOutput(logging.Handler):
             self.handleError(record)
             return
         if self.journal is not None:
-            try:
-                self.journal.send(encode(fields(record, message)))
-            except OSError as exc:
-                self._fallback(exc)
-            else:
-                if self._outage is not None:
+            datagram = encode(fields(record, message))
+            with self._lock:
+                try:
+                    self._send_held()  # what came first goes first
+                    self.journal.send(datagram)
+                except OSError as exc:
+                    busy = exc.errno in _BUSY
+                    if busy and len(self._held) < BACKLOG:
+                        self._held.append((datagram, record, message))
+                        self._notice(_describe(exc), f"holding up to {BACKLOG} until it can")
+                        return
+                    full = f"; {BACKLOG} entries held" if busy else ""
+                    self._notice(_describe(exc) + full, "logging to stderr until it can")
+                    self.fallbacks += 1
+                else:
                     self._recovered()
-                return
+                    return
         self.stderr.write(stderr_line(record, message))
 
-    def _fallback(self, exc: OSError) -> None:
-        with self._state_lock:
+    def _send_held(self) -> None:
+        """Offer held entries to journald, oldest first. Called with _lock held.
+
+        :raises OSError: journald is still busy (EAGAIN); what it did not take stays held.
+        """
+        held = self._held
+        if not held or self.journal is None:
+            return
+        try:
+            while held:
+                self.journal.send(held[0][0])
+                held.popleft()
+        except OSError as exc:
+            if exc.errno in _BUSY:
+                raise
+            # journald is gone (a stale or missing socket): what it held goes to stderr
+            self._notice(_describe(exc), "logging to stderr until it can")
+            self._held_to_stderr()
+        else:
+            self._recovered()
+
+    def _held_to_stderr(self) -> None:
+        while self._held:
+            _, record, message = self._held.popleft()
             self.fallbacks += 1
-            reason = errno.errorcode.get(exc.errno or 0, str(exc))
-            if self._outage == reason:
-                return
+            self.stderr.write(stderr_line(record, message))
+
+    def _notice(self, reason: str, action: str) -> None:
+        """One notice on stderr per outage (and per change of its reason)."""
+        if self._outage != reason:
             self._outage = reason
-        self.stderr.write(
-            f"warning: journald cannot take entries ({reason}: {exc.strerror}); "
-            "logging to stderr until it can"
-        )
+            self.stderr.write(f"warning: journald cannot take entries ({reason}); {action}")
 
     def _recovered(self) -> None:
-        with self._state_lock:
-            if self._outage is None:
-                return
+        if self._outage is not None:
             self._outage = None
-        self.stderr.write("info: journald takes entries again")
+            self.stderr.write("info: journald takes entries again")
 
     def close(self) -> None:
         if self.journal is not None:
+            with self._lock:
+                try:
+                    self._send_held()
+                except OSError as exc:  # journald still busy: nothing is lost at stop
+                    self._notice(_describe(exc) + "; stopping", "writing held entries to stderr")
+                    self._held_to_stderr()
             self.journal.close()
         self.stderr.close()
         super().close()
