@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 from labpower.daemon import journal
 from labpower.daemon.journal import LogOutput
@@ -156,12 +157,12 @@ async def test_the_loop_retries_held_entries_without_new_ones(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(output.run)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             n = 0
             while not output._held:  # logged on the loop: written by run(), after a yield
                 output.handle(record(n))
                 n += 1
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             got = received(sock)
             with anyio.fail_after(5):
                 while len(got) < n:  # nothing else is logged: run()'s timer sends the rest
