@@ -20,6 +20,9 @@ Figures (see :func:`run`):
 - ``backend_overhead_median_ms``: the same switch plus read-back through
   :class:`~labpower.backends.Device` and the LCUS backend in this process (on the daemon's
   event loop), without daemon and client: the serial code's own share.
+- ``timer_late_median_ms`` / ``timer_late_asyncio_median_ms``: how late a timer fires (the
+  moment a board's answer is due, a cycle's off time) on labpowerd's event loop, and on
+  asyncio's default loop for comparison, over timers spread across the millisecond.
 - ``one_board_ms`` / ``eight_boards_ms``: the median time for one board alone, and for eight
   boards switched at once by eight clients; ``eight_boards_ratio``: their quotient.
   Target: <= 1.5.
@@ -31,6 +34,7 @@ includes them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import multiprocessing
@@ -51,7 +55,7 @@ from labpower.backends.serial.lcus import STATUS_QUERY, LcusBackend, LcusOptions
 from labpower.backends.sim import LcusSimulator
 from labpower.backends.sim.boards import SimDialect
 from labpower.client import Client
-from labpower.daemon.eventloop import backend_options
+from labpower.daemon.eventloop import backend_options, new_event_loop
 from labpower.daemon.testing import DaemonProcess
 
 WIRE_BAUD = 9600
@@ -301,6 +305,32 @@ def eight_boards(directory: Path, rounds: int) -> dict[str, float]:
     }
 
 
+def timer_lateness(timers: int) -> dict[str, float]:
+    """Median lateness of ``timers`` timers, 2-5.7 ms ahead, on each loop."""
+
+    def late(loop: asyncio.AbstractEventLoop) -> float:
+        lateness: list[float] = []
+
+        async def measure() -> None:
+            for i in range(timers):
+                fired = loop.create_future()
+                due = loop.time() + 0.002 + (i % 10) * 0.00037
+                loop.call_at(due, fired.set_result, None)
+                await fired
+                lateness.append(loop.time() - due)
+
+        try:
+            loop.run_until_complete(measure())
+        finally:
+            loop.close()
+        return statistics.median(lateness) * 1e3
+
+    return {
+        "timer_late_median_ms": late(new_event_loop()),
+        "timer_late_asyncio_median_ms": late(asyncio.new_event_loop()),
+    }
+
+
 def run(quick: bool = False) -> dict[str, float]:
     """Every serial figure (see the module docstring), keyed by name; units in the suffix."""
     calls, warmup, rounds = (200, 20, 20) if quick else (1000, 50, 60)
@@ -312,6 +342,7 @@ def run(quick: bool = False) -> dict[str, float]:
         )
         figures.update(backend_only(Path(tmp), calls, warmup))
         figures.update(eight_boards(Path(tmp), rounds))
+    figures.update(timer_lateness(100 if quick else 300))
     return figures
 
 

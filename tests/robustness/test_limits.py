@@ -104,6 +104,8 @@ def test_slow_subscriber_gets_a_dropped_notice_and_slows_nobody(
 
             stalled, last_seq = _switch(lab, SWITCHES)
             final_seq.append(last_seq)
+            # one entry more: a reader that had already caught up waits for one to see that
+            lab.off("b")
             # the others were served at full speed meanwhile
             assert stalled < 3 * baseline + 1.0, (
                 f"{SWITCHES} switches took {stalled:.2f} s with a stalled subscriber, "
