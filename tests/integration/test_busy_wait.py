@@ -32,6 +32,13 @@ def daemon() -> Iterator[DaemonProcess]:
         process.cleanup()
 
 
+#: How long these tests let the client poll: wider than the default (0.4 ms), so that a
+#: machine busy with other work (a reply some milliseconds late) does not make a poll miss,
+#: and still shorter than the 10 ms board, so that only a client that learned when its
+#: reply is due catches that reply.
+BUSY_WAIT = 0.005
+
+
 def _timing(lab: Client, method: str, target: str) -> Any:
     conn = lab._conn
     assert conn is not None
@@ -52,13 +59,13 @@ def _caught_in_a_row(lab: Client, call: Callable[[], object], method: str, targe
 
 
 def test_fast_replies_are_caught_by_polling(daemon: DaemonProcess) -> None:
-    with Client(daemon.socket_path) as lab:
+    with Client(daemon.socket_path, busy_wait=BUSY_WAIT) as lab:
         assert _caught_in_a_row(lab, lambda: lab.get("quick"), "Get", "quick")
 
 
 def test_slow_replies_are_polled_for_when_they_are_due(daemon: DaemonProcess) -> None:
     # a board that takes 10 ms: the client learns it and polls around 10 ms after sending
-    with Client(daemon.socket_path) as lab:
+    with Client(daemon.socket_path, busy_wait=BUSY_WAIT) as lab:
         assert _caught_in_a_row(lab, lambda: lab.on("lazy"), "On", "lazy")
         assert 0.01 <= _timing(lab, "On", "lazy").took < 0.05
         # what one kind of call takes does not move the others' polling

@@ -274,13 +274,27 @@ def _wait_until(when: float) -> None:
         os.sched_yield()  # spin, but never keep the program under test off the CPU
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM: what a simulator's command line runs until."""
-    stop = threading.Event()
+class StopSignals:
+    """SIGINT and SIGTERM, for a simulator's command line to run until.
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
+    Made before any thread starts: the signals are blocked in this thread and in every
+    thread started after it (threads inherit the mask), and :meth:`wait` takes them with
+    ``sigtimedwait``. A Python handler setting an Event could deadlock on the Event's own
+    lock when it runs while this thread is entering ``Event.wait()``, which left the
+    simulator running after Ctrl-C.
+    """
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    return stop
+    SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+    def __init__(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        #: the signal that came, once one did
+        self.received: int | None = None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a stop signal; True once one came."""
+        if self.received is None:
+            info = signal.sigtimedwait(self.SIGNALS, timeout)
+            if info is not None:
+                self.received = info.si_signo
+        return self.received is not None

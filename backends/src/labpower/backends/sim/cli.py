@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from labpower.backends.sim.base import PtySimulator, stop_on_signals
+from labpower.backends.sim.base import PtySimulator, StopSignals
 from labpower.backends.sim.boards import DIALECTS, SIMULATORS, LcusSimulator
 
 
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if not args.quiet:
         sim.on_event = lambda text: print(f"{sim.kind}: {text}", flush=True)
-    stop = stop_on_signals()
+    stop = StopSignals()
     try:
         sim.start()
     except OSError as exc:

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
-from labpower.backends.sim.base import Switch, stop_on_signals
+from labpower.backends.sim.base import StopSignals, Switch
 
 # linux/uhid.h: event types
 UHID_DESTROY = 1
@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if not args.quiet:
         board.on_event = lambda text: print(f"usbrelay: {text}", flush=True)
-    stop = stop_on_signals()
+    stop = StopSignals()
     try:
         board.start()
     except OSError as exc:
