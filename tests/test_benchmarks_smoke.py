@@ -44,6 +44,10 @@ CORE_FIGURES = {
 }
 
 
+#: figures that are one measurement minus another
+DIFFERENCES = {"serial.own_overhead_median_ms"}
+
+
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     done = subprocess.run(
@@ -74,7 +78,9 @@ def test_every_figure_is_measured(report: dict[str, Any]) -> None:
     for key, fig in figures.items():
         assert isinstance(fig["value"], int | float), key
         assert math.isfinite(fig["value"]), key
-        assert fig["value"] >= 0, key
+        # a difference of two medians measured apart can come out below zero on a busy
+        # machine; every other figure is a time, a rate, a size or a count
+        assert fig["value"] >= 0 or key in DIFFERENCES, key
         # a figure with a target says whether it met it
         assert (fig["ok"] is None) == (fig["limit"] is None), key
     assert report["quick"] is True
