@@ -17,6 +17,7 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from labpower.daemon import journal
 from labpower.daemon.journal import LogOutput
@@ -167,6 +168,31 @@ async def test_the_loop_retries_held_entries_without_new_ones(
             with anyio.fail_after(5):
                 while len(got) < n:  # nothing else is logged: run()'s timer sends the rest
                     await anyio.sleep(journal.RETRY_SECONDS / 2)
+                    got += received(sock)
+            assert got == list(range(n))
+            tg.cancel_scope.cancel()
+    finally:
+        output.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_entries_held_by_another_thread_are_sent_by_the_loop(
+    journald: tuple[socket.socket, str], anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, path = journald
+    monkeypatch.setattr(journal, "HELD_CHECK_SECONDS", 0.05)
+    output = LogOutput("journal", path)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(output.run)
+            await anyio.lowlevel.checkpoint()
+            # a backend's worker thread logs until journald's queue is full
+            n = await anyio.to_thread.run_sync(fill, output, 0)
+            got = received(sock)
+            with anyio.fail_after(5):
+                while len(got) < n:  # nothing else is logged: the loop sends the held one
+                    await anyio.sleep(0.01)
                     got += received(sock)
             assert got == list(range(n))
             tg.cancel_scope.cancel()

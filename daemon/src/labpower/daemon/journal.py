@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import socket
 import stat
@@ -43,6 +44,8 @@ MAX_MESSAGE = 48 * 1024
 BACKLOG = 4096
 #: How often held entries are offered to journald again.
 RETRY_SECONDS = 0.02
+#: How often the log task looks for entries held by threads other than its own.
+HELD_CHECK_SECONDS = 1.0
 #: send errors that mean journald is there but cannot take more now
 _BUSY = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
 #: Record attribute carrying the bus entry of a record.
@@ -249,10 +252,10 @@ class LogOutput(logging.Handler):
             while True:
                 if not self._pending:
                     self._wakeup = anyio.Event()
-                    if self._held:
-                        with anyio.move_on_after(RETRY_SECONDS):
-                            await self._wakeup.wait()
-                    else:
+                    # held entries are retried soon; a record held by another thread
+                    # (which cannot wake this task) waits at most HELD_CHECK_SECONDS
+                    wait = RETRY_SECONDS if self._held else HELD_CHECK_SECONDS
+                    with anyio.move_on_after(wait if self.journal is not None else math.inf):
                         await self._wakeup.wait()
                 self._flush()
                 if self._held:
