@@ -95,7 +95,7 @@ def kernel_package() -> str:
 
 
 #: bump when a build step changes what ends up in the image
-BUILD_VERSION = 3
+BUILD_VERSION = 4
 
 
 def cache_key(kernel: str) -> str:
@@ -169,9 +169,6 @@ def build_initrd(work: Path, kroot: Path, version: str, out: Path) -> None:
 
 
 def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
-    wheels = work / "pypi"
-    # the test venv has no pip; the machine's python3 has (dev: "python3 and pip")
-    run("python3", "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", wheels, *PYPI)
     rootfs = work / "rootfs"
     unit = work / "labpower-vmtest.service"
     unit.write_text(TEST_UNIT)
@@ -196,11 +193,12 @@ def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
         # a volatile journal: no flush to /var/log at boot (the run reads it back before the end)
         '--customize-hook=mkdir -p "$1/etc/systemd/journald.conf.d" && printf '
         "'[Journal]\\nStorage=volatile\\n' > \"$1/etc/systemd/journald.conf.d/volatile.conf\"",
-        f'--customize-hook=mkdir -p "$1/tmp/pypi" && cp {wheels}/*.whl "$1/tmp/pypi/"',
+        # the guest's own pip (python3-pip above) fetches them: nothing of the build machine's
+        # Python is used, so neither which python3 is first on PATH nor whether the test venv
+        # has pip matters (it has none under `uv run`)
         '--customize-hook=chroot "$1" python3 -m venv --system-site-packages /opt/labpower',
-        '--customize-hook=chroot "$1" /opt/labpower/bin/pip install -q --no-index '
-        "--find-links /tmp/pypi " + " ".join(f"'{p}'" for p in PYPI),
-        '--customize-hook=rm -rf "$1/tmp/pypi"',
+        '--customize-hook=chroot "$1" /opt/labpower/bin/pip install -q --no-cache-dir '
+        "--only-binary=:all: " + " ".join(f"'{p}'" for p in PYPI),
     ]
     run(
         "mmdebstrap",
