@@ -43,6 +43,8 @@ PACKAGES = [
 ]
 #: pure-Python dependencies of the wheels, from PyPI, into the guest venv at build time
 PYPI = ["anyio>=4.11,<5", "sniffio", "idna", "typing_extensions"]
+#: the interpreter whose pip fetches :data:`PYPI` (Debian's python3 and python3-pip)
+DEBIAN_PYTHON = "/usr/bin/python3"
 # crc32c_generic: ext4 needs the crc32c hash, a dependency modprobe does not list
 MODULES = ["virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "9p", "9pnet_virtio"]
 INIT = """#!/bin/busybox sh
@@ -95,7 +97,7 @@ def kernel_package() -> str:
 
 
 #: bump when a build step changes what ends up in the image
-BUILD_VERSION = 4
+BUILD_VERSION = 3
 
 
 def cache_key(kernel: str) -> str:
@@ -168,7 +170,21 @@ def build_initrd(work: Path, kroot: Path, version: str, out: Path) -> None:
     (out / "initrd.img").write_bytes(cpio)
 
 
+def fetch_wheels(dest: Path) -> None:
+    """Download the wheels of :data:`PYPI` into ``dest``.
+
+    With Debian's own python3 and pip (apt: python3-pip, installed by ./dev), by absolute
+    path: under `uv run` the python3 first on PATH is the test venv's, which has no pip, and
+    the machine's pip configuration (index, proxy, CA certificates) is what reaches PyPI.
+
+    :raises subprocess.CalledProcessError: pip could not fetch them.
+    """
+    run(DEBIAN_PYTHON, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", dest, *PYPI)
+
+
 def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
+    wheels = work / "pypi"
+    fetch_wheels(wheels)
     rootfs = work / "rootfs"
     unit = work / "labpower-vmtest.service"
     unit.write_text(TEST_UNIT)
@@ -193,12 +209,11 @@ def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
         # a volatile journal: no flush to /var/log at boot (the run reads it back before the end)
         '--customize-hook=mkdir -p "$1/etc/systemd/journald.conf.d" && printf '
         "'[Journal]\\nStorage=volatile\\n' > \"$1/etc/systemd/journald.conf.d/volatile.conf\"",
-        # the guest's own pip (python3-pip above) fetches them: nothing of the build machine's
-        # Python is used, so neither which python3 is first on PATH nor whether the test venv
-        # has pip matters (it has none under `uv run`)
+        f'--customize-hook=mkdir -p "$1/tmp/pypi" && cp {wheels}/*.whl "$1/tmp/pypi/"',
         '--customize-hook=chroot "$1" python3 -m venv --system-site-packages /opt/labpower',
-        '--customize-hook=chroot "$1" /opt/labpower/bin/pip install -q --no-cache-dir '
-        "--only-binary=:all: " + " ".join(f"'{p}'" for p in PYPI),
+        '--customize-hook=chroot "$1" /opt/labpower/bin/pip install -q --no-index '
+        "--find-links /tmp/pypi " + " ".join(f"'{p}'" for p in PYPI),
+        '--customize-hook=rm -rf "$1/tmp/pypi"',
     ]
     run(
         "mmdebstrap",
