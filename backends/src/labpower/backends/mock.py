@@ -32,8 +32,8 @@ class MockOptions:
     measures: bool = True
 
     def __post_init__(self) -> None:
-        if self.delay < 0:
-            raise OptionError("delay", f"must not be negative, not {self.delay}")
+        if not 0 <= self.delay <= 3600:  # also refuses nan (no comparison holds) and inf
+            raise OptionError("delay", f"must be 0..3600 seconds, not {self.delay}")
 
 
 class MockBackend(Backend):

@@ -353,8 +353,9 @@ class SshStream(ByteStream):
 
 
 def relay(stdin: int, stdout: int, sock: socket.socket) -> None:
-    """Copy bytes both ways between two file descriptors and a socket until either side
-    closes or breaks (``labpower bridge``, the far end of ``ssh://`` addresses)."""
+    """Copy bytes both ways between two file descriptors and a socket until the socket
+    closes, or either side breaks (``labpower bridge``, the far end of ``ssh://``
+    addresses). The end of stdin is passed on as the end of the socket's sending side."""
     poller = select.poll()
     poller.register(stdin, select.POLLIN)
     poller.register(sock, select.POLLIN)
@@ -369,7 +370,11 @@ def relay(stdin: int, stdout: int, sock: socket.socket) -> None:
                 if fd == stdin:
                     data = os.read(stdin, 65536)
                     if not data:
-                        return
+                        # the caller has said all it will: replies still owed to it come
+                        # back until the daemon closes (as socat does)
+                        poller.unregister(stdin)
+                        sock.shutdown(socket.SHUT_WR)
+                        continue
                     sock.sendall(data)
                 elif fd == sock_fd:
                     data = sock.recv(65536)

@@ -73,6 +73,11 @@ class TargetState:
             self.since = rfc3339(time.time())
 
 
+def _doing(op: str, wanted: str) -> str:
+    """What a switch was for, in a log line: ``on``, ``off``, ``cycle (off)``, ``start (on)``."""
+    return wanted if op == wanted else f"{op} ({wanted})"
+
+
 class Lab:
     """Every device and target of one configuration."""
 
@@ -210,9 +215,8 @@ class Lab:
             t.state, t.verified = "unknown", False
             self._remember(t, ctx)
             log.error(
-                "%s %s by %s failed: %s",
-                op,
-                wanted,
+                "%s by %s failed: %s",
+                _doing(op, wanted),
                 who,
                 exc.parameters.get("reason", exc.name.rpartition(".")[2]),
                 extra={**where, "state": t.state, "before": before},
@@ -222,9 +226,8 @@ class Lab:
         self._remember(t, ctx)
         if t.verified and t.state != wanted:
             log.error(
-                "%s %s by %s: the board reports %s",
-                op,
-                wanted,
+                "%s by %s: the board reports %s",
+                _doing(op, wanted),
                 who,
                 t.state,
                 extra={**where, "state": t.state, "before": before},

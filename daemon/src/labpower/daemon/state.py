@@ -97,6 +97,8 @@ def decode(data: bytes) -> dict[str, Remembered]:
     """:raises StateCorrupt: not a whole state file of a known format."""
     try:
         doc = json.loads(data)
+    except RecursionError as exc:  # nested deeper than the parser's stack allows
+        raise StateCorrupt("nested too deeply to be a state file") from exc
     except ValueError as exc:
         raise StateCorrupt(f"not valid JSON ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

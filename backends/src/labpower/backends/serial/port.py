@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import stat
 import termios
 import threading
 import time
@@ -73,6 +74,7 @@ class SerialOptions:
     def __post_init__(self) -> None:
         if not self.port:
             raise OptionError("port", "must not be empty")
+        _check_port(self.port)
         if not 50 <= self.baud <= 4_000_000:
             raise OptionError("baud", f"must be between 50 and 4000000, not {self.baud}")
         for key in ("read_timeout", "write_timeout"):
@@ -81,6 +83,28 @@ class SerialOptions:
                 raise OptionError(key, f"must be more than 0 and at most 600 s, not {value}")
         if not 0 <= self.gap <= 10:
             raise OptionError("gap", f"must be 0..10 seconds, not {self.gap}")
+
+
+def _check_port(path: str) -> None:
+    """A port is an absolute path to a character device. One that does not exist (yet) is
+    fine: the board may be unplugged, the daemon opens it when it appears. Anything else there
+    (a regular file, a directory, a link to one) would be opened as a board and written to.
+
+    :raises OptionError: naming what is there instead.
+    """
+    if not os.path.isabs(path):
+        raise OptionError("port", f"must be an absolute path (/dev/...), not {path!r}")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OptionError("port", f"{path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISCHR(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a character device"
+        real = os.path.realpath(path)
+        shown = path if real == path else f"{path} (-> {real})"
+        raise OptionError("port", f"{shown} is {what}, not a serial port")
 
 
 def _unavailable(path: str, exc: OSError) -> DeviceUnavailableError:
