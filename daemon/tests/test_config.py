@@ -129,7 +129,7 @@ def test_loading_creates_no_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (
             '[devices.bench]\nbackend = "mock"\ndelay = -1\n',
             "devices.bench.delay",
-            "must not be negative",
+            "must be 0..3600 seconds",
         ),
         (
             '[devices.bench]\nbackend = "mock"\nfail = "set"\n',
