@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from labpower.client import _protocol as p
 from labpower.client import lab as lab_mod
 from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.escape import escape
 from labpower.client.formatting import (
     format_entry,
     format_lab_table,
@@ -102,7 +103,8 @@ def _emit_json(doc: Any, *, flush: bool = False) -> None:
 
 
 def _complain(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    # messages quote what daemons and other clients chose (lease names, targets)
+    print(f"{PROG}: {escape(message, 4096)}", file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -272,7 +274,7 @@ def _print_entry(args: argparse.Namespace, entry: LogEntry) -> None:
     if args.json:
         _emit_json(entry.to_dict(), flush=True)
     else:
-        _emit(format_entry(entry), flush=True)
+        _emit(escape(format_entry(entry), 65536), flush=True)
 
 
 def _history(lab: Client, targets: list[str] | None, args: argparse.Namespace) -> list[LogEntry]:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from labpower.client.escape import escape
 from labpower.daemon.api import ApiError
 from labpower.daemon.config import TargetConfig
 from labpower.daemon.connection import Connection
@@ -130,7 +131,7 @@ class Leases:
             "lease taken by uid %d (pid %d)%s",
             conn.uid,
             conn.pid,
-            f" for {name}" if name else "",
+            f" for {escape(name)}" if name else "",
             extra={"target": target, "op": "acquire"},
         )
         return lease

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labpower.backends import Backend, OptionError, parse_options, registry
+from labpower.client.escape import escape
 
 DEFAULT_CONFIG = "/etc/labpower/labpowerd.toml"
 DEFAULT_SOCKET = "/run/labpower/labpower.sock"
@@ -48,7 +49,10 @@ class ConfigError(Exception):
     """The configuration is wrong: ``path``, ``key`` and ``reason`` say where and why."""
 
     def __init__(self, path: str, key: str, reason: str) -> None:
-        super().__init__(f"{path}: {key}: {reason}" if key else f"{path}: {reason}")
+        # keys are the file's own (a quoted TOML key may hold anything): escaped like
+        # everything else outside input that is shown or logged
+        where = f"{escape(path, 1024)}: {escape(key)}" if key else escape(path, 1024)
+        super().__init__(f"{where}: {escape(reason, 2048)}")
         self.path = path
         self.key = key
         self.reason = reason

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import anyio
+from labpower.client.escape import escape
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 SYSLOG_IDENTIFIER = "labpowerd"
@@ -100,7 +101,7 @@ def entry_of(record: logging.LogRecord) -> Mapping[str, Any]:
 def fields(record: logging.LogRecord, message: str) -> dict[str, str]:
     """The journal fields of one record (upper-case names; journald drops the rest)."""
     out = {
-        "MESSAGE": message[:MAX_MESSAGE],
+        "MESSAGE": message,
         "PRIORITY": str(priority(record.levelno)),
         "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
         "LOGGER": record.name,
@@ -279,6 +280,9 @@ class LogOutput(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        # one line, whatever a client or a file put in it: no forged lines on stderr, no
+        # NUL turning the journal's MESSAGE into a blob, no terminal escapes
+        message = escape(message, MAX_MESSAGE)
         if self.journal is not None:
             datagram = encode(fields(record, message))
             with self._lock:

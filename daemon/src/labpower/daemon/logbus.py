@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+from labpower.client.escape import escape
 from labpower.client.types import LEVELS, level_name
 from labpower.client.wire import encode_reply
 
@@ -41,6 +42,8 @@ _RECORD_FIELDS = (
     "client_uid",
     "client_pid",
 )
+#: Longest message of an entry, in characters (before escaping).
+MESSAGE_LIMIT = 48 * 1024
 #: Most bytes sent to a subscriber in one write (bounds the memory of a catching-up burst).
 BATCH_BYTES = 256 * 1024
 #: Entries a subscriber may fall behind by before entries are dropped for it.
@@ -183,7 +186,8 @@ class LogBus(logging.Handler):
         entry: dict[str, Any] = {
             "time": rfc3339(record.created),
             "level": level_name(record.levelno),
-            "message": record.getMessage(),
+            # what the record quotes from clients is escaped; escaping again changes nothing
+            "message": escape(record.getMessage(), MESSAGE_LIMIT),
             "seq": seq,
         }
         extra = record.__dict__
