@@ -109,5 +109,6 @@ def test_check_config_escapes_keys_the_same_way(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 1
-    assert done.stderr.count("\n") == 1 and done.stderr.rstrip("\n").isprintable(), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.rstrip("\n").isprintable(), done.stderr
     assert escape("daemon.b\n\x1b[31mx\0: unknown key") in done.stderr

@@ -74,9 +74,7 @@ def _check(tmp_path: Path, device: dict[str, object]) -> subprocess.CompletedPro
 
 
 @pytest.mark.parametrize("kind", ["regular file", "directory", "link to /etc/passwd", "relative"])
-def test_check_config_refuses_a_port_that_is_not_a_serial_device(
-    tmp_path: Path, kind: str
-) -> None:
+def test_check_config_refuses_a_port_that_is_not_a_serial_device(tmp_path: Path, kind: str) -> None:
     port = {
         "regular file": tmp_path / "file",
         "directory": tmp_path / "dir",
