@@ -212,8 +212,9 @@ def test_allow_users_and_groups(daemon: DaemonProcess) -> None:
     # leases are switching rights too; a target without lists is everybody's
     assert as_user(BOB, BOB, [], path, "acquire", "alices")["error"] == "PermissionDenied"
     assert as_user(BOB, BOB, [], path, "on", "open")["ok"] == "on"
-    # reading needs no permission
-    assert as_user(BOB, BOB, [], path, "get", "alices")["ok"] == "on"
+    # reading follows switching by default (read = "allowed"; see test_reads_and_leases.py)
+    assert as_user(BOB, BOB, [], path, "get", "alices")["error"] == "PermissionDenied"
+    assert as_user(ALICE, ALICE, [], path, "get", "alices")["ok"] == "on"
 
     with daemon.client(timeout=10.0) as root:
         assert root.off("alices").state == "off"  # root may always

@@ -16,7 +16,9 @@ from labpower.client.errors import (
     Timeout,
     VarlinkError,
 )
+from labpower.client.wire import Call
 
+POWER = "io.labpower.Power"
 TIMEOUT = 0.5  # every device's deadline in these tests
 HANG_TIMEOUT = 1.0  # the deadline where a test measures it: long enough to tell from load
 
@@ -56,11 +58,17 @@ def test_state_is_read_from_the_board(
     daemon = start_daemon(serial_config({"a": board}, timeout=TIMEOUT))
     board.relays[2] = True  # switched behind the daemon's back (a button, another tool)
     with daemon.client() as lab:
-        got = lab.get("a2")
-        assert (got.state, got.verified) == ("on", True)
-        listed = {t.name: (t.state, t.verified) for t in lab.targets()}
+        # what the daemon knows (read back at start) until asked to read the board again
+        assert lab.get("a2").state == "off"
+        got = lab.call(Call(f"{POWER}.Get", {"target": "a2", "refresh": True}))["target"]
+        assert (got["state"], got["verified"]) == ("on", True)
+        board.relays[3] = True
+        listed = {
+            t["name"]: (t["state"], t["verified"])
+            for t in lab.call(Call(f"{POWER}.List", {"refresh": True}))["targets"]
+        }
     assert listed["a1"] == ("off", True)
-    assert listed["a2"] == ("on", True)
+    assert listed["a3"] == ("on", True)
     assert board.switches == []
 
 

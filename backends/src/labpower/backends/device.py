@@ -1,10 +1,12 @@
 """A device: one backend instance with its lock, deadlines and availability.
 
 Every call to the board goes through here: calls to one device run one at a time in arrival
-order (anyio's lock is fair), each operation has a deadline (the device's ``timeout``; a
-switch and its read-back count as one operation), and a board that vanished or
-failed is closed and re-opened on the next call, so an unplugged board works again once it is
-back, without restarting anything. Re-opening never switches a relay.
+order (anyio's lock is fair), except that reads (state, readings) queue behind each other
+before they queue for the board, so a switch waits for at most the one read in progress
+however many clients read (switching wins over reading), each operation has a deadline (the
+device's ``timeout``; a switch and its read-back count as one operation), and a board that
+vanished or failed is closed and re-opened on the next call, so an unplugged board works
+again once it is back, without restarting anything. Re-opening never switches a relay.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class Device:
         backend.timeout = timeout
         # fast_acquire: no event-loop round trip when the lock is free (the common case)
         self.lock = anyio.Lock(fast_acquire=True)
+        #: reads pass here one at a time before they take :attr:`lock`: at most one read
+        #: waits for the board ahead of a switch
+        self._reads = anyio.Lock(fast_acquire=True)
         self._opened = False
         #: Why the device is not available; None while it answers.
         self.problem: str | None = "not opened yet"
@@ -139,14 +144,14 @@ class Device:
 
     async def state(self, channel: int) -> bool | None:
         """The channel's state as the board reports it; None when it cannot tell."""
-        async with self.lock:
+        async with self._reads, self.lock:
             return await self._run(lambda: self.backend.get(channel))
 
     async def states(self) -> dict[int, bool | None]:
         """Every channel's state, asking the board as few times as it allows."""
-        async with self.lock:
+        async with self._reads, self.lock:
             return await self._run(self.backend.get_all)
 
     async def measure(self, channel: int) -> Measurement:
-        async with self.lock:
+        async with self._reads, self.lock:
             return await self._run(lambda: self.backend.read(channel))

@@ -179,11 +179,15 @@ def _show_targets(args: argparse.Namespace, targets: Sequence[Target]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
+    refresh = getattr(args, "refresh", False)
     with _Daemons(args) as daemons:
         if daemons.lab is None:
             assert daemons.client is not None
-            _show_targets(args, daemons.client.targets())
+            params = {"refresh": True} if refresh else {}
+            _show_targets(args, p.targets_result(daemons.client.call(p.power_call("List", params))))
             return
+        if refresh:
+            raise Usage("status --refresh: only with one daemon (--socket), not an inventory")
         hosts = list(daemons.lab.survey())
     for h in hosts:
         if not h.reachable:
@@ -241,7 +245,31 @@ def cmd_status(args: argparse.Namespace) -> None:
     if not args.targets:
         cmd_list(args)
         return
-    _each_target(args, "status", lambda lab, name: lab.get(name))
+    params = {"refresh": True} if args.refresh else {}
+    _each_target(
+        args,
+        "status",
+        lambda lab, name: _target(lab.call(p.power_call("Get", {"target": name, **params}))),
+    )
+
+
+def _target(reply: dict[str, Any]) -> Target:
+    return Target.from_wire(reply["target"])
+
+
+def cmd_unlock(args: argparse.Namespace) -> None:
+    """Give back leases this shell holds ($LABPOWER_LEASES); with --force (root or a
+    member of the daemon's admin_groups) break them whoever holds them."""
+    if not args.force:
+        _each_target(args, "unlock", lambda lab, name: lab.release(name))
+        return
+    _each_target(
+        args,
+        "unlock",
+        lambda lab, name: _target(
+            lab.call(p.power_call("Release", {"target": name, "force": True}))
+        ),
+    )
 
 
 def cmd_on(args: argparse.Namespace) -> None:
@@ -516,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
         "'list'. With --json: an array of target objects.",
     )
     sub.add_argument("targets", nargs="*", metavar="TARGET", help="targets to show")
+    sub.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read the state from the boards again (default: what the daemon knows)",
+    )
     for name, run, verb in (
         ("on", cmd_on, "switch targets on"),
         ("off", cmd_off, "switch targets off"),
@@ -627,6 +660,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="-- COMMAND...",
         help="the command to run, and its arguments",
     )
+    sub = command(
+        "unlock",
+        cmd_unlock,
+        "give back or break targets' leases",
+        "Give back the leases of targets that this shell holds (their tokens are in "
+        f"${p.LEASES_ENV}). With --force, break a lease whoever holds it: for root and "
+        "members of the daemon's admin_groups; the daemon logs who broke whose lease.",
+    )
+    sub.add_argument(
+        "--force", action="store_true", help="break the lease whoever holds it (admins only)"
+    )
+    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to unlock")
     command(
         "bridge",
         cmd_bridge,

@@ -28,6 +28,7 @@ __all__ = [
     "StateMismatch",
     "TargetNotFound",
     "Timeout",
+    "TooManyStreams",
     "VarlinkError",
     "error_from_reply",
 ]
@@ -128,6 +129,15 @@ class Locked(VarlinkError):
         return f"target {self.parameters.get('target')!r} is leased by {who}"
 
 
+class TooManyStreams(VarlinkError):
+    """The caller's user has the most streams (Read with "more", Logs) open it may."""
+
+    name = f"{INTERFACE}.TooManyStreams"
+
+    def _describe(self) -> str:
+        return f"too many streams open by this user (limit {self.parameters.get('limit')})"
+
+
 class InterfaceNotFound(VarlinkError):
     name = "org.varlink.service.InterfaceNotFound"
 
@@ -162,6 +172,7 @@ _BY_NAME: dict[str, type[VarlinkError]] = {
         StateMismatch,
         DeviceError,
         Locked,
+        TooManyStreams,
         InterfaceNotFound,
         MethodNotFound,
         MethodNotImplemented,

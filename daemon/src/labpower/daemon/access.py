@@ -1,14 +1,20 @@
-"""Who may switch what: per-target allow lists, and exclusive leases.
+"""Who may switch and read what: per-target allow lists, read policies, and exclusive leases.
 
 Allow lists (``allow_users`` / ``allow_groups`` of a target) are checked against the
 caller's credentials from the kernel (SO_PEERCRED, SO_PEERGROUPS), never against anything
 the client says. Root may always switch. A target without allow lists is open to everyone
 who can open the socket (its permissions are the first gate).
 
+Reading a target (its state and lease holder in Get and List, its readings, its log entries
+in Logs and History) follows its read policy: ``allowed`` (the default) lets in whoever may
+switch it, ``all`` everyone who can open the socket.
+
 A lease makes one connection the only one allowed to switch a target. It ends when that
 connection closes (so a crashed test script frees it), when released, or when its optional
 timeout passes. The holder may hand the lease's token to child processes
-(``$LABPOWER_LEASES``), whose calls then count as the holder's.
+(``$LABPOWER_LEASES``), whose calls then count as the holder's; a token works only for the
+user who took the lease. Root, and members of ``daemon.admin_groups``, may break a lease
+(``Release`` with ``force``).
 """
 
 from __future__ import annotations
@@ -37,18 +43,39 @@ def allowed(target: TargetConfig, conn: Connection) -> bool:
     return bool(target.allow_groups) and not target.allow_groups.isdisjoint(conn.groups())
 
 
+def readable(target: TargetConfig, conn: Connection, policy: str) -> bool:
+    """May the peer of ``conn`` read ``target`` (``policy``: its effective read policy)?"""
+    return policy == "all" or allowed(target, conn)
+
+
+def is_admin(conn: Connection, admin_groups: frozenset[int]) -> bool:
+    """May the peer break other users' leases? Root, and members of ``admin_groups``."""
+    return conn.uid == 0 or (bool(admin_groups) and not admin_groups.isdisjoint(conn.groups()))
+
+
+def refuse(target: str | None, conn: Connection, op: str, why: str) -> ApiError:
+    """Log who was refused what, and the error to raise."""
+    log.warning(
+        "%s refused: uid %d (pid %d) %s",
+        op,
+        conn.uid,
+        conn.pid,
+        why,
+        extra={"target": target, "op": op, "client_uid": conn.uid, "client_pid": conn.pid},
+    )
+    return ApiError("org.varlink.service.PermissionDenied")
+
+
 def check_allowed(target: TargetConfig, conn: Connection, op: str) -> None:
     """:raises ApiError: PermissionDenied, after logging who was refused."""
     if not allowed(target, conn):
-        log.warning(
-            "%s refused: uid %d (pid %d) is not allowed to switch %s",
-            op,
-            conn.uid,
-            conn.pid,
-            target.name,
-            extra={"target": target.name, "op": op, "client_uid": conn.uid, "client_pid": conn.pid},
-        )
-        raise ApiError("org.varlink.service.PermissionDenied")
+        raise refuse(target.name, conn, op, f"is not allowed to switch {target.name}")
+
+
+def check_readable(target: TargetConfig, conn: Connection, policy: str, op: str) -> None:
+    """:raises ApiError: PermissionDenied, after logging who was refused."""
+    if not readable(target, conn, policy):
+        raise refuse(target.name, conn, op, f"is not allowed to read {target.name}")
 
 
 @dataclass(slots=True)
@@ -62,6 +89,15 @@ class Lease:
     since: str
     #: time.monotonic() when it ends by itself, or None
     deadline: float | None = None
+
+    def held_by(self, conn: Connection, token: str | None) -> bool:
+        """Does ``conn`` act under this lease: it took it, or it shows the token and is the
+        same user (a token that leaked to another user is worth nothing)?"""
+        return self.owner is conn or (
+            token is not None
+            and conn.uid == self.uid
+            and secrets.compare_digest(token.encode(), self.token.encode())
+        )
 
     def expired(self, now: float) -> bool:
         return self.deadline is not None and now >= self.deadline
@@ -144,9 +180,29 @@ class Leases:
         lease = self.holder(target)
         if lease is None:
             return False
-        if lease.owner is not conn and lease.token != token:
+        if not lease.held_by(conn, token):
             raise locked(lease)
         self._end(lease, "release", f"released by uid {conn.uid} (pid {conn.pid})")
+        return True
+
+    def break_lease(self, target: str, conn: Connection) -> bool:
+        """End the lease of ``target`` whoever holds it (an admin's Release with ``force``;
+        the caller checked that ``conn`` is an admin); False if there was none."""
+        lease = self.holder(target)
+        if lease is None:
+            return False
+        if lease.held_by(conn, None):
+            return self.release(target, conn, None)
+        del self._by_target[target]
+        log.warning(
+            "lease of uid %d (pid %d)%s broken by uid %d (pid %d)",
+            lease.uid,
+            lease.pid,
+            f" for {escape(lease.name)}" if lease.name else "",
+            conn.uid,
+            conn.pid,
+            extra={"target": target, "op": "release"},
+        )
         return True
 
     def release_all(self, conn: Connection) -> None:
@@ -159,7 +215,7 @@ class Leases:
         if not self._by_target:
             return
         lease = self.holder(target)
-        if lease is not None and lease.owner is not conn and lease.token != token:
+        if lease is not None and not lease.held_by(conn, token):
             raise locked(lease)
 
 

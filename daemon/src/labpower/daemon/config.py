@@ -32,6 +32,7 @@ _TARGET_KEYS = {
     "start",
     "allow_users",
     "allow_groups",
+    "read",
 }
 _DAEMON_KEYS = {
     "socket",
@@ -40,8 +41,13 @@ _DAEMON_KEYS = {
     "state_directory",
     "max_connections",
     "subscriber_queue",
+    "read",
+    "admin_groups",
+    "max_streams_per_user",
 }
 START_POLICIES = ("keep", "off", "on", "restore")
+#: who may read a target: "allowed" (whoever may switch it) or "all" (whoever can connect)
+READ_POLICIES = ("allowed", "all")
 DEFAULT_STATE_DIRECTORY = "/var/lib/labpower"
 
 
@@ -69,6 +75,12 @@ class DaemonSettings:
     max_connections: int = 1024
     #: log entries a live subscriber may fall behind by before entries are dropped for it
     subscriber_queue: int = 65536
+    #: read policy of targets that set none (see READ_POLICIES)
+    read: str = "allowed"
+    #: groups whose members may break other users' leases (root always may)
+    admin_groups: frozenset[int] = frozenset()
+    #: streams (Read with "more", Logs) one user may have open at once; root is not limited
+    max_streams_per_user: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +110,8 @@ class TargetConfig:
     #: who may switch it (uids and gids, resolved from names at load); empty: everyone
     allow_users: frozenset[int] = frozenset()
     allow_groups: frozenset[int] = frozenset()
+    #: who may read it (see READ_POLICIES); None: the daemon's ``read``
+    read: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +211,14 @@ class _Checker:
                 raise self.fail(f"{key}.{name}", f"{v!r} is not a {what} name or id")
         return frozenset(ids)
 
+    def read_policy(self, table: Mapping[str, Any], key: str, default: str | None) -> str | None:
+        policy: str | None = self.value(table, "read", str, key, default)
+        if policy is not None and policy not in READ_POLICIES:
+            raise self.fail(
+                f"{key}.read", f"must be one of {', '.join(READ_POLICIES)}, not {policy!r}"
+            )
+        return policy
+
     def name(self, name: str, key: str) -> None:
         if not _NAME.fullmatch(name):
             raise self.fail(
@@ -224,6 +246,9 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
     queue = c.value(d, "subscriber_queue", int, "daemon", 65536)
     if not 16 <= queue <= 10_000_000:
         raise c.fail("daemon.subscriber_queue", "must be between 16 and 10000000")
+    streams = c.value(d, "max_streams_per_user", int, "daemon", 64)
+    if not 1 <= streams <= 65536:
+        raise c.fail("daemon.max_streams_per_user", "must be between 1 and 65536")
     settings = DaemonSettings(
         c.value(d, "socket", str, "daemon", None),
         level,
@@ -231,6 +256,9 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
         c.value(d, "state_directory", str, "daemon", None),
         max_connections,
         queue,
+        c.read_policy(d, "daemon", "allowed") or "allowed",
+        c.ids(d, "admin_groups", "daemon", grp.getgrnam, "group"),
+        streams,
     )
 
     devices: dict[str, DeviceConfig] = {}
@@ -281,6 +309,7 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
             start,
             c.ids(t, "allow_users", key, pwd.getpwnam, "user"),
             c.ids(t, "allow_groups", key, grp.getgrnam, "group"),
+            c.read_policy(t, key, None),
         )
     return Config(path, settings, devices, targets)
 

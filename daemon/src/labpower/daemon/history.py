@@ -1,10 +1,16 @@
 """Past log entries for the History method: from the journal when the daemon logs there,
 else from the in-memory ring of the :class:`~labpower.daemon.logbus.LogBus`.
 
-The journal keeps entries across daemon restarts. journald stores entries asynchronously, so
-the newest entries of this run may not be readable yet: they are taken from the in-memory
-ring (every entry of this run newer than the newest one the journal returned), so a client
-always sees its own last call in the history.
+The journal keeps entries across daemon restarts. Only entries the daemon wrote count, told
+apart by fields journald itself records and no sender can write (see
+:func:`labpower.daemon.journal.own_matches`): anybody may send journald an entry with
+``SYSLOG_IDENTIFIER=labpowerd`` and any ``LABPOWER_*`` fields.
+
+Each caller sees only the entries of targets it may read (``visible``), and daemon-wide ones.
+
+journald stores entries asynchronously, so the newest entries of this run may not be
+readable yet: they are taken from the in-memory ring (every entry of this run newer than the
+newest one the journal returned), so a client always sees its own last call in the history.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -72,9 +78,18 @@ def _since_epoch(when: float, text: str) -> float:
     return max(when, 0.0)
 
 
+#: Whether a caller may see the entries of a target (None: of no target); see Lab.visible_to.
+Visible = Callable[[str | None], bool]
+
+
 class HistorySource(Protocol):
     async def __call__(
-        self, targets: list[str] | None, level: str | None, limit: int | None, since: float | None
+        self,
+        targets: list[str] | None,
+        level: str | None,
+        limit: int | None,
+        since: float | None,
+        visible: Visible | None = None,
     ) -> list[dict[str, Any]]: ...
 
 
@@ -93,7 +108,11 @@ def _matches(
 
 
 def memory_entries(
-    bus: LogBus, targets: Iterable[str] | None, level: str | None, since: float | None
+    bus: LogBus,
+    targets: Iterable[str] | None,
+    level: str | None,
+    since: float | None,
+    visible: Visible | None = None,
 ) -> list[dict[str, Any]]:
     """The in-memory ring's entries matching the filter, oldest first."""
     wanted = frozenset(targets) if targets is not None else None
@@ -101,7 +120,10 @@ def memory_entries(
     # RFC 3339 times in one format (UTC, microseconds, "Z") compare as strings
     since_text = rfc3339(since) if since is not None else None
     return [
-        e for e, levelno in bus.history if _matches(e, levelno, wanted, wanted_level, since_text)
+        e
+        for e, levelno in bus.history
+        if _matches(e, levelno, wanted, wanted_level, since_text)
+        and (visible is None or visible(e.get("target")))
     ]
 
 
@@ -112,9 +134,14 @@ class MemoryHistory:
         self.bus = bus
 
     async def __call__(
-        self, targets: list[str] | None, level: str | None, limit: int | None, since: float | None
+        self,
+        targets: list[str] | None,
+        level: str | None,
+        limit: int | None,
+        since: float | None,
+        visible: Visible | None = None,
     ) -> list[dict[str, Any]]:
-        found = memory_entries(self.bus, targets, level, since)
+        found = memory_entries(self.bus, targets, level, since, visible)
         return found[-limit:] if limit else found
 
 
@@ -163,28 +190,42 @@ class JournalHistory:
         self._journal = sd_journal
 
     async def __call__(
-        self, targets: list[str] | None, level: str | None, limit: int | None, since: float | None
+        self,
+        targets: list[str] | None,
+        level: str | None,
+        limit: int | None,
+        since: float | None,
+        visible: Visible | None = None,
     ) -> list[dict[str, Any]]:
         try:
             found, newest_seq = await anyio.to_thread.run_sync(
-                self._read, targets, level, limit, since
+                self._read, targets, level, limit, since, visible
             )
         except OSError as exc:  # e.g. not allowed to read the journal: say so, serve memory
             log.warning("cannot read the journal, history comes from memory: %s", exc)
             found, newest_seq = [], 0
         found += [
-            e for e in memory_entries(self.bus, targets, level, since) if e["seq"] > newest_seq
+            e
+            for e in memory_entries(self.bus, targets, level, since, visible)
+            if e["seq"] > newest_seq
         ]
         cap = limit or MAX_ENTRIES
         return found[-cap:]
 
     def _read(
-        self, targets: list[str] | None, level: str | None, limit: int | None, since: float | None
+        self,
+        targets: list[str] | None,
+        level: str | None,
+        limit: int | None,
+        since: float | None,
+        visible: Visible | None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Matching journal entries, oldest first, and the newest seq of this run found."""
         reader = self._journal.Reader(path=self.path)
+        own = journal.own_matches()
         try:
-            reader.add_match(SYSLOG_IDENTIFIER=journal.SYSLOG_IDENTIFIER)
+            # fields of one name are ORed, different names ANDed
+            reader.add_match(f"SYSLOG_IDENTIFIER={journal.SYSLOG_IDENTIFIER}", *own)
             if targets is not None:
                 if not targets:
                     return [], 0
@@ -208,7 +249,8 @@ class JournalHistory:
                 entry = entry_from_journal(fields)
                 if fields.get("LABPOWER_RUN") == journal.RUN_ID:
                     newest_seq = max(newest_seq, entry["seq"])
-                found.append(entry)
+                if visible is None or visible(entry.get("target")):
+                    found.append(entry)
             found.reverse()
             return found, newest_seq
         finally:

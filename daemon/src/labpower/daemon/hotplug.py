@@ -192,14 +192,20 @@ class Hotplug:
                 self._relevant(inotify.read())  # drain; the probe below covers them all
 
     async def probe(self) -> None:
-        """Probe every device at once and log those whose availability changed."""
+        """Probe every device at once and log those whose availability changed; read back
+        the state of those that came back (their relays may have lost power meanwhile)."""
         devices = list(self.lab.devices.values())
         before = {d.name: d.available for d in devices}
         async with anyio.create_task_group() as tg:
             for device in devices:
                 tg.start_soon(device.probe)
+        back = [d for d in devices if d.available and not before[d.name]]
+        async with anyio.create_task_group() as tg:
+            for device in back:
+                if device.readback:
+                    tg.start_soon(self.lab.refresh_device, device)
         for device in devices:
-            if device.available and not before[device.name]:
+            if device in back:
                 log.info("device %s is back", device.name, extra={"device": device.name})
             elif not device.available and before[device.name]:
                 log.warning(

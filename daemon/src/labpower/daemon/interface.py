@@ -32,9 +32,14 @@ type LogEntry (
   before: ?string, client_uid: ?int, client_pid: ?int
 )
 
-method List() -> (targets: []Target)
-method Get(target: string) -> (target: Target)
-# lease: the token of a lease held by another connection of the same user (see Acquire)
+# Who may read a target (see it in List, Get it, Read it, see its entries in Logs and
+# History) is its read policy: by default whoever may switch it.
+# The targets the caller may read, as the daemon knows them (read back at start and at each
+# switch); refresh: ask the boards again first
+method List(refresh: ?bool) -> (targets: []Target)
+method Get(target: string, refresh: ?bool) -> (target: Target)
+# lease: the token of a lease held by another connection of the same user (see Acquire);
+# a Cycle checks the lease again before its "on": one taken meanwhile stops it (Locked)
 method On(target: string, lease: ?string) -> (target: Target, log_seq: int)
 method Off(target: string, lease: ?string) -> (target: Target, log_seq: int)
 method Cycle(target: string, delay: ?float, lease: ?string) -> (target: Target, log_seq: int)
@@ -54,7 +59,8 @@ method History(targets: ?[]string, level: ?string, limit: ?int, since: ?string)
 # ends with the connection, on Release, or after timeout seconds. The token lets other
 # connections (e.g. child processes) act under this lease.
 method Acquire(target: string, name: ?string, timeout: ?float) -> (target: Target, token: string)
-method Release(target: string, token: ?string) -> (target: Target)
+# force: break the lease whoever holds it (root and daemon.admin_groups only; logged)
+method Release(target: string, token: ?string, force: ?bool) -> (target: Target)
 
 error TargetNotFound (target: string)
 error DeviceUnavailable (device: string, reason: string)
@@ -65,6 +71,8 @@ error StateMismatch (target: string, expected: string, actual: string)
 error DeviceError (device: string, reason: string)
 # somebody else holds the target's lease
 error Locked (target: string, holder: Lease)
+# the caller's user has this many streams (Read with "more", Logs) open already
+error TooManyStreams (limit: int)
 """
 
 SERVICE_IDL = """\

@@ -154,6 +154,40 @@ class JournalWriter:
         self._sock.close()
 
 
+def service_unit(cgroup_file: str = "/proc/self/cgroup") -> str | None:
+    """The systemd service the daemon runs in (``labpowerd.service``), or None when it runs
+    in no service of its own (a shell, a session scope, a container without systemd)."""
+    try:
+        with open(cgroup_file, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3 and parts[1] in ("", "name=systemd"):  # cgroup v2, v1's systemd
+            leaf = parts[2].rstrip("/").rpartition("/")[2]
+            return leaf if leaf.endswith(".service") else None
+    return None
+
+
+def own_matches() -> list[str]:
+    """Journal matches that let through only what this daemon (this and earlier runs, this
+    and earlier boots) wrote, on fields journald records itself and no sender can write:
+    the daemon's ``_UID`` and its service (``_SYSTEMD_UNIT``) under systemd, else its
+    ``_UID`` and command name (``_COMM``; a process can rename itself, but only the same
+    user's processes can then pass, and they could do anything the daemon does)."""
+    matches = [f"_UID={os.getuid()}"]
+    unit = service_unit()
+    if unit is not None:
+        return [*matches, f"_SYSTEMD_UNIT={unit}"]
+    try:
+        with open("/proc/self/comm", encoding="utf-8", errors="replace") as f:
+            comm = f.read().rstrip("\n")
+    except OSError:
+        return matches
+    return [*matches, f"_COMM={comm}"]
+
+
 def journal_available(path: str = JOURNAL_SOCKET) -> bool:
     try:
         return stat.S_ISSOCK(os.stat(path).st_mode)

@@ -3,6 +3,11 @@
 What the daemon knows of a target (state, verified, since) lives here. Switching reads the
 state back wherever the board can tell; where it cannot, the state is what was commanded and
 ``verified`` is false. Nothing here switches a relay except On, Off and Cycle.
+
+Get and List answer from what the daemon knows (read back at start, at every switch) and
+ask the board again only when the caller says ``refresh``; reads of one board asked for at
+once are shared (:mod:`labpower.daemon.shared`), and a board serves a switch before any
+read still waiting (:class:`labpower.backends.Device`): reading never starves switching.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from labpower.backends import (
     HardwareTimeout,
     NotSupportedError,
 )
-from labpower.daemon.access import Leases
+from labpower.client.escape import escape
+from labpower.daemon.access import Leases, readable
 from labpower.daemon.api import ApiError
 from labpower.daemon.config import Config, TargetConfig
+from labpower.daemon.connection import Connection
 from labpower.daemon.logbus import CallContext, current_call, rfc3339
+from labpower.daemon.shared import SharedReads
 from labpower.daemon.state import Remembered, StateStore
 
 log = logging.getLogger("labpower.daemon.lab")
@@ -73,6 +81,21 @@ class TargetState:
             self.since = rfc3339(time.time())
 
 
+def _who(ctx: CallContext | None) -> str:
+    return "labpowerd" if ctx is None else f"uid {ctx.uid} pid {ctx.pid}"
+
+
+def _refusal(exc: ApiError) -> str:
+    """Why a guard refused, for the log: who holds the lease, or the error's name."""
+    holder = exc.parameters.get("holder")
+    if isinstance(holder, dict):
+        name = holder.get("name")
+        return f"leased by uid {holder.get('uid')} (pid {holder.get('pid')})" + (
+            f" for {escape(name)}" if isinstance(name, str) and name else ""
+        )
+    return exc.name.rpartition(".")[2]
+
+
 def _doing(op: str, wanted: str) -> str:
     """What a switch was for, in a log line: ``on``, ``off``, ``cycle (off)``, ``start (on)``."""
     return wanted if op == wanted else f"{op} ({wanted})"
@@ -85,6 +108,7 @@ class Lab:
         self.config = config
         self.store = store
         self.leases = Leases()
+        self._shared: SharedReads[Any] = SharedReads()
         self.devices: dict[str, Device] = {
             name: Device(dc.create(), dc.timeout) for name, dc in config.devices.items()
         }
@@ -133,18 +157,51 @@ class Lab:
         except BackendError as exc:
             raise ApiError("DeviceError", device=t.device.name, reason=str(exc)) from exc
 
+    # -- who may read
+    def read_policy(self, target: TargetConfig) -> str:
+        return target.read or self.config.daemon.read
+
+    def readable(self, target: TargetConfig, conn: Connection) -> bool:
+        return readable(target, conn, self.read_policy(target))
+
+    def visible_to(self, conn: Connection) -> Callable[[str | None], bool] | None:
+        """Which targets' log entries ``conn`` may see (entries of no target: all); None
+        when it may see every one. Decided at each entry, so a reload applies at once."""
+        if conn.uid == 0:
+            return None
+
+        def visible(name: str | None) -> bool:
+            if name is None:
+                return True
+            t = self.targets.get(name)  # a target since removed: only root sees it
+            return t is not None and self.readable(t.config, conn)
+
+        return visible
+
     # -- operations
-    async def list(self) -> list[dict[str, Any]]:
-        """Every target, with the state freshly read from boards that can report it."""
-        await self.refresh()
-        return [t.to_wire(self.leases) for t in self.targets.values()]
+    async def list(
+        self, refresh: bool = False, visible: Callable[[str | None], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """The targets ``visible`` lets through (all by default), as the daemon knows them
+        or, with ``refresh``, as boards that can report their state say now."""
+        if refresh:
+            await self.refresh()
+        return [
+            t.to_wire(self.leases)
+            for t in self.targets.values()
+            if visible is None or visible(t.name)
+        ]
 
     async def refresh(self) -> None:
         """Read back every board that can report its state, all boards at once."""
         async with anyio.create_task_group() as tg:
             for device in self.devices.values():
                 if device.readback:
-                    tg.start_soon(self._refresh_device, device)
+                    tg.start_soon(self.refresh_device, device)
+
+    async def refresh_device(self, device: Device) -> None:
+        """Read back the states of one board (shared with a read of it in progress)."""
+        await self._shared.run(("states", device), lambda: self._refresh_device(device))
 
     async def _refresh_device(self, device: Device) -> None:
         on_device = [t for t in self.targets.values() if t.device is device]
@@ -160,11 +217,16 @@ class Lab:
             t.record(states.get(t.config.channel), None)
             self._observed(t)
 
-    async def get(self, name: str) -> dict[str, Any]:
+    async def get(self, name: str, refresh: bool = False) -> dict[str, Any]:
+        """The target as the daemon knows it or, with ``refresh``, as its board says now."""
         t = self.target(name)
-        if t.device.readback:
+        if refresh and t.device.readback:
+            channel = t.config.channel
             try:
-                t.record(await t.device.state(t.config.channel), None)
+                state = await self._shared.run(
+                    ("state", t.device, channel), lambda: t.device.state(channel)
+                )
+                t.record(state, None)
                 self._observed(t)
             except BackendError:
                 t.verified = False
@@ -190,6 +252,18 @@ class Lab:
                 guard()
             await self._switch(t, False, "cycle")
             await anyio.sleep(off_time)
+            if guard is not None:
+                # a lease taken (or a permission withdrawn) during the off-time stops the on
+                try:
+                    guard()
+                except ApiError as exc:
+                    log.error(
+                        "cycle (on) by %s stopped after the off-time: %s",
+                        _who(current_call.get()),
+                        _refusal(exc),
+                        extra={"target": t.name, "op": "cycle", "state": t.state},
+                    )
+                    raise
             return await self._switch(t, True, "cycle")
 
     async def _switch(self, t: TargetState, on: bool, op: str) -> dict[str, Any]:
@@ -201,9 +275,7 @@ class Lab:
                 t.config.channel,
                 op,
             )
-            who = f"uid {ctx.uid} pid {ctx.pid}"
-        else:
-            who = "labpowerd"
+        who = _who(ctx)
         before = t.state
         wanted = "on" if on else "off"
         # the entries name the target even where no call is served (a switch at start)
@@ -291,7 +363,11 @@ class Lab:
             pass  # logged by _switch; the daemon serves anyway
 
     async def read(self, name: str) -> dict[str, float]:
+        """A reading of the target, shared with every caller asking at the same time."""
         t = self.target(name)
+        device, channel = t.device, t.config.channel
         with self._hardware(t):
-            m = await t.device.measure(t.config.channel)
+            m = await self._shared.run(
+                ("measure", device, channel), lambda: device.measure(channel)
+            )
         return {"voltage": m.voltage, "current": m.current, "apparent_power": m.apparent_power}

@@ -84,9 +84,15 @@ class Subscriber:
     """One live ``Logs`` call: a filter and its own queue of encoded replies."""
 
     def __init__(
-        self, targets: Iterable[str] | None, level: str | None, limit: int = SUBSCRIBER_LIMIT
+        self,
+        targets: Iterable[str] | None,
+        level: str | None,
+        limit: int = SUBSCRIBER_LIMIT,
+        visible: Callable[[str | None], bool] | None = None,
     ) -> None:
         self.targets = frozenset(targets) if targets is not None else None
+        #: which targets' entries the subscriber may see (None: all)
+        self.visible = visible
         self.levelno = LEVELS[level] if level else logging.NOTSET
         self.limit = limit
         self.queue: deque[bytes] = deque()
@@ -95,8 +101,10 @@ class Subscriber:
         self._wakeup = anyio.Event()
 
     def wants(self, entry: dict[str, Any], levelno: int) -> bool:
-        return levelno >= self.levelno and (
-            self.targets is None or entry.get("target") in self.targets
+        return (
+            levelno >= self.levelno
+            and (self.targets is None or entry.get("target") in self.targets)
+            and (self.visible is None or self.visible(entry.get("target")))
         )
 
     def push(self, data: bytes, seq: int) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -26,7 +27,7 @@ from labpower.client.wire import (
     encode,
     encode_reply,
 )
-from labpower.daemon.access import check_allowed
+from labpower.daemon.access import check_allowed, check_readable, is_admin, refuse
 from labpower.daemon.api import ApiError
 from labpower.daemon.connection import Connection, accept
 from labpower.daemon.history import HistorySource, MemoryHistory, parse_since
@@ -110,6 +111,12 @@ class Params:
             raise _invalid(name)
         return value
 
+    def flag(self, name: str) -> bool:
+        value = self._p.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise _invalid(name)
+        return bool(value)
+
     def strings(self, name: str) -> list[str] | None:
         value = self._p.get(name)
         if value is None:
@@ -159,6 +166,8 @@ class Server:
         self.switching = 0
         self._idle = anyio.Event()
         self._idle.set()
+        #: streams (Read with "more", Logs) open, by uid
+        self._streams: dict[int, int] = {}
         #: where History finds past entries (the daemon switches it to the journal)
         self.history: HistorySource = MemoryHistory(bus)
         self._methods: dict[str, Handler] = {
@@ -254,14 +263,45 @@ class Server:
             raise ApiError(f"{SERVICE}.InterfaceNotFound", interface=name)
         return {"description": DESCRIPTIONS[name]}
 
+    @contextmanager
+    def _stream(self, conn: Connection) -> Iterator[None]:
+        """Count a stream of the caller's user for as long as it runs.
+
+        :raises ApiError: TooManyStreams, when the user has ``max_streams_per_user`` open.
+        """
+        uid = conn.uid
+        limit = self.lab.config.daemon.max_streams_per_user
+        open_now = self._streams.get(uid, 0)
+        if uid != 0 and open_now >= limit:
+            raise ApiError("TooManyStreams", limit=limit)
+        self._streams[uid] = open_now + 1
+        if open_now + 1 == limit and uid != 0:  # once per time the user reaches it
+            log.warning(
+                "uid %d (pid %d) has %d streams open, the limit (daemon.max_streams_per_user)",
+                uid,
+                conn.pid,
+                limit,
+            )
+        try:
+            yield
+        finally:
+            left = self._streams[uid] - 1
+            if left:
+                self._streams[uid] = left
+            else:
+                del self._streams[uid]
+
     # -- io.labpower.Power
     async def _list(self, call: Call, conn: Connection) -> dict[str, Any]:
-        Params(call.parameters, ())
-        return {"targets": await self.lab.list()}
+        refresh = Params(call.parameters, ("refresh",)).flag("refresh")
+        return {"targets": await self.lab.list(refresh, self.lab.visible_to(conn))}
 
     async def _get(self, call: Call, conn: Connection) -> dict[str, Any]:
-        name = Params(call.parameters, ("target",)).string("target")
-        return {"target": await self.lab.get(name)}
+        p = Params(call.parameters, ("target", "refresh"))
+        name = p.string("target")
+        target = self.lab.target(name)
+        check_readable(target.config, conn, self.lab.read_policy(target.config), "get")
+        return {"target": await self.lab.get(name, p.flag("refresh"))}
 
     async def _power(
         self, call: Call, conn: Connection, op: str, extra: tuple[str, ...] = ()
@@ -326,10 +366,15 @@ class Server:
         return {"target": target.to_wire(self.lab.leases), "token": lease.token}
 
     async def _release(self, call: Call, conn: Connection) -> dict[str, Any]:
-        p = Params(call.parameters, ("target", "token"))
+        p = Params(call.parameters, ("target", "token", "force"))
         name, token = p.string("target"), p.optional_string("token")
         target = self.lab.target(name)
-        self.lab.leases.release(name, conn, token)
+        if not p.flag("force"):
+            self.lab.leases.release(name, conn, token)
+        elif is_admin(conn, self.lab.config.daemon.admin_groups):
+            self.lab.leases.break_lease(name, conn)
+        else:
+            raise refuse(name, conn, "release", "may not break leases (not root or an admin)")
         return {"target": target.to_wire(self.lab.leases)}
 
     async def _read(self, call: Call, conn: Connection) -> dict[str, Any] | None:
@@ -337,8 +382,17 @@ class Server:
         name = p.string("target")
         interval = p.number("interval", 0.001, 86400.0)
         count = p.integer("count", 1, 2**31)
+        target = self.lab.target(name)
+        check_readable(target.config, conn, self.lab.read_policy(target.config), "read")
         if not call.more:
             return {"reading": await self.lab.read(name)}
+        with self._stream(conn):
+            await self._read_stream(conn, name, interval, count)
+        return None
+
+    async def _read_stream(
+        self, conn: Connection, name: str, interval: float | None, count: int | None
+    ) -> None:
         period = DEFAULT_READ_INTERVAL if interval is None else interval
         sent = 0
         while True:
@@ -360,7 +414,11 @@ class Server:
             except ValueError:
                 raise _invalid("since") from None
         entries = await self.history(
-            p.strings("targets"), p.level("level"), p.integer("limit", 1, 1_000_000), since
+            p.strings("targets"),
+            p.level("level"),
+            p.integer("limit", 1, 1_000_000),
+            since,
+            self.lab.visible_to(conn),
         )
         return fit_history(entries)
 
@@ -370,7 +428,19 @@ class Server:
         targets, level = p.strings("targets"), p.level("level")
         if not call.more:
             raise ApiError(f"{SERVICE}.ExpectedMore")
-        sub = Subscriber(targets, level, self.lab.config.daemon.subscriber_queue)
+        with self._stream(conn):
+            await self._subscribe(conn, targets, level)
+        raise anyio.EndOfStream
+
+    async def _subscribe(
+        self, conn: Connection, targets: list[str] | None, level: str | None
+    ) -> None:
+        sub = Subscriber(
+            targets,
+            level,
+            self.lab.config.daemon.subscriber_queue,
+            self.lab.visible_to(conn),
+        )
         self.bus.subscribers.add(sub)
         try:
             await conn.send(encode_reply({}, continues=True))
@@ -387,7 +457,6 @@ class Server:
                     tg.cancel_scope.cancel()
         finally:
             self.bus.subscribers.discard(sub)
-        raise anyio.EndOfStream
 
     @staticmethod
     async def _until_peer_leaves(conn: Connection, scope: anyio.CancelScope) -> None:
