@@ -35,7 +35,7 @@ type LogEntry (
 # Who may read a target (see it in List, Get it, Read it, see its entries in Logs and
 # History) is its read policy: by default whoever may switch it.
 # The targets the caller may read, as the daemon knows them (read back at start and at each
-# switch); refresh: ask the boards again first
+# switch; a state it does not know is read from the board); refresh: ask the boards again
 method List(refresh: ?bool) -> (targets: []Target)
 method Get(target: string, refresh: ?bool) -> (target: Target)
 # lease: the token of a lease held by another connection of the same user (see Acquire);
@@ -57,7 +57,7 @@ method History(targets: ?[]string, level: ?string, limit: ?int, since: ?string)
 
 # Take the target exclusively for this connection (renews the lease if already held). It
 # ends with the connection, on Release, or after timeout seconds. The token lets other
-# connections (e.g. child processes) act under this lease.
+# connections of the same user (e.g. child processes) act under this lease.
 method Acquire(target: string, name: ?string, timeout: ?float) -> (target: Target, token: string)
 # force: break the lease whoever holds it (root and daemon.admin_groups only; logged)
 method Release(target: string, token: ?string, force: ?bool) -> (target: Target)

@@ -4,17 +4,19 @@ What the daemon knows of a target (state, verified, since) lives here. Switching
 state back wherever the board can tell; where it cannot, the state is what was commanded and
 ``verified`` is false. Nothing here switches a relay except On, Off and Cycle.
 
-Get and List answer from what the daemon knows (read back at start, at every switch) and
-ask the board again only when the caller says ``refresh``; reads of one board asked for at
-once are shared (:mod:`labpower.daemon.shared`), and a board serves a switch before any
-read still waiting (:class:`labpower.backends.Device`): reading never starves switching.
+Get and List answer from what the daemon knows (read back at start, at every switch) and ask
+the board again only when the caller says ``refresh``, or for a target whose state the
+daemon does not know (``unknown``: a switch failed, the board never answered); reads of one
+board asked for at once are shared (:mod:`labpower.daemon.shared`), and a board serves a
+switch before any read still waiting (:class:`labpower.backends.Device`): reading never
+starves switching.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,18 +186,21 @@ class Lab:
     ) -> list[dict[str, Any]]:
         """The targets ``visible`` lets through (all by default), as the daemon knows them
         or, with ``refresh``, as boards that can report their state say now."""
-        if refresh:
-            await self.refresh()
+        await self.refresh(None if refresh else self._unknown_boards())
         return [
             t.to_wire(self.leases)
             for t in self.targets.values()
             if visible is None or visible(t.name)
         ]
 
-    async def refresh(self) -> None:
-        """Read back every board that can report its state, all boards at once."""
+    def _unknown_boards(self) -> Iterable[Device]:
+        return {t.device: None for t in self.targets.values() if t.state == "unknown"}.keys()
+
+    async def refresh(self, devices: Iterable[Device] | None = None) -> None:
+        """Read back every board (or those of ``devices``) that can report its state, all
+        boards at once."""
         async with anyio.create_task_group() as tg:
-            for device in self.devices.values():
+            for device in self.devices.values() if devices is None else devices:
                 if device.readback:
                     tg.start_soon(self.refresh_device, device)
 
@@ -218,9 +223,10 @@ class Lab:
             self._observed(t)
 
     async def get(self, name: str, refresh: bool = False) -> dict[str, Any]:
-        """The target as the daemon knows it or, with ``refresh``, as its board says now."""
+        """The target as the daemon knows it or, with ``refresh`` (or where it does not know
+        its state), as its board says now."""
         t = self.target(name)
-        if refresh and t.device.readback:
+        if (refresh or t.state == "unknown") and t.device.readback:
             channel = t.config.channel
             try:
                 state = await self._shared.run(
