@@ -10,6 +10,8 @@ import io
 import os
 import selectors
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -405,3 +407,35 @@ def test_an_admin_breaks_a_stuck_lease_and_it_is_logged(
     broken = [line for line in daemon.stderr().splitlines() if "broken by" in line]
     assert len(broken) == 1, daemon.stderr()
     assert f"lease of uid {BOB} (pid {bob_pid}) for stuck job broken by uid {ALICE}" in broken[0]
+
+
+def test_the_command_line_refreshes_and_unlocks(
+    open_daemon: Callable[[dict[str, Any]], DaemonProcess],
+) -> None:
+    daemon = open_daemon(LEASE_CONFIG)
+
+    def labpower(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "labpower.client.cli", "--socket", daemon.socket_path, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert labpower("on", "open").returncode == 0
+    done = labpower("status", "--refresh", "open")
+    assert (done.returncode, done.stdout.strip()) == (0, "open: on (verified)"), done.stderr
+    # a script under `labpower lock` gives the lease back early with the token it inherited
+    done = labpower(
+        "lock", "open", "--", sys.executable, "-m", "labpower.client.cli", "unlock", "open"
+    )
+    assert done.returncode == 0, done.stderr
+    with daemon.client() as root:
+        assert root.get("open").lease is None
+        root.acquire("open", name="held")
+        done = labpower("unlock", "open")  # not ours, no token: refused, named
+        assert done.returncode == 1
+        assert "held" in done.stderr
+        assert labpower("unlock", "--force", "open").returncode == 0
+        assert root.get("open").lease is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -31,6 +32,26 @@ CONFIG: dict[str, Any] = {
 NOBODY = 65534
 NASTY_LEASE = "job\ninfo: dut1: on by uid 0 pid 1: off -> on\0\x1b[31m"
 PR_SET_NAME = 15
+#: Lease names fuzzed per run: pieces that break lines, hide text or drive a terminal, mixed
+#: with any other characters (no lone surrogates: JSON text cannot carry them raw).
+FUZZED = 150
+_PIECES = ["\n", "\r", "\0", "\x1b[2J", "\x7f", "\x85", "\u2028", "\u202e", "\t", "\\", "%s"]
+
+
+def fuzzed_names(seed: int) -> list[str]:
+    rng = random.Random(seed)
+
+    def char() -> str:
+        code = rng.choice((rng.randrange(0x20, 0x7F), rng.randrange(0, 0x2030)))
+        return chr(code if not 0xD800 <= code < 0xE000 else 0x41)
+
+    return [
+        "".join(
+            rng.choice(_PIECES) if rng.random() < 0.4 else char()
+            for _ in range(rng.randrange(1, 24))
+        )
+        for _ in range(FUZZED)
+    ]
 
 
 def forge(uid: int, comm: str, marker: str) -> None:
@@ -98,8 +119,11 @@ def main(workdir: Path) -> dict[str, Any]:
         comm = Path(f"/proc/{proc.pid}/comm").read_text().strip()
         with proc.client(timeout=10) as lab:
             lab.on("dut1")
-            with lab.lease("dut1", name=NASTY_LEASE):
-                pass
+            names = [NASTY_LEASE, *fuzzed_names(len(runs))]
+            for name in names:
+                with lab.lease("dut1", name=name):
+                    pass
+            out[f"lease-names-{run}"] = names
             for uid, name in ((NOBODY, comm), (NOBODY, "labpowerd"), (0, "forger")):
                 marker = f"FORGED-{run}-{uid}-{name}"
                 forge(uid, name, marker)
