@@ -30,7 +30,7 @@ from labpower.backends import (
     NotSupportedError,
 )
 from labpower.client.escape import escape
-from labpower.daemon.access import Leases, readable
+from labpower.daemon.access import Leases, check_readable, readable
 from labpower.daemon.api import ApiError
 from labpower.daemon.config import Config, TargetConfig
 from labpower.daemon.connection import Connection
@@ -165,6 +165,12 @@ class Lab:
 
     def readable(self, target: TargetConfig, conn: Connection) -> bool:
         return readable(target, conn, self.read_policy(target))
+
+    def check_readable(self, name: str, conn: Connection, op: str) -> None:
+        """:raises ApiError: TargetNotFound; PermissionDenied (logged) when ``conn`` may not
+        read the target."""
+        t = self.target(name).config
+        check_readable(t, conn, self.read_policy(t), op)
 
     def visible_to(self, conn: Connection) -> Callable[[str | None], bool] | None:
         """Which targets' log entries ``conn`` may see (entries of no target: all); None

@@ -27,7 +27,7 @@ from labpower.client.wire import (
     encode,
     encode_reply,
 )
-from labpower.daemon.access import check_allowed, check_readable, is_admin, refuse
+from labpower.daemon.access import check_allowed, is_admin, refuse
 from labpower.daemon.api import ApiError
 from labpower.daemon.connection import Connection, accept
 from labpower.daemon.history import HistorySource, MemoryHistory, parse_since
@@ -299,8 +299,7 @@ class Server:
     async def _get(self, call: Call, conn: Connection) -> dict[str, Any]:
         p = Params(call.parameters, ("target", "refresh"))
         name = p.string("target")
-        target = self.lab.target(name)
-        check_readable(target.config, conn, self.lab.read_policy(target.config), "get")
+        self.lab.check_readable(name, conn, "get")
         return {"target": await self.lab.get(name, p.flag("refresh"))}
 
     async def _power(
@@ -382,8 +381,7 @@ class Server:
         name = p.string("target")
         interval = p.number("interval", 0.001, 86400.0)
         count = p.integer("count", 1, 2**31)
-        target = self.lab.target(name)
-        check_readable(target.config, conn, self.lab.read_policy(target.config), "read")
+        self.lab.check_readable(name, conn, "read")
         if not call.more:
             return {"reading": await self.lab.read(name)}
         with self._stream(conn):
