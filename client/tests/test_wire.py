@@ -197,6 +197,29 @@ def test_buffer_stays_bounded_when_fed_in_pieces() -> None:
     assert d.pending == 0
 
 
+def test_work_is_linear_in_the_bytes_received() -> None:
+    # A 1 MiB message in 256-byte pieces: the decoder searches each byte for the NUL once,
+    # not the whole buffer again per piece (4,096 pieces would be 2 GiB of scanning).
+    big = encode(Reply({"blob": "x" * (MAX_MESSAGE_SIZE - 64)}))
+    tail = encode(Reply({"n": 1}))
+    data = big + tail
+    d = Decoder()
+    messages: list[dict[str, Any]] = []
+    for i in range(0, len(data), 256):
+        messages.extend(d.feed(data[i : i + 256]))
+    assert [len(m["parameters"].get("blob", "")) for m in messages] == [MAX_MESSAGE_SIZE - 64, 0]
+    assert d.scanned == len(data)
+    assert d.pending == 0
+
+
+def test_work_stays_linear_byte_by_byte() -> None:
+    d = Decoder()
+    data = encode(Reply({"blob": "y" * 5000})) * 3
+    for i in range(len(data)):
+        d.feed(data[i : i + 1])
+    assert d.scanned == len(data)
+
+
 def test_size_limit_applies_to_each_message_not_the_chunk() -> None:
     d = Decoder(max_size=64)
     chunk = b"".join(_body(60) + b"\0" for _ in range(10))

@@ -1,15 +1,25 @@
-"""What the sync and async clients share: socket address, calls, reply parsing, log emission."""
+"""What the sync and async clients share: socket address, every operation's request and
+result (:class:`Op`), log emission, and what a broken connection's error says.
+
+Each operation of the client API is built here once, as an :class:`Op`: the call to send and
+how to turn its reply's parameters into the result. :class:`~labpower.client.sync.Client`
+and :class:`~labpower.client.aio.AsyncClient` only do the I/O.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from labpower.client.errors import INTERFACE, error_from_reply
+from labpower.client.errors import INTERFACE, LabpowerError, LocalProtocolError, error_from_reply
+from labpower.client.transport import Address
 from labpower.client.types import LEVELS, LogEntry, Reading, Target
 from labpower.client.wire import Call, RemoteProtocolError, Reply
+
+T = TypeVar("T")
 
 DEFAULT_SOCKET = "/run/labpower/labpower.sock"
 #: Lease tokens handed to a child process: "target=token,target=token"
@@ -150,3 +160,143 @@ def log_entry_of(reply: Reply) -> LogEntry | None:
     params = check(reply)
     entry = params.get("entry")
     return None if entry is None else LogEntry.from_wire(entry)
+
+
+# -- the operations
+
+
+@dataclass(frozen=True, slots=True)
+class Op(Generic[T]):
+    """One operation: the call to send, and how each reply's parameters become its result.
+
+    ``log_seq`` marks a switching call: inside a log stream, the client returns its result
+    only after the entries up to the reply's ``log_seq`` were emitted.
+    """
+
+    call: Call
+    parse: Callable[[Mapping[str, Any]], T]
+    switching: bool = False
+
+
+def _target(params: Mapping[str, Any]) -> Target:
+    return Target.from_wire(params.get("target"))
+
+
+def list_op() -> Op[list[Target]]:
+    return Op(power_call("List"), targets_result)
+
+
+def get_op(target: str) -> Op[Target]:
+    return Op(power_call("Get", {"target": target}), _target)
+
+
+def switch_op(
+    tokens: Mapping[str, str], member: str, target: str, delay: float | None = None
+) -> Op[tuple[Target, int]]:
+    """On, Off or Cycle, with the lease token this client holds for the target (if any)."""
+    params: dict[str, Any] = {"target": target}
+    if delay is not None:
+        params["delay"] = delay
+    token = tokens.get(target)
+    if token is not None:
+        params["lease"] = token
+    return Op(power_call(member, params), op_result, switching=True)
+
+
+def read_op(target: str, count: int | None, interval: float | None) -> Op[Reading]:
+    """One reading per reply; a call with "more" unless just one reading is asked for.
+
+    :raises ValueError: ``count`` is below 1.
+    """
+    params = read_parameters(target, count, interval)
+    return Op(power_call("Read", params, more=count != 1), reading_result)
+
+
+def acquire_op(
+    tokens: dict[str, str], target: str, name: str | None, timeout: float | None
+) -> Op[tuple[Target, str]]:
+    """Acquire; the token of the lease is kept in ``tokens`` once the daemon granted it."""
+
+    def parse(params: Mapping[str, Any]) -> tuple[Target, str]:
+        token = params.get("token")
+        if not isinstance(token, str):
+            raise RemoteProtocolError(f"Acquire reply without a string token: {dict(params)!r}")
+        tokens[target] = token
+        return _target(params), token
+
+    return Op(power_call("Acquire", acquire_parameters(target, name, timeout)), parse)
+
+
+def release_op(tokens: dict[str, str], target: str) -> Op[Target]:
+    """Release; the token leaves ``tokens`` now (the lease is given up whatever comes)."""
+    params: dict[str, Any] = {"target": target}
+    token = tokens.pop(target, None)
+    if token is not None:
+        params["token"] = token
+    return Op(power_call("Release", params), _target)
+
+
+def history_op(
+    targets: Iterable[str] | None, level: str | None, limit: int | None, since: str | None
+) -> Op[list[LogEntry]]:
+    """:raises ValueError: ``level`` is not a level name."""
+    params = filter_parameters(targets, level)
+    if limit is not None:
+        params["limit"] = limit
+    if since is not None:
+        params["since"] = since
+    return Op(power_call("History", params), entries_result)
+
+
+def _entry(params: Mapping[str, Any]) -> LogEntry | None:
+    entry = params.get("entry")
+    return None if entry is None else LogEntry.from_wire(entry)
+
+
+def logs_op(targets: Iterable[str] | None, level: str | None) -> Op[LogEntry | None]:
+    """A live log subscription: None for the first reply (the subscription is live), then
+    one entry per reply. :raises ValueError: ``level`` is not a level name."""
+    return Op(power_call("Logs", filter_parameters(targets, level), more=True), _entry)
+
+
+def check_subscribed(first: Reply) -> None:
+    """:raises LabpowerError: the first reply of a Logs subscription is not the empty one
+    that says the subscription is live."""
+    if log_entry_of(first) is not None or not first.continues:
+        raise LabpowerError("Logs subscription did not start with an empty reply")
+
+
+# -- errors of a connection
+
+
+def refuse_more(call: Call) -> None:
+    """``call()`` takes one reply: a call with "more" goes to ``stream()``.
+
+    :raises LocalProtocolError: it has "more" (nothing was sent).
+    """
+    if call.more:
+        raise LocalProtocolError(
+            f"{call.method} with 'more' has several replies: use stream(), not call()"
+        )
+
+
+def explain(exc: RemoteProtocolError, address: str, first: bool) -> RemoteProtocolError:
+    """The error to raise for a daemon's broken reply: what came in, and from where.
+
+    ``first``: nothing valid came on the connection before. Over ssh:// that means the bytes
+    were most likely printed by the remote login shell (a banner, a profile script), not by
+    the bridge.
+    """
+    text = exc.data.decode(errors="replace")
+    if first and exc.data and Address.parse(address).is_ssh:
+        printed = text.partition("{")[0] or text
+        return RemoteProtocolError(
+            f"labpowerd at {address}: the remote shell printed {printed!r} before the bridge "
+            "started (make the login quiet for non-interactive sessions, or restrict the "
+            'key to command="labpower bridge")',
+            exc.data,
+        )
+    came = f": {text!r}" if text else ""
+    return RemoteProtocolError(
+        f"labpowerd at {address} broke the varlink protocol: {exc.reason}{came}", exc.data
+    )

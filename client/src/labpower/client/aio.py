@@ -3,52 +3,69 @@
 from __future__ import annotations
 
 import os
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 from labpower.client import _protocol as p
-from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.errors import DaemonUnreachable, LabpowerError, RemoteProtocolError
+from labpower.client.handles import Handle
+from labpower.client.state import ClientConnection, State
 from labpower.client.sync import LOG_WAIT_SECONDS
 from labpower.client.transport import connect_async
 from labpower.client.types import LogEntry, Reading, Target
-from labpower.client.wire import Call, Decoder, Reply, encode
+from labpower.client.wire import Call, Reply
+
+T = TypeVar("T")
 
 
 class _AsyncConnection:
     def __init__(self, path: str, stream: ByteStream) -> None:
         self.path = path
         self.stream = stream
-        self._decoder = Decoder()
-        self._replies: deque[dict[str, Any]] = deque()
+        self.protocol = ClientConnection()
+        self._replied = False  # a valid reply came (a broken first one is explained)
 
     @classmethod
     async def open(cls, path: str) -> _AsyncConnection:
         return cls(path, await connect_async(path))
 
+    @property
+    def idle(self) -> bool:
+        return self.protocol.state is State.IDLE
+
     async def send(self, call: Call) -> None:
+        """:raises LocalProtocolError: not allowed now (nothing was sent).
+        :raises DaemonUnreachable: the daemon went away."""
+        data = self.protocol.send(call)
         try:
-            await self.stream.send(encode(call))
+            await self.stream.send(data)
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise DaemonUnreachable(self.path, f"send failed: {exc!r}") from exc
 
     async def receive(self) -> Reply:
-        replies = self._replies
-        while not replies:
-            try:
-                data = await self.stream.receive(262144)
-            except anyio.EndOfStream as exc:
-                raise DaemonUnreachable(self.path, "connection closed by the daemon") from exc
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                raise DaemonUnreachable(self.path, f"receive failed: {exc!r}") from exc
-            replies.extend(self._decoder.feed(data))
-        return Reply.from_wire(replies.popleft())
+        """:raises DaemonUnreachable: the daemon went away.
+        :raises RemoteProtocolError: it broke the protocol."""
+        protocol = self.protocol
+        try:
+            while (reply := protocol.next_reply()) is None:
+                try:
+                    data = await self.stream.receive(262144)
+                except anyio.EndOfStream as exc:
+                    raise DaemonUnreachable(self.path, "connection closed by the daemon") from exc
+                except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                    raise DaemonUnreachable(self.path, f"receive failed: {exc!r}") from exc
+                protocol.receive_data(data)
+        except RemoteProtocolError as exc:
+            raise p.explain(exc, self.path, not self._replied) from None
+        self._replied = True
+        return reply
 
     async def aclose(self) -> None:
+        self.protocol.close()
         await self.stream.aclose()
 
 
@@ -104,79 +121,95 @@ class AsyncClient:
 
     async def call(self, call: Call) -> dict[str, Any]:
         """Send one call and return its reply's parameters (see :meth:`Client.call`)."""
+        return dict(await self._run(call, p.check))
+
+    async def _run(self, call: Call, parse: Callable[[Reply], T]) -> T:
+        p.refuse_more(call)
         async with self._lock:
             conn = self._conn
+            if conn is not None and not conn.idle:
+                # a call cancelled while it waited left its reply on the way: that reply
+                # must not answer this call
+                self._conn = None
+                await conn.aclose()
+                conn = None
             if conn is None:
                 conn = self._conn = await _AsyncConnection.open(self.path)
             try:
                 with anyio.fail_after(self.timeout):
                     await conn.send(call)
                     if call.oneway:
-                        return {}
-                    reply = await conn.receive()
-            except (LabpowerError, TimeoutError) as exc:
+                        return parse(Reply())
+                    return parse(await conn.receive())
+            except (DaemonUnreachable, RemoteProtocolError, TimeoutError) as exc:
                 self._conn = None
                 await conn.aclose()
                 if isinstance(exc, TimeoutError):
                     raise DaemonUnreachable(self.path, "no reply in time") from exc
                 raise
-        return dict(p.check(reply))
 
     async def stream(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
         """Send a call with ``more`` on a connection of its own; yield each reply's parameters."""
+        more = Call(call.method, call.parameters, more=True)
+        async with aclosing(self._stream(more, dict)) as replies:
+            async for params in replies:
+                yield params
+
+    async def _stream(
+        self, call: Call, parse: Callable[[Mapping[str, Any]], T]
+    ) -> AsyncGenerator[T, None]:
         conn = await _AsyncConnection.open(self.path)
         try:
-            await conn.send(Call(call.method, call.parameters, more=True))
+            await conn.send(call)
             while True:
                 reply = await conn.receive()
-                yield dict(p.check(reply))
+                yield parse(p.check(reply))
                 if not reply.continues:
                     return
         finally:
             await conn.aclose()
 
-    async def _power(self, member: str, params: dict[str, Any]) -> Target:
-        token = self.lease_tokens.get(params["target"])
-        if token is not None:
-            params["lease"] = token
-        target, seq = p.op_result(await self.call(p.power_call(member, params)))
+    async def _op(self, op: p.Op[T]) -> T:
+        def parse(reply: Reply) -> T:
+            return op.parse(p.check(reply))
+
+        return await self._run(op.call, parse)
+
+    async def _switch(self, op: p.Op[tuple[Target, int]]) -> Target:
+        target, seq = await self._op(op)
         for stream in self._streams:
             await stream.wait_for(seq)
         return target
 
     async def targets(self) -> list[Target]:
-        return p.targets_result(await self.call(p.power_call("List")))
+        return await self._op(p.list_op())
 
     def target(self, name: str) -> AsyncTargetHandle:
         return AsyncTargetHandle(self, name)
 
     async def get(self, target: str) -> Target:
-        params = await self.call(p.power_call("Get", {"target": target}))
-        return Target.from_wire(params["target"])
+        return await self._op(p.get_op(target))
 
     async def on(self, target: str) -> Target:
-        return await self._power("On", {"target": target})
+        return await self._switch(p.switch_op(self.lease_tokens, "On", target))
 
     async def off(self, target: str) -> Target:
-        return await self._power("Off", {"target": target})
+        return await self._switch(p.switch_op(self.lease_tokens, "Off", target))
 
     async def cycle(self, target: str, delay: float | None = None) -> Target:
-        params: dict[str, Any] = {"target": target}
-        if delay is not None:
-            params["delay"] = delay
-        return await self._power("Cycle", params)
+        return await self._switch(p.switch_op(self.lease_tokens, "Cycle", target, delay))
 
     async def read(
         self, target: str, count: int | None = 1, interval: float | None = None
     ) -> AsyncGenerator[Reading, None]:
-        params = p.read_parameters(target, count, interval)
-        if count == 1:
-            yield p.reading_result(await self.call(p.power_call("Read", params)))
+        op = p.read_op(target, count, interval)
+        if not op.call.more:
+            yield await self._op(op)
             return
         # aclosing: an early break must close the stream's connection now, not at GC time
-        async with aclosing(self.stream(p.power_call("Read", params))) as replies:
-            async for reply in replies:
-                yield p.reading_result(reply)
+        async with aclosing(self._stream(op.call, op.parse)) as readings:
+            async for reading in readings:
+                yield reading
 
     async def acquire(
         self,
@@ -185,19 +218,10 @@ class AsyncClient:
         timeout: float | None = None,  # noqa: ASYNC109 - the lease's lifetime
     ) -> tuple[Target, str]:
         """See :meth:`Client.acquire`."""
-        params = await self.call(
-            p.power_call("Acquire", p.acquire_parameters(target, name, timeout))
-        )
-        token = params["token"]
-        self.lease_tokens[target] = token
-        return Target.from_wire(params["target"]), token
+        return await self._op(p.acquire_op(self.lease_tokens, target, name, timeout))
 
     async def release(self, target: str) -> Target:
-        params: dict[str, Any] = {"target": target}
-        token = self.lease_tokens.pop(target, None)
-        if token is not None:
-            params["token"] = token
-        return Target.from_wire((await self.call(p.power_call("Release", params)))["target"])
+        return await self._op(p.release_op(self.lease_tokens, target))
 
     @asynccontextmanager
     async def lease(
@@ -223,22 +247,16 @@ class AsyncClient:
         since: str | None = None,
     ) -> list[LogEntry]:
         """Past log entries, oldest first; ``since``: RFC 3339 time or a span like "1h"."""
-        params = p.filter_parameters(targets, level)
-        if limit is not None:
-            params["limit"] = limit
-        if since is not None:
-            params["since"] = since
-        return p.entries_result(await self.call(p.power_call("History", params)))
+        return await self._op(p.history_op(targets, level, limit, since))
 
     async def logs(
         self, targets: Iterable[str] | None = None, level: str | None = None
     ) -> AsyncGenerator[LogEntry, None]:
-        call = p.power_call("Logs", p.filter_parameters(targets, level))
-        async with aclosing(self.stream(call)) as replies:
-            async for params in replies:
-                entry = params.get("entry")
+        op = p.logs_op(targets, level)
+        async with aclosing(self._stream(op.call, op.parse)) as entries:
+            async for entry in entries:
                 if entry is not None:
-                    yield LogEntry.from_wire(entry)
+                    yield entry
 
     @asynccontextmanager
     async def log_stream(
@@ -250,11 +268,9 @@ class AsyncClient:
         stream = AsyncLogStream(p.EntryFilter(targets, level))
         conn = await _AsyncConnection.open(self.path)
         try:
-            await conn.send(p.power_call("Logs", more=True))
+            await conn.send(p.logs_op(None, None).call)
             with anyio.fail_after(self.timeout):
-                first = await conn.receive()
-            if p.log_entry_of(first) is not None or not first.continues:
-                raise LabpowerError("Logs subscription did not start with an empty reply")
+                p.check_subscribed(await conn.receive())
             scope = anyio.CancelScope()
             self._tg.start_soon(stream.run, conn, scope)
             self._streams.append(stream)
@@ -267,33 +283,12 @@ class AsyncClient:
             await conn.aclose()
 
 
-class AsyncTargetHandle:
-    def __init__(self, client: AsyncClient, name: str) -> None:
-        self.client = client
-        self.name = name
+class AsyncTargetHandle(
+    Handle[Coroutine[Any, Any, Target], AsyncIterator[Reading], AbstractAsyncContextManager[Target]]
+):
+    """One target of an :class:`AsyncClient`; every method is awaited."""
 
-    def __repr__(self) -> str:
-        return f"<AsyncTargetHandle {self.name!r} at {self.client.path}>"
-
-    async def on(self) -> Target:
-        return await self.client.on(self.name)
-
-    async def off(self) -> Target:
-        return await self.client.off(self.name)
-
-    async def cycle(self, delay: float | None = None) -> Target:
-        return await self.client.cycle(self.name, delay)
-
-    async def state(self) -> Target:
-        return await self.client.get(self.name)
-
-    def lease(
-        self, name: str | None = None, timeout: float | None = None
-    ) -> AbstractAsyncContextManager[Target]:
-        return self.client.lease(self.name, name, timeout)
-
-    def read(self, count: int | None = 1, interval: float | None = None) -> AsyncIterator[Reading]:
-        return self.client.read(self.name, count, interval)
+    __slots__ = ()
 
 
 class AsyncLogStream:

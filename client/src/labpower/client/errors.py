@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from labpower.client.wire import LocalProtocolError, ProtocolError, RemoteProtocolError
-
 INTERFACE = "io.labpower.Power"
 
 __all__ = [
@@ -36,6 +34,25 @@ __all__ = [
 
 class LabpowerError(Exception):
     """Root of every error the labpower client raises."""
+
+
+class ProtocolError(LabpowerError):
+    """A varlink message, or the order of messages, broke the protocol."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something that is not valid varlink: the connection is closed (a client
+    reconnects on its next call). ``data`` holds the start of what came in, when known."""
+
+    def __init__(self, reason: str, data: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.data = data
+
+
+class LocalProtocolError(ProtocolError):
+    """This side tried to send something that is not valid varlink, or a call that the
+    connection's state does not allow (nothing was sent)."""
 
 
 class DaemonUnreachable(LabpowerError, ConnectionError):

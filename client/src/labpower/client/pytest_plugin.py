@@ -152,9 +152,9 @@ class PytestClient(Client):
         self.test_entries.names.add(name)
         return super().target(name)
 
-    def _power(self, member: str, params: dict[str, Any]) -> Target:
-        self.test_entries.names.add(params["target"])
-        return super()._power(member, params)
+    def _switch(self, op: p.Op[tuple[Target, int]]) -> Target:
+        self.test_entries.names.add(op.call.parameters["target"])
+        return super()._switch(op)
 
     def acquire(
         self, target: str, name: str | None = None, timeout: float | None = None

@@ -1,46 +1,35 @@
-"""The blocking client: plain sockets, no event loop, no thread per call."""
+"""The blocking client: plain sockets, no event loop, no thread per call.
+
+Every request and result is built in ``_protocol`` (shared with the async client) and every
+transition of the conversation is checked by ``state.ClientConnection``: this module only
+moves bytes.
+"""
 
 from __future__ import annotations
 
 import os
-import select
 import socket
 import threading
-import time
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from labpower.client import _protocol as p
-from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.errors import DaemonUnreachable, RemoteProtocolError
+from labpower.client.handles import Handle
+from labpower.client.state import ClientConnection, State
+from labpower.client.timing import BUSY_WAIT, ReplyPoller
 from labpower.client.transport import Channel, connect
 from labpower.client.types import LogEntry, Reading, Target
-from labpower.client.wire import Call, Decoder, Reply, encode
+from labpower.client.wire import Call, Reply
 
-#: Default of ``Client(busy_wait=...)``, seconds: the longest a call polls for its reply.
-BUSY_WAIT = 400e-6
-#: How long before a reply is due (by what the same call took lately) polling starts: a
-#: process sleeping in select() wakes up to about a quarter of a millisecond late on a VM.
-POLL_EARLY = 250e-6
+__all__ = ["BUSY_WAIT", "LOG_WAIT_SECONDS", "Client", "LogStream", "TargetHandle"]
+
 #: How long a call inside ``log_stream()`` waits for its own log entries at most.
 LOG_WAIT_SECONDS = 10.0
-#: select() takes descriptors below this only.
-_FD_SETSIZE = 1024
-#: The most kinds of call (method and target) whose durations a connection remembers.
-_MAX_KINDS = 4096
 
-
-class _Timing:
-    """What one kind of call (method and target) took lately, for :class:`_Connection`."""
-
-    __slots__ = ("backoff", "skip", "took")
-
-    def __init__(self) -> None:
-        self.took = 0.0  # 0: not known yet
-        self.skip = 0  # calls left before the next poll
-        self.backoff = 1
+T = TypeVar("T")
 
 
 class _Connection:
@@ -48,103 +37,67 @@ class _Connection:
 
     def __init__(self, path: str, timeout: float | None, busy_wait: float = 0.0) -> None:
         self.path = path
-        self._decoder = Decoder()
-        self._replies: deque[dict[str, Any]] = deque()
+        self.protocol = ClientConnection()
+        self._replied = False  # a valid reply came (a broken first one is explained)
         self.sock: Channel = connect(path, timeout)
         # Polling needs a socket whose fd is non-blocking: a socket with a timeout is
         # (Python polls it), a blocking one (timeout None) would block in os.read.
-        self._fd = -1
+        self.poller: ReplyPoller | None = None
         if busy_wait > 0 and isinstance(self.sock, socket.socket) and timeout is not None:
-            self._fd = self.sock.fileno()
-        self._spin = busy_wait if self._fd >= 0 else 0.0
-        self._timings: dict[tuple[str, Any], _Timing] = {}
-        self._timing: _Timing | None = None  # of the call waiting for its reply
-        self._sent = 0.0
+            self.poller = ReplyPoller(self.sock.fileno(), busy_wait)
+
+    @property
+    def idle(self) -> bool:
+        """No call waits for replies: the connection can take the next call."""
+        return self.protocol.state is State.IDLE
 
     def send(self, call: Call) -> None:
-        if self._spin:
-            key = (call.method, call.parameters.get("target"))
-            timing = self._timings.get(key)
-            if timing is None:
-                if len(self._timings) >= _MAX_KINDS:
-                    self._timings.clear()
-                timing = self._timings[key] = _Timing()
-            self._timing = None if call.oneway or call.more else timing
+        """:raises LocalProtocolError: the call is not allowed now (nothing was sent).
+        :raises DaemonUnreachable: the daemon went away."""
+        data = self.protocol.send(call)
         try:
-            self.sock.sendall(encode(call))
+            self.sock.sendall(data)
         except OSError as exc:
             raise DaemonUnreachable(self.path, f"send failed: {exc}") from exc
-        self._sent = time.perf_counter()
+        if self.poller is not None:
+            self.poller.sent(
+                call.method, call.parameters.get("target"), not (call.oneway or call.more)
+            )
 
     def receive(self) -> Reply:
-        """The next reply. :raises DaemonUnreachable: the daemon closed or timed out."""
-        replies = self._replies
-        timing, self._timing = self._timing, None
-        if not replies and timing is not None:
-            data = self._poll(timing)
-            if data:
-                replies.extend(self._decoder.feed(data))
-        while not replies:
-            try:
-                data = self.sock.recv(262144)
-            except TimeoutError as exc:
-                raise DaemonUnreachable(self.path, "no reply in time") from exc
-            except OSError as exc:
-                raise DaemonUnreachable(self.path, f"receive failed: {exc}") from exc
-            if not data:
-                raise DaemonUnreachable(self.path, "connection closed by the daemon")
-            replies.extend(self._decoder.feed(data))
-        if timing is not None:
-            took = time.perf_counter() - self._sent
-            # down at once, up by an eighth: the window follows the fast replies
-            known = timing.took
-            timing.took = took if took < known or not known else known + (took - known) / 8
-        return Reply.from_wire(replies.popleft())
+        """The next reply.
 
-    def _poll(self, timing: _Timing) -> bytes | None:
-        """Poll for the reply around the moment it is due, for up to ``busy_wait`` seconds,
-        before sleeping in recv() until it comes.
-
-        A process that sleeps until the kernel wakes it for the reply pays for the wake-up
-        (on a virtual machine, tens of microseconds up to a quarter of a millisecond, and
-        the daemon's send() pays as much again). So a call learns what calls of its kind
-        (method and target) took lately: a fast one (the daemon idle, the board fast) polls
-        from the start; a slow one (a serial board's wire time) sleeps until
-        :data:`POLL_EARLY` before its reply is due, then polls. A reply that comes earlier
-        ends the sleep at once. Polling gives the CPU away between two looks. After a
-        miss, polling is skipped for the next 1, 2, 4 ... up to 1024 calls of the kind, so
-        that calls whose time varies burn no CPU that the daemon may need.
+        :raises DaemonUnreachable: the daemon closed the connection, or timed out.
+        :raises RemoteProtocolError: it broke the protocol (what came in is in the message).
         """
-        if timing.skip:
-            timing.skip -= 1
-            return None
-        fd = self._fd
-        start = self._sent + timing.took - POLL_EARLY
-        sleep = start - time.perf_counter()
-        if sleep > 0:
-            if fd < _FD_SETSIZE:
-                select.select((fd,), (), (), sleep)
-            elif sleep >= 1e-3:
-                poller = select.poll()
-                poller.register(fd, select.POLLIN)
-                poller.poll(int(sleep * 1e3))  # whole milliseconds, rounded down
-        deadline = time.perf_counter() + self._spin
-        while True:
-            try:
-                data = os.read(fd, 262144)
-            except BlockingIOError:
-                if time.perf_counter() < deadline:
-                    os.sched_yield()
-                    continue
-                timing.skip = timing.backoff
-                timing.backoff = min(timing.backoff * 2, 1024)
-                return None
-            except OSError:
-                return None  # the blocking receive reports it
-            timing.backoff = 1
-            return data
+        protocol = self.protocol
+        try:
+            reply = protocol.next_reply()
+            if reply is None and self.poller is not None:
+                data = self.poller.poll()
+                if data:
+                    protocol.receive_data(data)
+                    reply = protocol.next_reply()
+            while reply is None:
+                try:
+                    data = self.sock.recv(262144)
+                except TimeoutError as exc:
+                    raise DaemonUnreachable(self.path, "no reply in time") from exc
+                except OSError as exc:
+                    raise DaemonUnreachable(self.path, f"receive failed: {exc}") from exc
+                if not data:
+                    raise DaemonUnreachable(self.path, "connection closed by the daemon")
+                protocol.receive_data(data)
+                reply = protocol.next_reply()
+        except RemoteProtocolError as exc:
+            raise p.explain(exc, self.path, not self._replied) from None
+        self._replied = True
+        if self.poller is not None:
+            self.poller.received()
+        return reply
 
     def close(self) -> None:
+        self.protocol.close()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -157,14 +110,14 @@ class Client:
 
     ``socket`` defaults to $LABPOWER_SOCKET, else /run/labpower/labpower.sock; it may be
     ``ssh://[user@]host[:port][/path]`` for a daemon on another host (see transport.py). The
-    connection opens on first use and reopens on the next call after the daemon went away (the
-    failed call raises :class:`DaemonUnreachable`). Safe to share between threads: calls are
-    serialised.
+    connection opens on first use and reopens on the next call after it failed (the daemon
+    went away, or broke the protocol: the failed call raises :class:`DaemonUnreachable` or
+    :class:`RemoteProtocolError`). Safe to share between threads: calls are serialised.
 
     ``timeout``: how long to wait for a reply. ``busy_wait``: how long to poll for a reply
-    before sleeping until it comes (seconds; 0 never polls): a fast reply is then read
-    without the process sleeping and being woken, at the price of up to that much CPU per
-    call. Polling backs off by itself while replies take longer than that.
+    before sleeping until it comes (seconds; 0, the default, never polls): a fast reply is
+    then read without the process sleeping and being woken, at the price of up to that much
+    CPU per call (see :mod:`labpower.client.timing`).
     """
 
     def __init__(
@@ -217,77 +170,92 @@ class Client:
 
         :raises VarlinkError: (a subclass of) the daemon's error reply.
         :raises DaemonUnreachable: no daemon, or it went away.
+        :raises RemoteProtocolError: the daemon broke the protocol (the next call reconnects).
+        :raises LocalProtocolError: the call has "more" (use :meth:`stream`), or cannot be
+            encoded; nothing was sent.
         """
+        return dict(self._run(call, p.check))
+
+    def _run(self, call: Call, parse: Callable[[Reply], T]) -> T:
+        """One call, one reply, parsed; a connection that failed is dropped (the next call
+        opens a new one)."""
+        p.refuse_more(call)
         with self._lock:
             conn = self._conn
+            if conn is not None and not conn.idle:
+                # a call interrupted while it waited (Ctrl-C) left its reply on the way:
+                # that reply must not answer this call
+                conn.close()
+                conn = None
             if conn is None:
                 conn = self._conn = _Connection(self.path, self.timeout, self.busy_wait)
             try:
                 conn.send(call)
                 if call.oneway:
-                    return {}
-                reply = conn.receive()
-            except LabpowerError:
+                    return parse(Reply())
+                return parse(conn.receive())
+            except (DaemonUnreachable, RemoteProtocolError):
                 conn.close()
                 self._conn = None
                 raise
-        return dict(p.check(reply))
 
     def stream(self, call: Call) -> Iterator[dict[str, Any]]:
         """Send a call with ``more`` on a connection of its own; yield each reply's parameters.
         Closing the iterator closes that connection."""
+        yield from self._stream(Call(call.method, call.parameters, more=True), dict)
+
+    def _stream(self, call: Call, parse: Callable[[Mapping[str, Any]], T]) -> Iterator[T]:
         conn = self._open()
         try:
-            conn.send(Call(call.method, call.parameters, more=True))
+            conn.send(call)
             while True:
                 reply = conn.receive()
-                yield dict(p.check(reply))
+                yield parse(p.check(reply))
                 if not reply.continues:
                     return
         finally:
             conn.close()
 
-    def _power(self, member: str, params: dict[str, Any]) -> Target:
-        token = self.lease_tokens.get(params["target"])
-        if token is not None:
-            params["lease"] = token
-        target, seq = p.op_result(self.call(p.power_call(member, params)))
+    def _op(self, op: p.Op[T]) -> T:
+        def parse(reply: Reply) -> T:
+            return op.parse(p.check(reply))
+
+        return self._run(op.call, parse)
+
+    def _switch(self, op: p.Op[tuple[Target, int]]) -> Target:
+        target, seq = self._op(op)
         for stream in self._streams:
             stream.wait_for(seq)
         return target
 
     # -- the power interface
     def targets(self) -> list[Target]:
-        return p.targets_result(self.call(p.power_call("List")))
+        return self._op(p.list_op())
 
     def target(self, name: str) -> TargetHandle:
         return TargetHandle(self, name)
 
     def get(self, target: str) -> Target:
-        return Target.from_wire(self.call(p.power_call("Get", {"target": target}))["target"])
+        return self._op(p.get_op(target))
 
     def on(self, target: str) -> Target:
-        return self._power("On", {"target": target})
+        return self._switch(p.switch_op(self.lease_tokens, "On", target))
 
     def off(self, target: str) -> Target:
-        return self._power("Off", {"target": target})
+        return self._switch(p.switch_op(self.lease_tokens, "Off", target))
 
     def cycle(self, target: str, delay: float | None = None) -> Target:
-        params: dict[str, Any] = {"target": target}
-        if delay is not None:
-            params["delay"] = delay
-        return self._power("Cycle", params)
+        return self._switch(p.switch_op(self.lease_tokens, "Cycle", target, delay))
 
     def read(
         self, target: str, count: int | None = 1, interval: float | None = None
     ) -> Iterator[Reading]:
         """Yield ``count`` readings (forever if None), ``interval`` seconds apart."""
-        params = p.read_parameters(target, count, interval)
-        if count == 1:
-            yield p.reading_result(self.call(p.power_call("Read", params)))
-            return
-        for reply in self.stream(p.power_call("Read", params)):
-            yield p.reading_result(reply)
+        op = p.read_op(target, count, interval)
+        if op.call.more:
+            yield from self._stream(op.call, op.parse)
+        else:
+            yield self._op(op)
 
     def acquire(
         self, target: str, name: str | None = None, timeout: float | None = None
@@ -296,18 +264,11 @@ class Client:
 
         :raises Locked: somebody else holds it.
         """
-        params = self.call(p.power_call("Acquire", p.acquire_parameters(target, name, timeout)))
-        token = params["token"]
-        self.lease_tokens[target] = token
-        return Target.from_wire(params["target"]), token
+        return self._op(p.acquire_op(self.lease_tokens, target, name, timeout))
 
     def release(self, target: str) -> Target:
         """Give the target's lease back."""
-        params: dict[str, Any] = {"target": target}
-        token = self.lease_tokens.pop(target, None)
-        if token is not None:
-            params["token"] = token
-        return Target.from_wire(self.call(p.power_call("Release", params))["target"])
+        return self._op(p.release_op(self.lease_tokens, target))
 
     @contextmanager
     def lease(
@@ -332,21 +293,16 @@ class Client:
     ) -> list[LogEntry]:
         """Past log entries, oldest first (from the journal where the daemon logs there, so
         across daemon restarts); ``since``: an RFC 3339 time or a span back like "1h"."""
-        params = p.filter_parameters(targets, level)
-        if limit is not None:
-            params["limit"] = limit
-        if since is not None:
-            params["since"] = since
-        return p.entries_result(self.call(p.power_call("History", params)))
+        return self._op(p.history_op(targets, level, limit, since))
 
     def logs(
         self, targets: Iterable[str] | None = None, level: str | None = None
     ) -> Iterator[LogEntry]:
         """Follow the daemon's log live (filtered by the daemon) until the iterator closes."""
-        for params in self.stream(p.power_call("Logs", p.filter_parameters(targets, level))):
-            entry = params.get("entry")
+        op = p.logs_op(targets, level)
+        for entry in self._stream(op.call, op.parse):
             if entry is not None:
-                yield LogEntry.from_wire(entry)
+                yield entry
 
     def log_stream(
         self, targets: Iterable[str] | None = None, level: str | None = None
@@ -359,36 +315,10 @@ class Client:
         return LogStream(self, targets, level)
 
 
-class TargetHandle:
+class TargetHandle(Handle[Target, Iterator[Reading], AbstractContextManager[Target]]):
     """One target of a :class:`Client`; every method is one call to the daemon."""
 
-    def __init__(self, client: Client, name: str) -> None:
-        self.client = client
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<TargetHandle {self.name!r} at {self.client.path}>"
-
-    def on(self) -> Target:
-        return self.client.on(self.name)
-
-    def off(self) -> Target:
-        return self.client.off(self.name)
-
-    def cycle(self, delay: float | None = None) -> Target:
-        return self.client.cycle(self.name, delay)
-
-    def state(self) -> Target:
-        return self.client.get(self.name)
-
-    def lease(
-        self, name: str | None = None, timeout: float | None = None
-    ) -> AbstractContextManager[Target]:
-        """``with dut.lease(): ...`` holds the target exclusively for the block."""
-        return self.client.lease(self.name, name, timeout)
-
-    def read(self, count: int | None = 1, interval: float | None = None) -> Iterator[Reading]:
-        return self.client.read(self.name, count, interval)
+    __slots__ = ()
 
 
 class LogStream:
@@ -406,13 +336,14 @@ class LogStream:
 
     def __enter__(self) -> LogStream:
         conn = self.client._open(timeout=None)
-        conn.sock.settimeout(self.client.timeout)
-        conn.send(p.power_call("Logs", more=True))
-        first = conn.receive()  # no entry: the subscription is live from here on
-        if p.log_entry_of(first) is not None or not first.continues:
+        try:
+            conn.sock.settimeout(self.client.timeout)
+            conn.send(p.logs_op(None, None).call)
+            p.check_subscribed(conn.receive())  # the subscription is live from here on
+            conn.sock.settimeout(None)
+        except BaseException:
             conn.close()
-            raise LabpowerError("Logs subscription did not start with an empty reply")
-        conn.sock.settimeout(None)
+            raise
         self._conn = conn
         self._thread = threading.Thread(target=self._run, name="labpower-log-stream", daemon=True)
         self._thread.start()

@@ -18,22 +18,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+# The protocol errors live with the client's other errors, so that they are LabpowerErrors.
+from labpower.client.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+
 #: Largest message either side accepts, NUL included. Bigger input is a protocol error.
 MAX_MESSAGE_SIZE = 1024 * 1024
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-class ProtocolError(Exception):
-    """A varlink message broke the protocol."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent something that is not valid varlink; close the connection."""
-
-
-class LocalProtocolError(ProtocolError):
-    """This side tried to send something that is not valid varlink."""
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "Call",
+    "Decoder",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Reply",
+    "encode",
+    "encode_reply",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,19 +178,28 @@ class Decoder:
     ``feed()`` returns the complete objects received so far. Input that is not a JSON object,
     or a message longer than ``max_size`` without its NUL, raises :class:`RemoteProtocolError`,
     and the decoder refuses any further input.
+
+    The work is linear in the bytes received, however the peer splits them: each byte is
+    searched for a NUL once (a partial message is kept as a list of chunks, not re-joined and
+    re-scanned on every chunk) and copied at most twice (into its message and out of it).
+    :attr:`scanned` counts the bytes searched, for those who want to check.
     """
 
-    __slots__ = ("_broken", "_buffer", "max_size")
+    __slots__ = ("_broken", "_chunks", "_pending", "max_size", "scanned")
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self.max_size = max_size
-        self._buffer = b""
+        #: the start of a message whose NUL has not come yet
+        self._chunks: list[bytes] = []
+        self._pending = 0
         self._broken: str | None = None
+        #: bytes searched for a NUL so far (each received byte once)
+        self.scanned = 0
 
     @property
     def pending(self) -> int:
         """Bytes received that do not form a whole message yet."""
-        return len(self._buffer)
+        return self._pending
 
     @property
     def broken(self) -> str | None:
@@ -199,40 +212,63 @@ class Decoder:
         Messages that arrived whole before a broken one are still returned; the error is
         then in :attr:`broken` and raised by the next ``feed()``.
 
-        :raises RemoteProtocolError: the peer broke the framing or sent invalid JSON.
+        :raises RemoteProtocolError: the peer broke the framing or sent invalid JSON; its
+            ``data`` holds the start of the offending input.
         """
         if self._broken is not None:
             raise RemoteProtocolError(f"connection already failed: {self._broken}")
-        buf = self._buffer + data if self._buffer else data
         messages: list[dict[str, Any]] = []
         start = 0
+        size = len(data)
         try:
-            while (end := buf.find(b"\0", start)) >= 0:
-                if end - start >= self.max_size:
-                    self._fail(f"message of {end - start} bytes exceeds {self.max_size}")
-                frame = buf[start:end]
-                try:
-                    obj = json.loads(frame)
-                except (ValueError, RecursionError) as exc:
-                    self._fail(f"invalid JSON: {exc}")
-                if (b"\\u" in frame or b"\xed" in frame) and not _is_unicode(obj):
-                    # "\ud800" (or its UTF-8 form, which json.loads lets through) is not text:
-                    # it cannot be encoded again (an echo of it in a reply or a log entry would
-                    # fail), so it is refused like any other invalid UTF-8
-                    self._fail("invalid JSON: a string holds a lone surrogate")
-                if not isinstance(obj, dict):
-                    self._fail(f"a message must be a JSON object, not {type(obj).__name__}")
-                messages.append(obj)
+            while (end := data.find(b"\0", start)) >= 0:
+                self.scanned += end + 1 - start
+                if self._chunks:
+                    self._chunks.append(data[start:end])
+                    frame = b"".join(self._chunks)
+                    self._chunks.clear()
+                    self._pending = 0
+                else:
+                    frame = data[start:end]
                 start = end + 1
-            self._buffer = buf[start:]
-            if len(self._buffer) >= self.max_size:
-                self._fail(f"message exceeds {self.max_size} bytes without a NUL terminator")
+                messages.append(self._parse(frame))
+            self.scanned += size - start
+            if start < size:
+                self._chunks.append(data[start:] if start else data)
+                self._pending += size - start
+                if self._pending >= self.max_size:
+                    head = self._chunks[0][:_QUOTED]
+                    self._fail(
+                        f"message exceeds {self.max_size} bytes without a NUL terminator", head
+                    )
         except RemoteProtocolError:
             if not messages:
                 raise
         return messages
 
-    def _fail(self, reason: str) -> NoReturn:
+    def _parse(self, frame: bytes) -> dict[str, Any]:
+        """One message. :raises RemoteProtocolError: it is not a JSON object."""
+        if len(frame) >= self.max_size:
+            self._fail(f"message of {len(frame)} bytes exceeds {self.max_size}", frame)
+        try:
+            obj = json.loads(frame)
+        except (ValueError, RecursionError) as exc:
+            self._fail(f"invalid JSON: {exc}", frame)
+        if (b"\\u" in frame or b"\xed" in frame) and not _is_unicode(obj):
+            # "\ud800" (or its UTF-8 form, which json.loads lets through) is not text: it
+            # cannot be encoded again (an echo of it in a reply or a log entry would fail),
+            # so it is refused like any other invalid UTF-8
+            self._fail("invalid JSON: a string holds a lone surrogate", frame)
+        if not isinstance(obj, dict):
+            self._fail(f"a message must be a JSON object, not {type(obj).__name__}", frame)
+        return obj
+
+    def _fail(self, reason: str, data: bytes) -> NoReturn:
         self._broken = reason
-        self._buffer = b""
-        raise RemoteProtocolError(reason)
+        self._chunks.clear()
+        self._pending = 0
+        raise RemoteProtocolError(reason, data[:_QUOTED])
+
+
+#: Bytes of an offending message that a RemoteProtocolError keeps, to say what came in.
+_QUOTED = 200

@@ -17,10 +17,10 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import anyio
+from labpower.client.state import ServerConnection
 from labpower.client.wire import (
     MAX_MESSAGE_SIZE,
     Call,
-    Decoder,
     LocalProtocolError,
     RemoteProtocolError,
     Reply,
@@ -207,17 +207,16 @@ class Server:
             sock.close()
             return
         self.connections += 1
-        decoder = Decoder()
+        # the state machine hands out calls one at a time, in order; whole calls that came
+        # before broken bytes are answered, then the connection ends
+        protocol = ServerConnection()
         try:
             while data := await conn.receive():
-                msgs = decoder.feed(data)
-                for i, msg in enumerate(msgs):
-                    conn.pipelined = (
-                        i + 1 < len(msgs) or decoder.pending > 0 or decoder.broken is not None
-                    )
-                    await self._dispatch(Call.from_wire(msg), conn)
-                if decoder.broken:  # whole calls before the broken bytes were answered
-                    raise RemoteProtocolError(decoder.broken)
+                protocol.receive_data(data)
+                while (call := protocol.next_call()) is not None:
+                    conn.pipelined = protocol.pipelined
+                    await self._dispatch(call, conn)
+                    protocol.end_call()
         except RemoteProtocolError as exc:
             log.debug("closing connection of pid %s: %s", conn.pid, exc)
         except _HANGUP:
