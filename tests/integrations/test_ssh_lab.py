@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from labpower.client import AsyncClient, Client, DaemonUnreachable, TargetNotFound
+from labpower.client import AsyncClient, Client, DaemonUnreachable, LabpowerError, TargetNotFound
 from labpower.client.lab import Lab
 from labpower.client.transport import Address
 from labpower.client.wire import Call, Decoder, encode
@@ -83,6 +83,25 @@ def test_ssh_failures_say_why(ssh_env: Sshd, tmp_path: Path) -> None:
     with pytest.raises(DaemonUnreachable, match="status 255"):
         refused.targets()
     refused.close()
+
+
+def test_a_login_banner_is_named_and_the_next_call_reconnects(
+    ssh_env: Sshd, start_daemon: StartDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host2 = start_daemon(HOST2)
+    banner = Path(host2.socket_path).parent / "banner-once"
+    # a login script that greets once: the first connection gets its text before the bridge
+    script = (
+        f'if [ ! -e {banner} ]; then : > {banner}; printf "Welcome to bench2\\n"; fi; exec "$@"'
+    )
+    monkeypatch.setenv("LABPOWER_REMOTE_COMMAND", f"sh -c '{script}' sh {' '.join(LABPOWER)}")
+    with Client(ssh_env.address(host2.socket_path), timeout=20) as lab:
+        with pytest.raises(LabpowerError) as info:
+            lab.targets()
+        assert "the remote shell printed 'Welcome to bench2\\n' before the bridge started" in str(
+            info.value
+        )
+        assert [t.name for t in lab.targets()] == ["dut7", "dut8"]
 
 
 def test_lab_finds_each_targets_host(
