@@ -56,14 +56,14 @@ def _target(name: str) -> dict[str, Any]:
 class Power:
     """The reference server's implementation of the interface (names as it requires)."""
 
-    def Get(self, target: str) -> dict[str, Any]:  # noqa: N802 - the varlink method name
+    def Get(self, target: str) -> dict[str, Any]:
         if target != "dut1":
             raise varlink.VarlinkError(
                 {"error": "io.labpower.Power.TargetNotFound", "parameters": {"target": target}}
             )
         return {"target": _target(target)}
 
-    def Read(  # noqa: N802 - the varlink method name
+    def Read(
         self, target: str, interval: float | None, count: int | None, _more: bool = False
     ) -> Iterator[dict[str, Any]]:
         total = (count or 3) if _more else 1
