@@ -7,7 +7,8 @@ with Client() as lab:
 
 from __future__ import annotations
 
-from labpower.client.aio import AsyncClient, AsyncTargetHandle
+from typing import TYPE_CHECKING, Any
+
 from labpower.client.errors import (
     DaemonUnreachable,
     DeviceError,
@@ -27,6 +28,9 @@ from labpower.client.errors import (
 )
 from labpower.client.sync import Client, LogStream, TargetHandle
 from labpower.client.types import Lease, LogEntry, Reading, Target
+
+if TYPE_CHECKING:
+    from labpower.client.aio import AsyncClient, AsyncTargetHandle
 
 __all__ = [
     "AsyncClient",
@@ -54,3 +58,13 @@ __all__ = [
     "Timeout",
     "VarlinkError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The async client (and anyio with it) is imported on first use only: a blocking script
+    # and the ``labpower`` command start without it.
+    if name in ("AsyncClient", "AsyncTargetHandle"):
+        from labpower.client import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'labpower.client' has no attribute {name!r}")

@@ -8,7 +8,7 @@ and :class:`~labpower.client.aio.AsyncClient` only do the I/O.
 
 from __future__ import annotations
 
-import logging
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,8 +26,8 @@ DEFAULT_SOCKET = "/run/labpower/labpower.sock"
 LEASES_ENV = "LABPOWER_LEASES"
 REMOTE_LOGGER = "labpower.remote"
 
-# LogRecord attributes that a forwarded entry must not overwrite.
-_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# logging is imported by the code that forwards entries only: the ``labpower`` command
+# starts without it.
 
 
 def socket_path(path: str | os.PathLike[str] | None) -> str:
@@ -128,12 +128,20 @@ class EntryFilter:
         if level is not None and level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
         self.targets = frozenset(targets) if targets is not None else None
-        self.levelno = LEVELS[level] if level is not None else logging.NOTSET
+        self.levelno = LEVELS[level] if level is not None else 0  # logging.NOTSET
 
     def __call__(self, entry: LogEntry) -> bool:
         if entry.levelno < self.levelno:
             return False
         return self.targets is None or entry.target in self.targets
+
+
+@functools.cache
+def _reserved() -> frozenset[str]:
+    """LogRecord attributes that a forwarded entry must not overwrite."""
+    import logging
+
+    return frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 def emit(entry: LogEntry, prefix: str = REMOTE_LOGGER) -> None:
@@ -143,11 +151,13 @@ def emit(entry: LogEntry, prefix: str = REMOTE_LOGGER) -> None:
     ``daemon_time`` and any extra field). Records go only to local handlers: nothing here
     sends anything back to the daemon.
     """
+    import logging
+
     logger = logging.getLogger(f"{prefix}.{entry.target}" if entry.target else prefix)
     if not logger.isEnabledFor(entry.levelno):
         return
     extra: dict[str, Any] = {
-        k: v for k, v in (entry.extra or {}).items() if k not in _RESERVED and k != "time"
+        k: v for k, v in (entry.extra or {}).items() if k not in _reserved() and k != "time"
     }
     extra.update(target=entry.target, device=entry.device, seq=entry.seq, daemon_time=entry.time)
     record = logger.makeRecord(

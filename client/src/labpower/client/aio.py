@@ -15,7 +15,7 @@ from labpower.client.errors import DaemonUnreachable, LabpowerError, RemoteProto
 from labpower.client.handles import Handle
 from labpower.client.state import ClientConnection, State
 from labpower.client.sync import LOG_WAIT_SECONDS
-from labpower.client.transport import connect_async
+from labpower.client.transport_async import connect_async
 from labpower.client.types import LogEntry, Reading, Target
 from labpower.client.wire import Call, Reply
 

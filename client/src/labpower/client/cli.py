@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -371,6 +369,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     COMMAND gets $LABPOWER_LEASES with the lease token (and how to reach the daemon), so its
     own ``labpower`` and Client calls switch the target under the lease.
     """
+    import shlex  # lock only: the other commands start without it
+
     command: list[str] = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -395,6 +395,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
     """Run ``command`` to its end; its exit status, shell style (128+N: killed by signal N)."""
+    import subprocess  # lock only: the other commands start without it
+
     try:
         proc = subprocess.Popen(list(command), env=env)
     except FileNotFoundError:

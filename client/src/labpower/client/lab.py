@@ -17,7 +17,6 @@ target name never contains "/").
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +134,8 @@ def load(path: str | os.PathLike[str] | None = None) -> dict[str, Host]:
 
     :raises InventoryError: it cannot be read or is invalid.
     """
+    import tomllib  # only where an inventory is used
+
     file = Path(path) if path is not None else default_path()
     try:
         with open(file, "rb") as f:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -12,13 +11,14 @@ from labpower.client.wire import RemoteProtocolError
 State = Literal["on", "off", "unknown"]
 _STATES = ("on", "off", "unknown")
 
-#: varlink level names <-> Python logging levels
+#: varlink level names <-> Python logging levels (their numbers: importing logging would
+#: slow the ``labpower`` command's start)
 LEVELS: dict[str, int] = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
+    "debug": 10,
+    "info": 20,
+    "warning": 30,
+    "error": 40,
+    "critical": 50,
 }
 
 
@@ -184,7 +184,7 @@ class LogEntry:
 
     @property
     def levelno(self) -> int:
-        return LEVELS.get(self.level, logging.INFO)
+        return LEVELS.get(self.level, 20)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = dict(self.extra or {})
