@@ -1,20 +1,16 @@
-"""The asyncio event loop labpowerd runs on: asyncio's own, with a selector that polls for a
-moment before it sleeps, and wakes a moment before a timer is due.
+"""The asyncio event loop labpowerd runs on: asyncio's own, with a selector that fires timers
+on time rather than on the next whole millisecond.
 
-On a virtual machine, a process that sleeps and is woken (by a client's request, a board's
-answer or a timer) pays a tenth to a quarter of a millisecond for the round trip through the
-hypervisor, on top of the call itself. Two things keep that off the switching path:
+A timer (the moment a serial board's answer is due, a cycle's off time, a board's gap)
+should fire on time. ``epoll_wait`` counts in whole milliseconds and asyncio rounds its wait
+up, so a timer could fire up to a millisecond late, and a woken process comes later still.
+The selector sleeps in ``select()`` on the epoll descriptor instead (microsecond timeouts)
+until :data:`TIMER_EARLY` before the timer, then polls until it is due.
 
-- Test scripts call labpowerd back to back (switch, read back, switch the next...), so the
-  next request usually arrives within a few tens of microseconds of the last reply. The
-  selector therefore polls without blocking for up to :data:`SPIN_SECONDS` before it sleeps:
-  at most that much CPU per idle moment, nothing while the daemon is busy (it has events
-  then), and nothing when it is idle for longer (it sleeps as before).
-- A timer (the moment a serial board's answer is due, a cycle's off time, a board's gap)
-  should fire on time. ``epoll_wait`` counts in whole milliseconds and asyncio rounds its
-  wait up, so a timer could fire up to a millisecond late, and a woken process comes later
-  still. The selector sleeps in ``select()`` on the epoll descriptor instead (microsecond
-  timeouts) until :data:`TIMER_EARLY` before the timer, then polls until it is due.
+It can also poll for a moment before it sleeps when idle (``spin``): a request arriving
+within that moment is then served without the wake-up through the hypervisor. That is off
+by default (:data:`labpower.backends.timing.LOOP_IDLE_SPIN`): it costs CPU at every idle
+moment, and the benchmark rows with and without it show what it buys.
 
 Every poll gives the CPU away between two looks (``sched_yield``), so that polling never
 keeps a client, a simulator or another process from running on a machine with few CPUs.
@@ -29,10 +25,12 @@ import selectors
 import time
 from typing import Any
 
-#: How long the loop keeps polling before it sleeps, seconds.
-SPIN_SECONDS = 100e-6
+from labpower.backends import timing
+
+#: How long the loop keeps polling before it sleeps, seconds (the default: 0, never).
+SPIN_SECONDS = timing.LOOP_IDLE_SPIN
 #: How long before a timer is due the loop wakes up to poll for it, seconds.
-TIMER_EARLY = 300e-6
+TIMER_EARLY = timing.TIMER_EARLY
 #: select() takes descriptors below this only.
 _FD_SETSIZE = 1024
 
@@ -40,30 +38,35 @@ Ready = list[tuple[selectors.SelectorKey, int]]
 
 
 class SpinningSelector(selectors.EpollSelector):
-    def __init__(self) -> None:
+    """``spin``: seconds to poll for events before sleeping when idle (0: never)."""
+
+    def __init__(self, spin: float = SPIN_SECONDS) -> None:
         super().__init__()
         self._epoll_fd = self.fileno()
+        self.spin = spin
 
     def select(self, timeout: float | None = None) -> Ready:
         if timeout is not None and timeout <= 0:
             return super().select(0)
-        ready = super().select(0)
-        if ready:
-            return ready
-        now = time.perf_counter()
+        spin = self.spin
         if timeout is None:
-            return self._poll_until(now + SPIN_SECONDS) or super().select(None)
+            if spin and (ready := self._poll_until(time.perf_counter() + spin)):
+                return ready
+            return super().select(None)
+        now = time.perf_counter()
         due = now + timeout
-        ready = self._poll_until(min(due, now + SPIN_SECONDS))
-        if ready:
+        if spin and (ready := self._poll_until(min(due, now + spin))):
             return ready
         sleep = due - TIMER_EARLY - time.perf_counter()
         if sleep > 0:
             if self._epoll_fd < _FD_SETSIZE:
+                # select()'s timeout has microseconds, epoll's whole milliseconds
                 select.select((self._epoll_fd,), (), (), sleep)
                 ready = super().select(0)
             elif (ms := int(sleep * 1e3)) > 0:  # whole milliseconds, rounded down
                 ready = super().select((ms - 0.5) * 1e-3)  # (epoll rounds up)
+            else:
+                ready = []
             if ready:
                 return ready
         return self._poll_until(due)

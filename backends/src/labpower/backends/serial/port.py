@@ -33,6 +33,7 @@ from typing import Any, ClassVar, TypeVar
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+from labpower.backends import timing
 from labpower.backends.base import Backend
 from labpower.backends.errors import (
     DeviceUnavailableError,
@@ -52,9 +53,9 @@ _CHUNK = 1024
 BITS_PER_BYTE = 10
 #: An answer due at a known time (see :meth:`SerialPort.read_exact`) is polled for from this
 #: many seconds before it is due until :data:`POLL_AFTER` seconds after, instead of sleeping
-#: until the kernel reports it.
-POLL_BEFORE = 150e-6
-POLL_AFTER = 500e-6
+#: until the kernel reports it (the policy: labpower.backends.timing).
+POLL_BEFORE = timing.SERIAL_POLL_BEFORE
+POLL_AFTER = timing.SERIAL_POLL_AFTER
 
 
 @dataclass(frozen=True, slots=True)

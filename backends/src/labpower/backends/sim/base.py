@@ -13,9 +13,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, NamedTuple
 
+from labpower.backends import timing
+
 #: bits on the wire per byte at 8N1 (start bit, 8 data bits, stop bit)
 BITS_PER_BYTE = 10
-_SPIN = 0.0003  # the last fraction of a wire-time wait is spun: sleep() overshoots by 0.1-0.25 ms
+_SPIN = timing.SIM_WIRE_SPIN  # the end of a wire-time wait is spun: sleep() overshoots
 
 
 class Switch(NamedTuple):
