@@ -81,6 +81,16 @@ finally:
     profile.dump_stats(out)
 """
 
+# ``python -m labpower.daemon`` with its event loop polling for ``argv[1]`` seconds when idle:
+# the daemon as it was before the spin became opt-in, for the rows "with the daemon's spin".
+_SPINNING = """
+import runpy, sys
+from labpower.backends import timing
+timing.LOOP_IDLE_SPIN = float(sys.argv[1])
+sys.argv = ["labpowerd", *sys.argv[2:]]
+runpy.run_module("labpower.daemon", run_name="__main__", alter_sys=True)
+"""
+
 
 class Labpowerd:
     """``python -m labpower.daemon`` as a child process on a socket in ``directory``.
@@ -90,6 +100,8 @@ class Labpowerd:
     there.
     ``bytecode_cache``: run from cached bytecode (in ``directory``) like an installed
     daemon; False: compile every module from source, like the very first start.
+    ``spin``: make its event loop poll that many seconds when idle (see
+    ``labpower.backends.timing``; the daemon does not by default).
     """
 
     def __init__(
@@ -99,8 +111,10 @@ class Labpowerd:
         *,
         profile: Path | None = None,
         bytecode_cache: bool = True,
+        spin: float = 0.0,
     ) -> None:
         self.config = config
+        self.spin = spin
         self.bytecode_cache = bytecode_cache
         self.directory = directory
         self.socket = str(directory / "labpower.sock")
@@ -119,6 +133,8 @@ class Labpowerd:
         args = ["--config", str(self.config), "--socket", self.socket]
         if self.profile:
             command = [sys.executable, "-c", _PROFILED, str(self.profile), *args]
+        elif self.spin:
+            command = [sys.executable, "-c", _SPINNING, repr(self.spin), *args]
         else:
             command = [sys.executable, "-m", "labpower.daemon", *args]
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:

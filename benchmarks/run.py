@@ -3,6 +3,7 @@
     python benchmarks/run.py               every benchmark, full size (about a minute)
     python benchmarks/run.py --quick       smaller counts, under 30 s (the smoke test's mode)
     python benchmarks/run.py --only core   only the core (daemon/client) benchmarks
+    python benchmarks/run.py --only client the client's: spin or not, Jumpstarter, start
     python benchmarks/run.py --json        one JSON document on stdout, for scripts
     python benchmarks/run.py --write       also write benchmarks/results.md
     python benchmarks/run.py --profile F   run the loaded daemon under cProfile (stats in F)
@@ -31,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import core  # noqa: E402 - needs the path set above
+from benchmarks import client_bench, core  # noqa: E402 - needs the path set above
 from benchmarks.harness import Figure  # noqa: E402
 
 SERIAL_MODULE = HERE / "serial_bench.py"
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller counts (< 30 s)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ap.add_argument("--only", choices=("core", "serial"), help="run one group only")
+    ap.add_argument("--only", choices=("core", "serial", "client"), help="run one group only")
     ap.add_argument("--write", action="store_true", help=f"also write {RESULTS.name}")
     ap.add_argument(
         "--profile",
@@ -160,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             serial = serial_figures(args.quick)
         if args.only in (None, "core"):
             figures += core.run(args.quick, args.profile, progress)
+        if args.only in (None, "client"):
+            progress("client: round trips with and without spin, Jumpstarter, start, decoder")
+            figures += client_bench.figures(args.quick)
         figures += serial
     except RuntimeError as exc:
         print(f"benchmarks/run.py: {exc}", file=sys.stderr)
