@@ -123,9 +123,9 @@ def main(out: Path) -> dict[str, Any]:
     r["pid_after_reload"] = show("MainPID")["MainPID"]
     r["dut1_after_reload"] = call_as("alice", "Get", target="dut1")
 
-    # freeze the event loop: the watchdog kills the daemon and systemd restarts it
+    # a hung daemon (SIGSTOP): the watchdog kills it and systemd restarts it
     subprocess.run(
-        ["systemctl", "kill", "--kill-who=main", "--signal=SIGUSR2", UNIT], timeout=30, check=True
+        ["systemctl", "kill", "--kill-who=main", "--signal=SIGSTOP", UNIT], timeout=30, check=True
     )
     restarted = wait_until(
         "restart after the watchdog",

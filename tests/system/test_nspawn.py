@@ -43,7 +43,7 @@ def install(tmp_path: Path) -> dict[str, Path]:
     units.mkdir()
     for unit in (PACKAGING / "systemd").iterdir():
         shutil.copy(unit, units)
-    # Test-only changes, as a drop-in: the daemon from this tree, with its freeze hook and a
+    # Test-only changes, as a drop-in: the daemon from this tree, with a
     # short watchdog; this Python made visible where it lives.
     prefix = python_prefix()
     home = ""
@@ -55,7 +55,7 @@ def install(tmp_path: Path) -> dict[str, Path]:
     # The tree itself, read-only: the unit's PrivateTmp= would hide a checkout under /tmp.
     (dropin / "test.conf").write_text(
         "[Service]\nExecStart=\n"
-        f"ExecStart={REPO}/.venv/bin/labpowerd --test-freeze-signal SIGUSR2\n"
+        f"ExecStart={REPO}/.venv/bin/labpowerd\n"
         f"WatchdogSec={WATCHDOG_SEC}s\nRestartSec=100ms\n{home}"
         f"BindReadOnlyPaths={REPO}\n"
     )

@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import stat
-import time
 
 import anyio
 import anyio.to_thread
@@ -140,7 +139,6 @@ class Daemon:
         listen_socket: socket.socket | None = None,
         history_from_journal: bool = False,
         follow_log_level: bool = False,
-        freeze_signal: signal.Signals | None = None,
         state_directory: str | None = None,
     ) -> None:
         """
@@ -148,8 +146,6 @@ class Daemon:
             (socket activation); it is not removed at stop.
         :param history_from_journal: History reads the journal (the daemon logs there).
         :param follow_log_level: a reload applies the new ``daemon.log_level``.
-        :param freeze_signal: test hook: this signal blocks the event loop for good, as a
-            hung daemon would, so that the watchdog can be seen to act.
         """
         self.config = config
         self.listen_socket = listen_socket
@@ -159,7 +155,6 @@ class Daemon:
         self.socket_path = socket_path
         self.grace = grace
         self.follow_log_level = follow_log_level
-        self.freeze_signal = freeze_signal
         self.bus = LogBus(config.daemon.history)
         self.bus.sinks.append(journal.annotate)
         self.store = StateStore(
@@ -293,23 +288,14 @@ class Daemon:
         self, tg: anyio.abc.TaskGroup, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         wanted = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
-        if self.freeze_signal is not None:
-            wanted.append(self.freeze_signal)
         with anyio.open_signal_receiver(*wanted) as signals:
             task_status.started()
             async for signum in signals:
                 log.info("received %s", signal.Signals(signum).name)
                 if signum == signal.SIGHUP:
                     tg.start_soon(self.reload)
-                elif signum == self.freeze_signal:
-                    self._freeze()
                 else:
                     self.stop()
-
-    def _freeze(self) -> None:
-        log.warning("freezing the event loop on request (test hook)")
-        while True:
-            time.sleep(3600)  # blocks the loop itself: no more watchdog pings
 
     async def reload(self) -> bool:
         """Load the config file again and apply it (:mod:`labpower.daemon.reload`).

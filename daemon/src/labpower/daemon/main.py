@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -74,22 +73,12 @@ def parser() -> argparse.ArgumentParser:
         "to it, else stderr)",
     )
     ap.add_argument(
-        "--async-backend", choices=("asyncio", "trio"), default="asyncio", help=argparse.SUPPRESS
-    )
-    # test hook: this signal blocks the event loop for good, to see the watchdog act
-    ap.add_argument(
-        "--test-freeze-signal", metavar="SIGNAL", type=_signal, default=None, help=argparse.SUPPRESS
+        "--async-backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="the event loop to run on (default: asyncio; trio needs the trio package)",
     )
     return ap
-
-
-def _signal(name: str) -> signal.Signals:
-    try:
-        return signal.Signals[
-            name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
-        ]
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"no signal named {name!r}") from None
 
 
 async def _run(
@@ -103,7 +92,6 @@ async def _run(
         listen_socket=activated_socket(),
         history_from_journal=output.target == "journal",
         follow_log_level=args.log_level is None,
-        freeze_signal=args.test_freeze_signal,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(output.run)
