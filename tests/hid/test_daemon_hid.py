@@ -1,7 +1,9 @@
 """HID relays and hub ports through the real daemon and client, on fake USB boards.
 
-The daemon is a child process; it reaches the fake boards through ``$LABPOWER_FAKE_USB``
-(a shared state file, :class:`labpower.backends.fakes.FileBus`), which the test uses to plug,
+The daemon is a child process started through the fakes' testing entry point
+(``python -m labpower.backends.fakes BUS_FILE labpower.daemon ...``); it reaches the fake
+boards through a shared state file (:class:`labpower.backends.fakes.FileBus`), which the
+test uses to plug,
 unplug, replug and hang boards and to read every byte each board received.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labpower.backends.fakes import ENV, FileBus, boards
+from labpower.backends.fakes import FileBus, boards, launcher
 from labpower.client import Client, DeviceUnavailable, Timeout
 from labpower.daemon.testing import DaemonProcess
 
@@ -51,7 +53,7 @@ def config(devices: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def start(start_daemon: StartDaemon, usb: FileBus, devices: dict[str, dict[str, Any]]) -> Client:
-    proc = start_daemon(config(devices), env={ENV: str(usb.path)})
+    proc = start_daemon(config(devices), launcher=launcher(usb.path))
     return proc.client(timeout=10.0)
 
 
@@ -166,7 +168,7 @@ def test_hung_board_times_out_while_others_switch(start_daemon: StartDaemon, usb
         "fine": {"backend": "usbrelay", "id": "BBBBB", "channels": 4},
         "hub": {"backend": "usbhub", "hub": "1-5", "channels": 4},
     }
-    proc = start_daemon(config(devices), env={ENV: str(usb.path)})
+    proc = start_daemon(config(devices), launcher=launcher(usb.path))
     usb.hang("r1")
     outcome: list[BaseException | float] = []
 
@@ -208,8 +210,8 @@ def test_hung_board_times_out_while_others_switch(start_daemon: StartDaemon, usb
 
 def run_discover(usb: FileBus, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "labpower.backends.discover", *args],
-        env={ENV: str(usb.path), "PATH": "/usr/bin:/bin"},
+        [sys.executable, *launcher(usb.path), "labpower.backends.discover", *args],
+        env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,

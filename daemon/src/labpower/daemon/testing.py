@@ -90,8 +90,13 @@ class DaemonProcess:
         args: tuple[str, ...] = (),
         env: Mapping[str, str] | None = None,
         directory: str | None = None,
+        launcher: tuple[str, ...] = ("-m",),
     ) -> None:
+        """``launcher``: the interpreter arguments before the daemon's module name (default
+        ``-m``); e.g. ``labpower.backends.fakes.launcher(bus_file)`` runs it among fake USB
+        boards."""
         self._own_dir = directory is None
+        self.launcher = launcher
         self.directory = Path(directory or tempfile.mkdtemp(prefix="labpowerd-"))
         self.config_path = write_config(config, self.directory)
         self.socket_path = str(self.directory / "labpower.sock")
@@ -123,7 +128,7 @@ class DaemonProcess:
                 self.proc = subprocess.Popen(
                     [
                         sys.executable,
-                        "-m",
+                        *self.launcher,
                         "labpower.daemon",
                         "--config",
                         str(self.config_path),

@@ -7,10 +7,14 @@ discovery code reach their libraries through one indirection each
 which returns the real library unless a fake bus is active:
 
 - in the test's own process: ``with fakes.install(MemoryBus(tmp_path)) as bus: ...``;
-- in a child process (the real daemon, ``labpower-discover``): set the environment variable
-  ``LABPOWER_FAKE_USB`` to the path of a :class:`FileBus` state file the test created with
-  ``FileBus(path, create=True)``. The test keeps the same ``FileBus`` to plug, unplug, replug,
-  hang and read the log of every call each board received.
+- in a child process (the real daemon, ``labpower-discover``): start it through this
+  package's entry point, ``python -m labpower.backends.fakes BUS_FILE MODULE [ARGS...]``
+  (:func:`launcher` gives those words), which installs the :class:`FileBus` at BUS_FILE (made
+  by the test with ``FileBus(path, create=True)``) and runs MODULE as ``python -m`` would.
+  The test keeps the same ``FileBus`` to plug, unplug, replug, hang and read the log of
+  every call each board received.
+
+Nothing else switches the fakes on: no environment variable, no flag of the programs.
 
 The fakes model the boards byte for byte (:mod:`.boards`): report numbers and the offset they
 add through hidapi, IDs, state masks, ID persistence, YKUSH replies, hub port status bits.
@@ -26,27 +30,30 @@ from typing import Any
 from labpower.backends.fakes import boards
 from labpower.backends.fakes.bus import Bus, FileBus, MemoryBus
 
-__all__ = ["ENV", "Bus", "FileBus", "MemoryBus", "boards", "comports", "current", "install"]
-
-#: Environment variable naming a FileBus state file; makes every HID/USB/serial lookup fake.
-ENV = "LABPOWER_FAKE_USB"
+__all__ = [
+    "Bus",
+    "FileBus",
+    "MemoryBus",
+    "boards",
+    "comports",
+    "current",
+    "install",
+    "launcher",
+]
 
 _installed: Bus | None = None
-_from_env: tuple[str, Bus] | None = None
 
 
 def current() -> Bus | None:
-    """The active fake bus: one installed in this process, else the one ``$LABPOWER_FAKE_USB``
-    names, else None (use the real libraries)."""
-    global _from_env
-    if _installed is not None:
-        return _installed
-    path = os.environ.get(ENV)
-    if not path:
-        return None
-    if _from_env is None or _from_env[0] != path:
-        _from_env = (path, FileBus(path))
-    return _from_env[1]
+    """The fake bus installed in this process, else None (use the real libraries)."""
+    return _installed
+
+
+def launcher(bus_file: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The interpreter arguments that run a module (the words after them: the module's name
+    and its arguments) with the :class:`FileBus` at ``bus_file`` installed, e.g.
+    ``[sys.executable, *launcher(path), "labpower.daemon", "--config", ...]``."""
+    return ("-m", "labpower.backends.fakes", os.fspath(bus_file))
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 The world is one JSON-able document. A :class:`MemoryBus` keeps it in this process (tests that
 monkeypatch the library); a :class:`FileBus` keeps it in a file guarded by ``flock``, so that a
-daemon child process (running the fakes through ``LABPOWER_FAKE_USB``) and the test share one
+daemon child process (started through ``python -m labpower.backends.fakes``) and the test share one
 world: the test plugs, unplugs, hangs and inspects; the daemon talks to the boards.
 
 Next to the world the bus materialises a small sysfs tree (``<root>/sys``) and ``/dev`` links

@@ -1,15 +1,16 @@
 """The one place the HID, USB and discovery code get their hardware libraries from.
 
-Each function returns the real library, unless a test made a fake USB world active (see
-:mod:`labpower.backends.fakes`: installed in-process, or named by ``$LABPOWER_FAKE_USB`` for a
-child process); then it returns the fake. The fakes package is only imported in that case.
+Each function returns the real library, unless a test installed a fake USB world in the
+process (see :mod:`labpower.backends.fakes`: ``fakes.install(bus)``, or the testing entry
+point ``python -m labpower.backends.fakes BUS_FILE MODULE`` for a child process); then it
+returns the fake. Nothing else (no environment variable) switches it: a program that never
+imported the fakes package gets the real libraries.
 
 The libraries are untyped (cython-hidapi, pyusb), so they are handed out as ``Any``.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 from pathlib import Path
@@ -18,12 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from labpower.backends.fakes.bus import Bus
 
-FAKE_ENV = "LABPOWER_FAKE_USB"
-
 
 def fake_bus() -> Bus | None:
-    """The active fake bus, or None in real life."""
-    if not os.environ.get(FAKE_ENV) and "labpower.backends.fakes" not in sys.modules:
+    """The fake bus installed in this process, or None in real life."""
+    if "labpower.backends.fakes" not in sys.modules:
         return None
     # a real import, not a sys.modules lookup: it waits while another thread imports it
     import labpower.backends.fakes as mod
