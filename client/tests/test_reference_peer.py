@@ -9,8 +9,10 @@ DeprecationWarning (an error under ``-W error``): it is imported with warnings s
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ type Reading (voltage: float, current: float, apparent_power: float)
 
 method Get(target: string) -> (target: Target)
 method Read(target: string, interval: ?float, count: ?int) -> (reading: Reading)
+method Sleep(seconds: float) -> ()
 
 error TargetNotFound (target: string)
 """
@@ -62,6 +65,10 @@ class Power:
                 {"error": "io.labpower.Power.TargetNotFound", "parameters": {"target": target}}
             )
         return {"target": _target(target)}
+
+    def Sleep(self, seconds: float) -> dict[str, Any]:
+        time.sleep(seconds)
+        return {}
 
     def Read(
         self, target: str, interval: float | None, count: int | None, _more: bool = False
@@ -214,4 +221,39 @@ async def test_async_bug_2_a_broken_reply_fails_one_call_and_the_next_reconnects
     async with AsyncClient(banner_proxy.path, timeout=10) as lab:
         with pytest.raises(RemoteProtocolError, match="Welcome to bench2"):
             await lab.get("dut1")
+        assert (await lab.get("dut1")).name == "dut1"
+
+
+SLEEP = Call("io.labpower.Power.Sleep", {"seconds": 0.5})
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def test_an_interrupted_call_leaves_no_reply_for_the_next(reference_server: str) -> None:
+    # Ctrl-C (here: an alarm) while a call waits: its reply is still on the way, and must
+    # not be taken for the answer to the next call on the same client
+    with Client(reference_server, timeout=10) as lab:
+        previous = signal.signal(signal.SIGALRM, _interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupted):
+                lab.call(SLEEP)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert lab.get("dut1").name == "dut1"
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_async_call_leaves_no_reply_for_the_next(reference_server: str) -> None:
+    async with AsyncClient(reference_server, timeout=10) as lab:
+        with anyio.move_on_after(0.05) as scope:
+            await lab.call(SLEEP)
+        assert scope.cancelled_caught
         assert (await lab.get("dut1")).name == "dut1"
