@@ -43,6 +43,19 @@ CORE_FIGURES = {
     "rss_peak_mb",
 }
 
+CLIENT_FIGURES = {
+    f"{kind}_{what}"
+    for kind in ("rt_nospin", "rt_client_spin", "rt_both_spin")
+    for what in ("median_us", "p99_us", "client_cpu_us")
+} | {
+    "jumpstarter_median_us",
+    "jumpstarter_ratio",
+    "cli_on_ms",
+    "import_client_ms",
+    "python_pass_ms",
+    "decoder_1mib_cpu_ms",
+}
+
 
 #: figures that are one measurement minus another
 DIFFERENCES = {"serial.own_overhead_median_ms"}
@@ -71,7 +84,7 @@ def values(report: dict[str, Any]) -> dict[str, float]:
 @pytest.mark.timeout(120)
 def test_every_figure_is_measured(report: dict[str, Any]) -> None:
     figures = report["figures"]
-    missing = CORE_FIGURES - set(figures)
+    missing = (CORE_FIGURES | CLIENT_FIGURES) - set(figures)
     assert not missing, missing
     if (ROOT / "benchmarks" / "serial_bench.py").exists():
         assert any(key.startswith("serial.") for key in figures)
@@ -105,6 +118,13 @@ def test_figures_are_plausible(report: dict[str, Any]) -> None:
         assert 0 <= v[f"{prefix}_median_ms"] <= v[f"{prefix}_p99_ms"] < 60_000
     assert v["log_latency_p99_ms"] <= v["log_latency_max_ms"]
     assert v["log_flat_out_per_s"] > 0
+    for kind in ("rt_nospin", "rt_client_spin", "rt_both_spin"):
+        assert 0 < v[f"{kind}_median_us"] <= v[f"{kind}_p99_us"] < 1_000_000
+        assert v[f"{kind}_client_cpu_us"] > 0
+    assert v["jumpstarter_median_us"] > 0
+    # the command does more than the interpreter's start and the client's import
+    assert 0 < v["python_pass_ms"] < v["import_client_ms"] < v["cli_on_ms"] < 30_000
+    assert 0 < v["decoder_1mib_cpu_ms"] < 10_000
 
 
 @pytest.mark.slow
