@@ -18,7 +18,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -342,9 +342,8 @@ def cmd_logs(args: argparse.Namespace) -> None:
         # two calls and none is printed twice.
         # The subscription has no timeout: a quiet daemon is not a failure.
         follower = Client(lab.path, timeout=None)
-        call = p.power_call("Logs", p.filter_parameters(targets, args.level))
-        with _closing(follower.stream(call)) as replies:
-            live = _entries(replies)
+        logs = p.logs_op(targets, args.level)
+        with _closing(follower._stream(logs.call, logs.parse)) as live:
             next(live, None)  # the subscription is live once its first reply arrived
             newest = -1
             for entry in _history(lab, targets, args):
@@ -355,12 +354,6 @@ def cmd_logs(args: argparse.Namespace) -> None:
                     _print_entry(args, new)
         # The daemon ended the stream without an error (it does not normally do that).
         raise DaemonUnreachable(follower.path, "the daemon ended the log stream")
-
-
-def _entries(replies: Iterable[dict[str, Any]]) -> Iterator[LogEntry | None]:
-    for params in replies:
-        entry = params.get("entry")
-        yield None if entry is None else LogEntry.from_wire(entry)
 
 
 def cmd_lock(args: argparse.Namespace) -> int:

@@ -30,7 +30,6 @@ from jumpstarter_driver_power.driver import PowerInterface
 from labpower.client import _protocol as p
 from labpower.client.aio import AsyncClient
 from labpower.client.sync import LOG_WAIT_SECONDS
-from labpower.client.types import LogEntry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,21 +66,15 @@ class LabpowerPower(PowerInterface, Driver):
         read up to the call's ``log_seq``: no entry of the call is lost or left behind.
         """
         async with AsyncClient(self.socket, timeout=self.timeout) as lab:
-            subscription = lab.stream(p.power_call("Logs", more=True))
-            async with aclosing(subscription) as replies:
+            logs = p.logs_op(None, None)
+            async with aclosing(lab._stream(logs.call, logs.parse)) as entries:
                 with anyio.fail_after(self.timeout):
-                    await anext(replies)
-                params: dict[str, object] = {"target": self.target}
-                token = lab.lease_tokens.get(self.target)
-                if token is not None:
-                    params["lease"] = token
-                _, seq = p.op_result(await lab.call(p.power_call(member, params)))
+                    await anext(entries)
+                _, seq = await lab._op(p.switch_op(lab.lease_tokens, member, self.target))
                 with anyio.move_on_after(LOG_WAIT_SECONDS):
-                    async for reply in replies:
-                        raw = reply.get("entry")
-                        if raw is None:
+                    async for entry in entries:
+                        if entry is None:
                             continue
-                        entry = LogEntry.from_wire(raw)
                         if entry.target == self.target:
                             self.logger.log(entry.levelno, "%s", entry.message)
                         if entry.seq >= seq:
