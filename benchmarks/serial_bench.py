@@ -10,6 +10,11 @@ Figures (see :func:`run`):
   would need at 9600 baud); ``overhead_median_ms`` / ``overhead_p90_ms``: all the rest
   (client, varlink, daemon, serial port handling, and the rig: pty and simulator).
   Target: <= 0.3 ms median, with the rig's share counted against labpower.
+- ``overhead_client_spin_median_ms``: the same with the client polling for its reply
+  (``Client(busy_wait=SUGGESTED_BUSY_WAIT)``, off by default);
+  ``overhead_no_port_poll_median_ms``: the same (client not polling) with a daemon that does
+  not poll for the board's answer either, but sleeps until the kernel reports it: what that
+  polling, the one kept on by default (``labpower.backends.timing``), buys.
 - ``daemon_baseline_ms``: for comparison, a mock-backend On/Off on the same daemon after a
   pause as long as the wire time: what a call costs a daemon that was idle (it cannot know
   when the call comes, whereas it knows when a board's answer is due).
@@ -55,6 +60,7 @@ from labpower.backends.serial.lcus import STATUS_QUERY, LcusBackend, LcusOptions
 from labpower.backends.sim import LcusSimulator
 from labpower.backends.sim.boards import SimDialect
 from labpower.client import Client
+from labpower.client.timing import SUGGESTED_BUSY_WAIT
 from labpower.daemon.eventloop import backend_options, new_event_loop
 from labpower.daemon.testing import DaemonProcess
 
@@ -140,30 +146,52 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+#: ``python -c`` this, then ``labpower.daemon`` and its arguments: the daemon without its
+#: polling for a serial answer (labpower.backends.timing), for the row that shows what the
+#: polling buys.
+_NO_PORT_POLL = """
+import runpy, sys
+from labpower.backends import timing
+timing.SERIAL_POLL_BEFORE = timing.SERIAL_POLL_AFTER = 0.0
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def _switch_times(
+    lab: Client, board: SimulatorProcess, calls: int, warmup: int
+) -> tuple[list[float], float]:
+    """Seconds of each On/Off with read-back, and the wire time of one (checked)."""
+    totals: list[float] = []
+    for i in range(warmup + calls):
+        if i == warmup:
+            before = board.wire_times()[0]
+        started = time.perf_counter()
+        target = lab.on("t0") if i % 2 == 0 else lab.off("t0")
+        took = time.perf_counter() - started
+        if not target.verified:
+            raise RuntimeError(f"switch not verified: {target}")
+        if i >= warmup:
+            totals.append(took)
+    # every call moves the same bytes (switch frame, status query, status answer), so each
+    # took the same wire time
+    wire = (board.wire_times()[0] - before) / calls
+    if not math.isclose(wire, CALL_WIRE_TIME, rel_tol=1e-6):
+        raise RuntimeError(f"a call moved {wire * 1e3:.3f} ms of bytes, not 9.375")
+    return totals, wire
+
+
 def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float]:
-    """Overhead of one switch plus read-back above its wire time."""
+    """Overhead of one switch plus read-back above its wire time: as configured by default,
+    with the client's spin, and without the daemon's polling for the answer."""
     board = SimulatorProcess([directory / "lcus0"]).start()
     (directory / "one").mkdir()
+    (directory / "nopoll").mkdir()
     daemon = DaemonProcess(_config(board.links), directory=str(directory / "one"))
     try:
         daemon.start()
-        totals: list[float] = []
         with daemon.client() as lab:
-            for i in range(warmup + calls):
-                if i == warmup:
-                    before = board.wire_times()[0]
-                started = time.perf_counter()
-                target = lab.on("t0") if i % 2 == 0 else lab.off("t0")
-                took = time.perf_counter() - started
-                if not target.verified:
-                    raise RuntimeError(f"switch not verified: {target}")
-                if i >= warmup:
-                    totals.append(took)
-            # every call moves the same bytes (switch frame, status query, status answer),
-            # so each took the same wire time
-            wire = (board.wire_times()[0] - before) / calls
-            if not math.isclose(wire, CALL_WIRE_TIME, rel_tol=1e-6):
-                raise RuntimeError(f"a call moved {wire * 1e3:.3f} ms of bytes, not 9.375")
+            totals, wire = _switch_times(lab, board, calls, warmup)
             pause = wire
             baseline: list[float] = []
             for i in range(warmup + calls):
@@ -172,15 +200,28 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
                 lab.on("mock") if i % 2 == 0 else lab.off("mock")
                 if i >= warmup:
                     baseline.append(time.perf_counter() - started)
-        overheads = [t - wire for t in totals]
+        with Client(daemon.socket_path, busy_wait=SUGGESTED_BUSY_WAIT) as lab:
+            spinning, _ = _switch_times(lab, board, calls, warmup)
+        daemon.cleanup()
+        daemon = DaemonProcess(
+            _config(board.links),
+            directory=str(directory / "nopoll"),
+            launcher=("-c", _NO_PORT_POLL),
+        )
+        daemon.start()
+        with daemon.client() as lab:
+            unpolled, _ = _switch_times(lab, board, calls, warmup)
     finally:
         daemon.cleanup()
         board.stop()
+    overheads = [t - wire for t in totals]
     return {
         "switch_readback_median_ms": statistics.median(totals) * 1e3,
         "wire_median_ms": wire * 1e3,
         "overhead_median_ms": statistics.median(overheads) * 1e3,
         "overhead_p90_ms": _percentile(overheads, 0.9) * 1e3,
+        "overhead_client_spin_median_ms": (statistics.median(spinning) - wire) * 1e3,
+        "overhead_no_port_poll_median_ms": (statistics.median(unpolled) - wire) * 1e3,
         "daemon_baseline_ms": statistics.median(baseline) * 1e3,
     }
 

@@ -51,11 +51,9 @@ MAX_REPLY = 4096
 _CHUNK = 1024
 #: bits on the wire per byte at 8N1 (start bit, 8 data bits, stop bit)
 BITS_PER_BYTE = 10
-#: An answer due at a known time (see :meth:`SerialPort.read_exact`) is polled for from this
-#: many seconds before it is due until :data:`POLL_AFTER` seconds after, instead of sleeping
-#: until the kernel reports it (the policy: labpower.backends.timing).
-POLL_BEFORE = timing.SERIAL_POLL_BEFORE
-POLL_AFTER = timing.SERIAL_POLL_AFTER
+# An answer due at a known time (see SerialPort.read_exact) is polled for from
+# timing.SERIAL_POLL_BEFORE before it is due until timing.SERIAL_POLL_AFTER after, instead of
+# sleeping until the kernel reports it (read at each use: the policy lives in timing.py).
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,19 +346,19 @@ class SerialPort:
     async def _poll_around(self, due: float) -> bool:
         """Wait for bytes expected at ``due`` by polling for them around that time, while
         the event loop goes on serving everything else; False if none came by
-        :data:`POLL_AFTER` after it.
+        ``timing.SERIAL_POLL_AFTER`` after it.
 
         Why: a process asleep in epoll that the kernel wakes for the answer pays for the
         wake-up, which on a virtual machine is about a tenth of a millisecond. Here the
         daemon wakes on a timer shortly before the answer is due, and the answer is picked
         up the moment it is complete. Bytes that come earlier than predicted end the sleep
-        at once, as without polling. Cost: at most POLL_BEFORE + POLL_AFTER of CPU a reply.
+        at once, as without polling. Cost: at most the two polling windows of CPU a reply.
         """
-        wait = due - POLL_BEFORE - time.monotonic()
+        wait = due - timing.SERIAL_POLL_BEFORE - time.monotonic()
         if wait > 0:
             with anyio.move_on_after(wait):
                 await anyio.wait_readable(self._fd)
-        until = max(due, time.monotonic()) + POLL_AFTER
+        until = max(due, time.monotonic()) + timing.SERIAL_POLL_AFTER
         while not self._read_now():
             if time.monotonic() >= until:
                 return False
