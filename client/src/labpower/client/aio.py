@@ -13,7 +13,7 @@ from anyio.abc import ByteStream, TaskGroup
 from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, LabpowerError, RemoteProtocolError
 from labpower.client.handles import Handle
-from labpower.client.state import ClientConnection, State
+from labpower.client.state import RECEIVE_SIZE, ClientConnection, State
 from labpower.client.sync import LOG_WAIT_SECONDS
 from labpower.client.transport_async import connect_async
 from labpower.client.types import LogEntry, Reading, Target
@@ -53,7 +53,7 @@ class _AsyncConnection:
         try:
             while (reply := protocol.next_reply()) is None:
                 try:
-                    data = await self.stream.receive(262144)
+                    data = await self.stream.receive(RECEIVE_SIZE)
                 except anyio.EndOfStream as exc:
                     raise DaemonUnreachable(self.path, "connection closed by the daemon") from exc
                 except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, RemoteProtocolError
 from labpower.client.handles import Handle
-from labpower.client.state import ClientConnection, State
+from labpower.client.state import RECEIVE_SIZE, ClientConnection, State
 from labpower.client.timing import BUSY_WAIT, ReplyPoller
 from labpower.client.transport import Channel, connect
 from labpower.client.types import LogEntry, Reading, Target
@@ -80,7 +80,7 @@ class _Connection:
                     reply = protocol.next_reply()
             while reply is None:
                 try:
-                    data = self.sock.recv(262144)
+                    data = self.sock.recv(RECEIVE_SIZE)
                 except TimeoutError as exc:
                     raise DaemonUnreachable(self.path, "no reply in time") from exc
                 except OSError as exc:

@@ -21,6 +21,8 @@ import select
 import time
 from typing import Any
 
+from labpower.client.state import RECEIVE_SIZE
+
 #: What ``Client(busy_wait=...)`` takes when not given: never poll.
 BUSY_WAIT = 0.0
 #: A value that pays on an idle virtual machine, for those who opt in (seconds).
@@ -89,7 +91,7 @@ class ReplyPoller:
         deadline = time.perf_counter() + self.busy_wait
         while True:
             try:
-                data = os.read(fd, 262144)
+                data = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
                 if time.perf_counter() < deadline:
                     os.sched_yield()
