@@ -20,7 +20,9 @@ from typing import Any
 
 import anyio
 import pytest
-from labpower.client import AsyncClient, Client, LabpowerError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from labpower.client import AsyncClient, Client, LabpowerError, TargetNotFound
 from labpower.client.errors import LocalProtocolError, RemoteProtocolError
 from labpower.client.wire import Call
 
@@ -257,3 +259,46 @@ async def test_a_cancelled_async_call_leaves_no_reply_for_the_next(reference_ser
             await lab.call(SLEEP)
         assert scope.cancelled_caught
         assert (await lab.get("dut1")).name == "dut1"
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("get"), st.sampled_from(["dut1", "nope"])),
+        st.tuples(st.just("read"), st.integers(min_value=1, max_value=4)),
+        st.tuples(st.just("call-more"), st.just(0)),
+        st.tuples(st.just("stream-early-exit"), st.integers(min_value=1, max_value=3)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=OPS)
+def test_random_sequences_against_the_reference_server(
+    reference_server: str, ops: list[tuple[str, int | str]]
+) -> None:
+    # Whatever the order of one-reply calls, streams, refused calls and streams left early,
+    # each call gets its own answer from a server nobody here wrote.
+    with Client(reference_server, timeout=10) as lab:
+        for kind, arg in ops:
+            if kind == "get":
+                if arg == "dut1":
+                    assert lab.get("dut1").name == "dut1"
+                else:
+                    with pytest.raises(TargetNotFound):
+                        lab.get(str(arg))
+            elif kind == "read":
+                count = int(arg)
+                voltages = [r.voltage for r in lab.read("dut1", count=count)]
+                assert voltages == [float(i) for i in range(count)]
+            elif kind == "call-more":
+                with pytest.raises(LocalProtocolError):
+                    lab.call(READ_MORE)
+            else:
+                readings = lab.read("dut1", count=3)
+                for _ in range(int(arg)):
+                    next(readings)
+                readings.close()  # left early: its connection is closed, not reused

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -249,8 +249,9 @@ class Client:
 
     def read(
         self, target: str, count: int | None = 1, interval: float | None = None
-    ) -> Iterator[Reading]:
-        """Yield ``count`` readings (forever if None), ``interval`` seconds apart."""
+    ) -> Generator[Reading, None, None]:
+        """Yield ``count`` readings (forever if None), ``interval`` seconds apart; closing the
+        generator early closes the stream's connection."""
         op = p.read_op(target, count, interval)
         if op.call.more:
             yield from self._stream(op.call, op.parse)
