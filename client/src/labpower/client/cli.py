@@ -127,8 +127,8 @@ def _inventory(args: argparse.Namespace) -> str | None:
         return None
     if os.environ.get(lab_mod.LAB_ENV):
         return os.environ[lab_mod.LAB_ENV]
-    default = lab_mod.default_path()
-    return str(default) if default.is_file() else None
+    default = lab_mod.default_file()
+    return default if os.path.isfile(default) else None
 
 
 class _Daemons:

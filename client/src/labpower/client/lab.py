@@ -19,14 +19,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labpower.client.errors import DaemonUnreachable, LabpowerError, TargetNotFound
 from labpower.client.sync import Client, TargetHandle
 from labpower.client.transport import Address
 from labpower.client.types import Target
+
+if TYPE_CHECKING:
+    # pathlib (and urllib.parse with it) is imported where a file is read: the ``labpower``
+    # command starts without it
+    from pathlib import Path
 
 LAB_ENV = "LABPOWER_LAB"
 
@@ -50,13 +54,19 @@ class TargetNotLocated(TargetNotFound):
         return text
 
 
-def default_path() -> Path:
+def default_file() -> str:
     """$LABPOWER_LAB, else $XDG_CONFIG_HOME/labpower/lab.toml (``~/.config`` by default)."""
     env = os.environ.get(LAB_ENV)
     if env:
-        return Path(env)
+        return env
     config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(config, "labpower", "lab.toml")
+    return os.path.join(config, "labpower", "lab.toml")
+
+
+def default_path() -> Path:
+    """:func:`default_file` as a path."""
+
+    return Path(default_file())
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +145,7 @@ def load(path: str | os.PathLike[str] | None = None) -> dict[str, Host]:
     :raises InventoryError: it cannot be read or is invalid.
     """
     import tomllib  # only where an inventory is used
+    from pathlib import Path
 
     file = Path(path) if path is not None else default_path()
     try:
