@@ -192,12 +192,19 @@ def _target(params: Mapping[str, Any]) -> Target:
     return Target.from_wire(params.get("target"))
 
 
-def list_op() -> Op[list[Target]]:
-    return Op(power_call("List"), targets_result)
+def _refresh(params: dict[str, Any], refresh: bool) -> dict[str, Any]:
+    # "refresh": read the boards again rather than answer from what the daemon knows
+    if refresh:
+        params["refresh"] = True
+    return params
 
 
-def get_op(target: str) -> Op[Target]:
-    return Op(power_call("Get", {"target": target}), _target)
+def list_op(refresh: bool = False) -> Op[list[Target]]:
+    return Op(power_call("List", _refresh({}, refresh)), targets_result)
+
+
+def get_op(target: str, refresh: bool = False) -> Op[Target]:
+    return Op(power_call("Get", _refresh({"target": target}, refresh)), _target)
 
 
 def switch_op(
@@ -237,12 +244,15 @@ def acquire_op(
     return Op(power_call("Acquire", acquire_parameters(target, name, timeout)), parse)
 
 
-def release_op(tokens: dict[str, str], target: str) -> Op[Target]:
-    """Release; the token leaves ``tokens`` now (the lease is given up whatever comes)."""
+def release_op(tokens: dict[str, str], target: str, force: bool = False) -> Op[Target]:
+    """Release; the token leaves ``tokens`` now (the lease is given up whatever comes).
+    ``force``: break the lease whoever holds it (root and the daemon's admin groups)."""
     params: dict[str, Any] = {"target": target}
     token = tokens.pop(target, None)
     if token is not None:
         params["token"] = token
+    if force:
+        params["force"] = True
     return Op(power_call("Release", params), _target)
 
 

@@ -181,14 +181,14 @@ class AsyncClient:
             await stream.wait_for(seq)
         return target
 
-    async def targets(self) -> list[Target]:
-        return await self._op(p.list_op())
+    async def targets(self, *, refresh: bool = False) -> list[Target]:
+        return await self._op(p.list_op(refresh))
 
     def target(self, name: str) -> AsyncTargetHandle:
         return AsyncTargetHandle(self, name)
 
-    async def get(self, target: str) -> Target:
-        return await self._op(p.get_op(target))
+    async def get(self, target: str, *, refresh: bool = False) -> Target:
+        return await self._op(p.get_op(target, refresh))
 
     async def on(self, target: str) -> Target:
         return await self._switch(p.switch_op(self.lease_tokens, "On", target))
@@ -220,8 +220,8 @@ class AsyncClient:
         """See :meth:`Client.acquire`."""
         return await self._op(p.acquire_op(self.lease_tokens, target, name, timeout))
 
-    async def release(self, target: str) -> Target:
-        return await self._op(p.release_op(self.lease_tokens, target))
+    async def release(self, target: str, *, force: bool = False) -> Target:
+        return await self._op(p.release_op(self.lease_tokens, target, force))
 
     @asynccontextmanager
     async def lease(

@@ -181,8 +181,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     with _Daemons(args) as daemons:
         if daemons.lab is None:
             assert daemons.client is not None
-            params = {"refresh": True} if refresh else {}
-            _show_targets(args, p.targets_result(daemons.client.call(p.power_call("List", params))))
+            _show_targets(args, daemons.client.targets(refresh=refresh))
             return
         if refresh:
             raise Usage("status --refresh: only with one daemon (--socket), not an inventory")
@@ -243,31 +242,13 @@ def cmd_status(args: argparse.Namespace) -> None:
     if not args.targets:
         cmd_list(args)
         return
-    params = {"refresh": True} if args.refresh else {}
-    _each_target(
-        args,
-        "status",
-        lambda lab, name: _target(lab.call(p.power_call("Get", {"target": name, **params}))),
-    )
-
-
-def _target(reply: dict[str, Any]) -> Target:
-    return Target.from_wire(reply["target"])
+    _each_target(args, "status", lambda lab, name: lab.get(name, refresh=args.refresh))
 
 
 def cmd_unlock(args: argparse.Namespace) -> None:
     """Give back leases this shell holds ($LABPOWER_LEASES); with --force (root or a
     member of the daemon's admin_groups) break them whoever holds them."""
-    if not args.force:
-        _each_target(args, "unlock", lambda lab, name: lab.release(name))
-        return
-    _each_target(
-        args,
-        "unlock",
-        lambda lab, name: _target(
-            lab.call(p.power_call("Release", {"target": name, "force": True}))
-        ),
-    )
+    _each_target(args, "unlock", lambda lab, name: lab.release(name, force=args.force))
 
 
 def cmd_on(args: argparse.Namespace) -> None:

@@ -23,7 +23,7 @@ class TargetOps(Protocol[R, Reads, Lease]):
     def on(self, target: str) -> R: ...
     def off(self, target: str) -> R: ...
     def cycle(self, target: str, delay: float | None = None) -> R: ...
-    def get(self, target: str) -> R: ...
+    def get(self, target: str, *, refresh: bool = False) -> R: ...
     def read(self, target: str, count: int | None = 1, interval: float | None = None) -> Reads: ...
     def lease(
         self, target: str, name: str | None = None, timeout: float | None = None
@@ -51,8 +51,9 @@ class Handle(Generic[R, Reads, Lease]):
     def cycle(self, delay: float | None = None) -> R:
         return self.client.cycle(self.name, delay)
 
-    def state(self) -> R:
-        return self.client.get(self.name)
+    def state(self, *, refresh: bool = False) -> R:
+        """The target's state; ``refresh``: read its board again."""
+        return self.client.get(self.name, refresh=refresh)
 
     def read(self, count: int | None = 1, interval: float | None = None) -> Reads:
         """``count`` readings (forever if None), ``interval`` seconds apart."""

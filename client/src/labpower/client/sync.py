@@ -229,14 +229,17 @@ class Client:
         return target
 
     # -- the power interface
-    def targets(self) -> list[Target]:
-        return self._op(p.list_op())
+    def targets(self, *, refresh: bool = False) -> list[Target]:
+        """Every target; ``refresh``: read the boards again rather than answer from what
+        the daemon knows."""
+        return self._op(p.list_op(refresh))
 
     def target(self, name: str) -> TargetHandle:
         return TargetHandle(self, name)
 
-    def get(self, target: str) -> Target:
-        return self._op(p.get_op(target))
+    def get(self, target: str, *, refresh: bool = False) -> Target:
+        """The target's state; ``refresh``: read its board again."""
+        return self._op(p.get_op(target, refresh))
 
     def on(self, target: str) -> Target:
         return self._switch(p.switch_op(self.lease_tokens, "On", target))
@@ -267,9 +270,10 @@ class Client:
         """
         return self._op(p.acquire_op(self.lease_tokens, target, name, timeout))
 
-    def release(self, target: str) -> Target:
-        """Give the target's lease back."""
-        return self._op(p.release_op(self.lease_tokens, target))
+    def release(self, target: str, *, force: bool = False) -> Target:
+        """Give the target's lease back; ``force``: break it whoever holds it (root and the
+        daemon's admin groups). :raises PermissionDenied: not allowed to."""
+        return self._op(p.release_op(self.lease_tokens, target, force))
 
     @contextmanager
     def lease(
