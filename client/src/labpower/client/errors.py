@@ -24,6 +24,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "StateMismatch",
+    "StateNotSaved",
     "TargetNotFound",
     "Timeout",
     "TooManyStreams",
@@ -155,6 +156,19 @@ class TooManyStreams(VarlinkError):
         return f"too many streams open by this user (limit {self.parameters.get('limit')})"
 
 
+class StateNotSaved(VarlinkError):
+    """The target restores its state at daemon start, and the daemon could not save the new
+    state before switching (read-only or full state directory): nothing was switched."""
+
+    name = f"{INTERFACE}.StateNotSaved"
+
+    def _describe(self) -> str:
+        p = self.parameters
+        return (
+            f"target {p.get('target')!r} not switched: its state cannot be saved: {p.get('reason')}"
+        )
+
+
 class InterfaceNotFound(VarlinkError):
     name = "org.varlink.service.InterfaceNotFound"
 
@@ -190,6 +204,7 @@ _BY_NAME: dict[str, type[VarlinkError]] = {
         DeviceError,
         Locked,
         TooManyStreams,
+        StateNotSaved,
         InterfaceNotFound,
         MethodNotFound,
         MethodNotImplemented,

@@ -40,10 +40,13 @@ _DAEMON_KEYS = {
     "history",
     "state_directory",
     "max_connections",
+    "max_connections_per_user",
     "subscriber_queue",
     "read",
     "admin_groups",
     "max_streams_per_user",
+    "subscriber_bytes",
+    "allow_empty",
 }
 START_POLICIES = ("keep", "off", "on", "restore")
 #: who may read a target: "allowed" (whoever may switch it) or "all" (whoever can connect)
@@ -73,6 +76,8 @@ class DaemonSettings:
     #: where targets.json lives; None: $STATE_DIRECTORY, else /var/lib/labpower
     state_directory: str | None = None
     max_connections: int = 1024
+    #: connections one uid may hold at once (its share); None: a quarter of max_connections
+    max_connections_per_user: int | None = None
     #: log entries a live subscriber may fall behind by before entries are dropped for it
     subscriber_queue: int = 65536
     #: read policy of targets that set none (see READ_POLICIES)
@@ -81,6 +86,10 @@ class DaemonSettings:
     admin_groups: frozenset[int] = frozenset()
     #: streams (Read with "more", Logs) one user may have open at once; root is not limited
     max_streams_per_user: int = 64
+    #: bytes of encoded entries a live subscriber may fall behind by, likewise
+    subscriber_bytes: int = 1024 * 1024
+    #: a reload may remove every target (else a file without targets is refused)
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,22 +252,34 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
     max_connections = c.value(d, "max_connections", int, "daemon", 1024)
     if not 1 <= max_connections <= 65536:
         raise c.fail("daemon.max_connections", "must be between 1 and 65536")
+    per_user = c.value(d, "max_connections_per_user", int, "daemon", None)
+    if per_user is not None and not 1 <= per_user <= max_connections:
+        raise c.fail(
+            "daemon.max_connections_per_user",
+            f"must be between 1 and daemon.max_connections ({max_connections})",
+        )
     queue = c.value(d, "subscriber_queue", int, "daemon", 65536)
     if not 16 <= queue <= 10_000_000:
         raise c.fail("daemon.subscriber_queue", "must be between 16 and 10000000")
     streams = c.value(d, "max_streams_per_user", int, "daemon", 64)
     if not 1 <= streams <= 65536:
         raise c.fail("daemon.max_streams_per_user", "must be between 1 and 65536")
+    queue_bytes = c.value(d, "subscriber_bytes", int, "daemon", 1024 * 1024)
+    if not 65536 <= queue_bytes <= 1024**3:
+        raise c.fail("daemon.subscriber_bytes", "must be between 65536 and 1073741824")
     settings = DaemonSettings(
         c.value(d, "socket", str, "daemon", None),
         level,
         history,
         c.value(d, "state_directory", str, "daemon", None),
         max_connections,
+        per_user,
         queue,
         c.read_policy(d, "daemon", "allowed") or "allowed",
         c.ids(d, "admin_groups", "daemon", grp.getgrnam, "group"),
         streams,
+        queue_bytes,
+        c.value(d, "allow_empty", bool, "daemon", False),
     )
 
     devices: dict[str, DeviceConfig] = {}

@@ -308,6 +308,14 @@ class Daemon:
             log.info("reloading %s", path)
             try:
                 new = await anyio.to_thread.run_sync(load, path)
+                if not new.targets and self.lab.targets and not new.daemon.allow_empty:
+                    # an emptied or truncated file would make every target vanish at once
+                    raise ConfigError(
+                        path,
+                        "targets",
+                        "the file defines no targets; reloading it would remove all "
+                        f"{len(self.lab.targets)} (set daemon.allow_empty = true to allow that)",
+                    )
             except ConfigError as exc:
                 log.error("reload refused, the previous configuration keeps serving: %s", exc)
                 notify.ready(f"reload refused ({exc.key or 'file'}): {self.status()}")

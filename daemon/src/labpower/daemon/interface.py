@@ -73,6 +73,9 @@ error DeviceError (device: string, reason: string)
 error Locked (target: string, holder: Lease)
 # the caller's user has this many streams (Read with "more", Logs) open already
 error TooManyStreams (limit: int)
+# the target restores its state at start, and its new state could not be saved first:
+# nothing was switched
+error StateNotSaved (target: string, reason: string)
 """
 
 SERVICE_IDL = """\

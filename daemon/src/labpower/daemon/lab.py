@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -263,7 +263,14 @@ class Lab:
             if guard is not None:
                 guard()
             await self._switch(t, False, "cycle")
-            await anyio.sleep(off_time)
+            try:
+                await anyio.sleep(off_time)
+            except anyio.get_cancelled_exc_class():
+                # only a stopping daemon cancels a call: it waited its grace time for the
+                # cycle; the "on" is not made (that could come after a replacement daemon's
+                # own switch), and the file says so
+                self._aborted(t)
+                raise
             if guard is not None:
                 # a lease taken (or a permission withdrawn) during the off-time stops the on
                 try:
@@ -277,6 +284,19 @@ class Lab:
                     )
                     raise
             return await self._switch(t, True, "cycle")
+
+    def _aborted(self, t: TargetState) -> None:
+        note = "cycle aborted: the daemon stopped in its off-time"
+        log.error(
+            "%s: %s; it stays off",
+            t.name,
+            note,
+            extra={"target": t.name, "device": t.config.device, "op": "cycle", "state": t.state},
+        )
+        if self.store is not None:
+            known = self.store.remembered(t.name)
+            if known is not None:
+                self.store.update(t.name, replace(known, note=note))
 
     async def _switch(self, t: TargetState, on: bool, op: str) -> dict[str, Any]:
         ctx = current_call.get()
@@ -292,12 +312,17 @@ class Lab:
         wanted = "on" if on else "off"
         # the entries name the target even where no call is served (a switch at start)
         where = {"target": t.name, "device": t.config.device, "channel": t.config.channel, "op": op}
+        durable = self.store is not None and t.config.start == "restore"
+        if durable:
+            await self._save_intent(t, wanted, ctx, where)
         try:
             with self._hardware(t):
                 physical = await t.device.switch(t.config.channel, on != t.config.invert)
         except ApiError as exc:
             t.state, t.verified = "unknown", False
             self._remember(t, ctx)
+            if durable:
+                await self._save(t, where)
             log.error(
                 "%s by %s failed: %s",
                 _doing(op, wanted),
@@ -308,6 +333,8 @@ class Lab:
             raise
         t.record(physical, on)
         self._remember(t, ctx)
+        if durable:
+            await self._save(t, where)
         if t.verified and t.state != wanted:
             log.error(
                 "%s by %s: the board reports %s",
@@ -329,11 +356,51 @@ class Lab:
         )
         return t.to_wire(self.leases)
 
+    async def _save_intent(
+        self, t: TargetState, wanted: str, ctx: CallContext | None, where: dict[str, Any]
+    ) -> None:
+        """Before a target that restores is switched: save that a switch to ``wanted`` began,
+        so that a daemon killed before the outcome is saved does not restore the state from
+        before it. :raises ApiError: StateNotSaved (nothing switched)."""
+        assert self.store is not None
+        self.store.update(t.name, self._record(t, ctx, wanted, pending=True))
+        try:
+            await self.store.save()
+        except OSError as exc:
+            log.error(
+                "%s %s refused: the state file cannot be written (%s), and %s restores its "
+                "state at start",
+                where["op"],
+                wanted,
+                exc.strerror or exc,
+                t.name,
+                extra={**where, "state": t.state},
+            )
+            raise ApiError("StateNotSaved", target=t.name, reason=str(exc.strerror or exc)) from exc
+
+    async def _save(self, t: TargetState, where: dict[str, Any]) -> None:
+        """The outcome of a switch of a target that restores: saved before the reply. If it
+        cannot be, the record stays pending (restore will not act on it) and the store keeps
+        trying."""
+        assert self.store is not None
+        try:
+            await self.store.save()
+        except OSError as exc:
+            log.error(
+                "%s: the new state %s could not be saved (%s): until it is, a restart will "
+                "not restore this target",
+                t.name,
+                t.state,
+                exc.strerror or exc,
+                extra={**where, "state": t.state},
+            )
+
     def _observed(self, t: TargetState) -> None:
         """Persist a state read back from the board that differs from the remembered one:
         a switch whose write a SIGKILL overtook, or a relay switched behind our back. Who
-        made it so is unknown then."""
-        if self.store is None or not t.verified:
+        made it so is unknown then. Not while a switch holds the target: its own record
+        (perhaps a pending one) comes next, and must not be overtaken."""
+        if self.store is None or not t.verified or t.lock.locked():
             return
         known = self.store.remembered(t.name)
         if known is None or known.state != t.state:
@@ -341,16 +408,20 @@ class Lab:
 
     def _remember(self, t: TargetState, ctx: CallContext | None) -> None:
         if self.store is not None:
-            self.store.update(
-                t.name,
-                Remembered(
-                    t.state,
-                    t.since,
-                    ctx.uid if ctx else None,
-                    ctx.pid if ctx else None,
-                    ctx.client if ctx else None,
-                ),
-            )
+            self.store.update(t.name, self._record(t, ctx, t.state))
+
+    @staticmethod
+    def _record(
+        t: TargetState, ctx: CallContext | None, state: str, pending: bool = False
+    ) -> Remembered:
+        return Remembered(
+            state,
+            t.since,
+            ctx.uid if ctx else None,
+            ctx.pid if ctx else None,
+            ctx.client if ctx else None,
+            pending,
+        )
 
     async def start(self, remembered: Mapping[str, Remembered]) -> None:
         """Apply each target's start policy. ``keep`` switches nothing: the state is what
@@ -359,13 +430,36 @@ class Lab:
         async with anyio.create_task_group() as tg:
             for t in self.targets.values():
                 known = remembered.get(t.name)
+                policy = t.config.start
                 if known is not None:
                     t.state, t.since, t.verified = known.state, known.since, False
-                policy = t.config.start
+                    if known.note:
+                        log.warning(
+                            "%s: %s (%s); it was left %s",
+                            t.name,
+                            known.note,
+                            known.since or "time unknown",
+                            known.state,
+                            extra={"target": t.name, "device": t.config.device},
+                        )
+                    if known.pending:
+                        t.state = "unknown"
+                        if policy == "restore":
+                            self._distrust(t, known)
+                            policy = "keep"
                 if policy == "restore":
                     policy = known.state if known is not None else "keep"
                 if policy in ("on", "off"):
                     tg.start_soon(self._start_switch, t, policy == "on")
+
+    @staticmethod
+    def _distrust(t: TargetState, known: Remembered) -> None:
+        message = (
+            f"start = restore refused for {t.name}: the outcome of its last switch (to "
+            f"{known.state}) was never saved, so the state file cannot be trusted; "
+            "switching nothing"
+        )
+        log.error(message, extra={"target": t.name, "device": t.config.device, "op": "start"})
 
     async def _start_switch(self, t: TargetState, on: bool) -> None:
         try:

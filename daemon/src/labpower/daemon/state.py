@@ -6,12 +6,18 @@ file, never a mix. The file carries a SHA-256 of its payload: a file that was to
 anyway is detected and refused loudly (moved aside as ``targets.json.corrupt``), never
 half-read.
 
-Writes happen off the switching path: a switch marks the store dirty and a background task
-writes the newest snapshot (one write covers every change since the last, at most one write
-per ``WRITE_INTERVAL``), so a switch never waits for the disk. After a SIGKILL the file may
-lag the last switch by up to ``WRITE_INTERVAL`` (50 ms); right after start the daemon reads
-back what the boards can tell, so only boards that cannot report their state depend on the
-file (and show it as not verified).
+Most writes happen off the switching path: a switch marks the store dirty and a background
+task writes the newest snapshot (one write covers every change since the last, at most one
+write per ``WRITE_INTERVAL``), so a switch never waits for the disk. After a SIGKILL the file
+may lag the last switch by up to ``WRITE_INTERVAL`` (50 ms); right after start the daemon
+reads back what the boards can tell, so only boards that cannot report their state depend on
+the file (and show it as not verified). A write that fails is retried (``RETRY_INTERVAL``,
+growing to ``RETRY_MAX``) until it succeeds; the failure is logged once, and its end.
+
+Targets with ``start = "restore"`` are switched to the file's state at start, so for them the
+file must never lag: the lab writes their record durably (:meth:`StateStore.save`) marked
+``pending`` before it switches, and unmarked after. A record still pending at start is a
+switch whose outcome never reached the disk: restore does not act on it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ log = logging.getLogger("labpower.daemon.state")
 FILENAME = "targets.json"
 #: Shortest time between two writes of the file, seconds.
 WRITE_INTERVAL = 0.05
+#: First and longest wait before retrying a failed write, seconds.
+RETRY_INTERVAL = 0.1
+RETRY_MAX = 2.0
 #: temporary files of writes in progress; a SIGKILL mid-write leaves one behind
 _TEMP_PREFIX = ".targets."
 FORMAT = 1
@@ -52,19 +61,26 @@ class Remembered:
     uid: int | None = None
     pid: int | None = None
     client: str | None = None
+    #: a switch to ``state`` was started and its outcome not yet saved: not to be trusted
+    pending: bool = False
+    #: what else the daemon has to say about it (a cycle aborted by a shutdown)
+    note: str | None = None
 
     @classmethod
     def from_json(cls, obj: Any) -> Remembered:
         if not isinstance(obj, dict) or obj.get("state") not in _STATES:
             raise StateCorrupt(f"bad target record {obj!r}")
-        fields = {k: obj.get(k) for k in ("since", "uid", "pid", "client")}
+        fields = {k: obj.get(k) for k in ("since", "uid", "pid", "client", "note")}
         for key in ("uid", "pid"):
             if fields[key] is not None and not isinstance(fields[key], int):
                 raise StateCorrupt(f"bad {key} in {obj!r}")
-        for key in ("since", "client"):
+        for key in ("since", "client", "note"):
             if fields[key] is not None and not isinstance(fields[key], str):
                 raise StateCorrupt(f"bad {key} in {obj!r}")
-        return cls(obj["state"], **fields)
+        pending = obj.get("pending", False)
+        if not isinstance(pending, bool):
+            raise StateCorrupt(f"bad pending in {obj!r}")
+        return cls(obj["state"], pending=pending, **fields)
 
 
 def _canonical(targets: Mapping[str, Any]) -> str:
@@ -85,6 +101,9 @@ def encode(targets: Mapping[str, Remembered]) -> bytes:
                 "uid": r.uid,
                 "pid": r.pid,
                 "client": r.client,
+                # only when set: files of daemons that know neither stay byte for byte
+                **({"pending": True} if r.pending else {}),
+                **({"note": r.note} if r.note is not None else {}),
             }
             for name, r in targets.items()
         }
@@ -120,6 +139,8 @@ class StateStore:
         self._written = 0
         self._generation = 0
         self._failing = False
+        #: one write at a time, so an older snapshot never lands after a newer one
+        self._lock = anyio.Lock()
 
     def load(self) -> dict[str, Remembered]:
         """The remembered targets; {} when there is no file yet. A corrupt file is logged as
@@ -205,29 +226,59 @@ class StateStore:
 
     async def run(self) -> None:
         """Persist changes as they come: at most one write per :data:`WRITE_INTERVAL`, each
-        covering every change since the last, so a burst of switching costs a few writes."""
+        covering every change since the last, so a burst of switching costs a few writes.
+        A failed write is tried again, ever less often (up to :data:`RETRY_MAX` apart)."""
+        retry = RETRY_INTERVAL
         while True:
             await self._dirty.wait()
             self._dirty = anyio.Event()
-            await self._persist()
-            await anyio.sleep(WRITE_INTERVAL)  # rate limit, not a wait for anything
+            if await self._persist():
+                retry = RETRY_INTERVAL
+                await anyio.sleep(WRITE_INTERVAL)  # rate limit, not a wait for anything
+            else:
+                await anyio.sleep(retry)
+                retry = min(retry * 2, RETRY_MAX)
+                self._dirty.set()
 
     async def flush(self) -> None:
         """Write now if anything changed since the last write (at shutdown)."""
         if self._written != self._generation:
             await self._persist()
 
-    async def _persist(self) -> None:
+    async def save(self) -> None:
+        """Write every change made so far, and wait until it is on disk.
+
+        :raises OSError: the file could not be written (the background writer retries).
+        """
+        wanted = self._generation
+        async with self._lock:
+            if self._written >= wanted:
+                return  # a write that began after the change covered it
+            await self._write_current()
+
+    async def _persist(self) -> bool:
+        """Write the current snapshot; :returns: whether it was written."""
+        async with self._lock:
+            if self._written == self._generation:
+                return True
+            try:
+                await self._write_current()
+            except OSError:
+                return False
+        return True
+
+    async def _write_current(self) -> None:
         # a copy (of frozen records) taken on the loop thread, serialised in the worker
         generation, snapshot = self._generation, dict(self._snapshot)
         try:
             await anyio.to_thread.run_sync(self._write_snapshot, snapshot)
         except OSError as exc:
             if not self._failing:  # said once, not on every switch
-                log.error("cannot write state file %s: %s", self.path, exc)
+                log.error("cannot write state file %s: %s (retrying)", self.path, exc)
             self._failing = True
-            return
+            self._dirty.set()  # the background writer tries again
+            raise
         if self._failing:
-            log.info("state file %s written again", self.path)
+            log.warning("state file %s written again", self.path)
         self._failing = False
         self._written = generation
