@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,15 +76,15 @@ def test_reload_refuses_a_file_without_targets(start_daemon: StartDaemon, tmp_pa
         mock_config({"bench": {"channels": 1}}, {"t": {"device": "bench", "channel": 1}})
     )
 
-    def reloaded(text: str, count: int) -> bool:
-        return daemon.stderr().count(text) >= count
+    def said(text: str, count: int) -> Callable[[], bool]:
+        return lambda: daemon.stderr().count(text) >= count
 
     with daemon.client(timeout=10.0) as lab:
         lab.on("t")
         for attempt, text in enumerate(("", "[devices.bench]\nbackend = 'mock'\n"), 1):
             daemon.config_path.write_text(text)
             daemon.signal(signal.SIGHUP)
-            assert wait_until(lambda n=attempt: reloaded("reload refused", n), 10.0)
+            assert wait_until(said("reload refused", attempt), 10.0)
             assert lab.get("t").state == "on"  # the old configuration keeps serving
         assert "the file defines no targets" in daemon.stderr()
         assert "daemon.allow_empty = true" in daemon.stderr()
@@ -91,7 +92,7 @@ def test_reload_refuses_a_file_without_targets(start_daemon: StartDaemon, tmp_pa
         # asked for explicitly: every target goes
         daemon.config_path.write_text("[daemon]\nallow_empty = true\n")
         daemon.signal(signal.SIGHUP)
-        assert wait_until(lambda: reloaded("reloaded ", 1), 10.0)
+        assert wait_until(said("reloaded ", 1), 10.0)
         assert lab.targets() == []
         with pytest.raises(TargetNotFound):
             lab.get("t")
