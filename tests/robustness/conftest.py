@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -20,6 +21,26 @@ SERVICE = "org.varlink.service"
 def fd_count(pid: int) -> int:
     """File descriptors the process holds open."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def exhaust_descriptors(pid: int, settle: float = 0.0) -> tuple[int, int]:
+    """Lower the process's RLIMIT_NOFILE so that it cannot open one more descriptor (the
+    limit is on descriptor numbers: the lowest free one must be at or above it).
+    A descriptor open for a moment (a state write) would leave a hole when it closes: when
+    ``settle``, wait until the set of open descriptors stays the same for that long.
+    :returns: the limits it had, for :func:`resource.prlimit` to restore."""
+    if settle:
+        seen: set[str] = set()
+        deadline = time.monotonic() + 10.0
+        while (now := set(os.listdir(f"/proc/{pid}/fd"))) != seen:
+            assert time.monotonic() < deadline, "the daemon's descriptors never settled"
+            seen = now
+            time.sleep(settle)
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    lowest_free = next(n for n in range(len(used) + 1) if n not in used)
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, old[1]))
+    return old
 
 
 def rss_bytes(pid: int) -> int:

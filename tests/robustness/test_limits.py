@@ -137,7 +137,7 @@ def test_max_connections(start_daemon: StartDaemon) -> None:
         mock_config(
             {"bench": {"channels": 1}},
             {"a": {"device": "bench", "channel": 1}},
-            {"max_connections": 4},
+            {"max_connections": 4, "max_connections_per_user": 4},
         )
     )
     with daemon.client(timeout=10.0) as lab:

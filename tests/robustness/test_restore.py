@@ -32,7 +32,7 @@ from labpower.client.errors import LabpowerError
 from labpower.daemon.state import FILENAME, Remembered, decode, encode
 from labpower.daemon.testing import DaemonProcess
 
-from .conftest import fd_count, wait_until
+from .conftest import exhaust_descriptors, wait_until
 
 TRIES = 50
 SEED = 20261207
@@ -82,15 +82,14 @@ class Pressure:
         self.readonly = readonly
         self.state_dir = daemon.directory / "state"
         self.active = False
+        self.limits = (0, 0)
 
     def apply(self) -> None:
         if self.readonly:
             subprocess.run(["chattr", "+i", str(self.state_dir)], check=True)
         else:
             # every descriptor it may have is taken: opening the temporary file fails
-            held = fd_count(self.daemon.pid)
-            hard = resource.prlimit(self.daemon.pid, resource.RLIMIT_NOFILE)[1]
-            resource.prlimit(self.daemon.pid, resource.RLIMIT_NOFILE, (held, hard))
+            self.limits = exhaust_descriptors(self.daemon.pid)
         self.active = True
 
     def lift(self) -> None:
@@ -99,8 +98,7 @@ class Pressure:
         if self.readonly:
             subprocess.run(["chattr", "-i", str(self.state_dir)], check=True)
         elif self.daemon.proc is not None and self.daemon.proc.poll() is None:
-            hard = resource.prlimit(self.daemon.pid, resource.RLIMIT_NOFILE)[1]
-            resource.prlimit(self.daemon.pid, resource.RLIMIT_NOFILE, (hard, hard))
+            resource.prlimit(self.daemon.pid, resource.RLIMIT_NOFILE, self.limits)
         self.active = False
 
 
@@ -128,6 +126,14 @@ class Switcher(threading.Thread):
             return  # the daemon was killed
         finally:
             self.client.close()
+
+
+def _drained(sim: LcusSimulator) -> None:
+    """Wait until the simulator has taken every byte sent to it (no event says so)."""
+    seen = -1
+    while len(sim.received) != seen:
+        seen = len(sim.received)
+        time.sleep(0.05)
 
 
 def _restored(stderr: str, since: int) -> tuple[int, int]:
@@ -162,11 +168,15 @@ def test_restore_never_switches_to_a_stale_state(board: LcusSimulator, tmp_path:
             finally:
                 pressure.lift()
             refused += switcher.refused
+            # a command the daemon wrote just before it died may still be in the pty
+            _drained(board)
             left = board.relays[1]  # what the killed daemon left
+            before = (daemon.directory / "state" / FILENAME).read_bytes()
             since = len(daemon.stderr())
             daemon.start()
             if board.relays[1] != left:
                 stale += 1
+                print(f"stale: relay was {left}, file {before!r}:\n{daemon.stderr()[since:]}")
             starts, refusals = _restored(daemon.stderr(), since)
             restored += starts
             distrusted += refusals

@@ -43,6 +43,18 @@ class _Buffers(threading.local):
 _buffers = _Buffers()
 
 
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """pid, uid and gid of the peer process as the kernel recorded them when it connected
+    (SO_PEERCRED); -1 each where the kernel does not say."""
+    try:
+        pid, uid, gid = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+    except OSError:
+        return -1, -1, -1
+    return pid, uid, gid
+
+
 class Connection:
     """What the server needs of a connection; see the two implementations below."""
 
@@ -56,13 +68,7 @@ class Connection:
         self._groups: frozenset[int] | None = None
         self._on_close: list[Callable[[Connection], None]] = []
         #: The peer process (SO_PEERCRED); -1 where the kernel does not say.
-        self.pid = self.uid = self.gid = -1
-        try:
-            self.pid, self.uid, self.gid = _PEERCRED.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            )
-        except OSError:
-            pass
+        self.pid, self.uid, self.gid = peer_credentials(sock)
 
     def groups(self) -> frozenset[int]:
         """The peer's primary and supplementary groups, as the kernel recorded them when it

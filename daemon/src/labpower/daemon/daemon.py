@@ -27,6 +27,7 @@ from labpower.daemon.config import Config, ConfigError, default_state_directory,
 from labpower.daemon.history import history_source
 from labpower.daemon.hotplug import Hotplug
 from labpower.daemon.lab import Lab
+from labpower.daemon.limits import ConnectionLimits, descriptor_ceiling
 from labpower.daemon.logbus import LogBus
 from labpower.daemon.reload import apply as apply_config
 from labpower.daemon.server import Server
@@ -39,6 +40,34 @@ SOCKET_MODE = 0o660
 LISTEN_FDS_START = 3
 #: How often STATUS= is refreshed when there is no watchdog to ping
 STATUS_INTERVAL = 5.0
+
+
+#: First and longest pause of the accept loop while descriptors are exhausted, seconds.
+ACCEPT_BACKOFF = 0.01
+ACCEPT_BACKOFF_MAX = 1.0
+#: accept() errors that say the process or system is out of descriptors or memory
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def _spare_fd() -> int | None:
+    """A descriptor held in reserve for :meth:`Daemon._accept`; None if none is free."""
+    try:
+        return os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _refuse_one(listener: socket.socket, spare: int) -> int | None:
+    """Free the spare descriptor, accept one waiting connection with it and close that;
+    :returns: the spare, taken again if it can be."""
+    os.close(spare)
+    try:
+        sock, _ = listener.accept()
+    except OSError:
+        pass
+    else:
+        sock.close()
+    return _spare_fd()
 
 
 class StartupError(Exception):
@@ -229,6 +258,8 @@ class Daemon:
                 # start(), not start_soon(): the handlers must be in place before READY=1,
                 # or a SIGTERM right after it kills the daemon with the socket left behind
                 await tg.start(self._signals, tg)
+            # the boards are open now: what the descriptor limit leaves is for connections
+            self.server.limits = ConnectionLimits(self.config.daemon, descriptor_ceiling())
             async with anyio.create_task_group() as connections:
                 accepting = anyio.CancelScope()
                 connections.start_soon(self._accept, listener, connections, accepting)
@@ -257,19 +288,51 @@ class Daemon:
     async def _accept(
         self, listener: socket.socket, tg: anyio.abc.TaskGroup, scope: anyio.CancelScope
     ) -> None:
+        """Accept connections for the server. Out of descriptors (EMFILE, ENFILE: something
+        other than connections took them, since those stay below the limit), a spare
+        descriptor is given up to accept and close the waiting connection, so its client
+        sees a closed connection instead of hanging, and the loop backs off instead of
+        spinning on a listener that stays readable; said once, and once when it is over."""
         listener.setblocking(False)
-        with scope:
-            while True:
-                await anyio.wait_readable(listener)
-                try:
-                    sock, _ = listener.accept()
-                except BlockingIOError:
-                    continue
-                except OSError as exc:  # e.g. EMFILE: keep serving those connected
-                    log.error("accept failed: %s", exc)
-                    await anyio.sleep(0.1)
-                    continue
-                tg.start_soon(self.server.handle, sock)
+        spare: int | None = _spare_fd()
+        refused = 0
+        backoff = ACCEPT_BACKOFF
+        try:
+            with scope:
+                while True:
+                    await anyio.wait_readable(listener)
+                    try:
+                        sock, _ = listener.accept()
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        if exc.errno not in _EXHAUSTED:
+                            continue  # that client gave up before we got to it
+                        if not refused:
+                            log.error(
+                                "accept failed: %s, with %d connections open: refusing new "
+                                "connections until descriptors are free again",
+                                exc.strerror,
+                                self.server.limits.open,
+                            )
+                        refused += 1
+                        if spare is not None:
+                            spare = _refuse_one(listener, spare)
+                        else:  # nothing to accept with: wait, ever longer
+                            spare = _spare_fd()
+                            await anyio.sleep(backoff)
+                            backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
+                        continue
+                    if refused:
+                        log.warning("accepting connections again: %d were refused", refused)
+                        refused, backoff = 0, ACCEPT_BACKOFF
+                        spare = spare if spare is not None else _spare_fd()
+                    uid = self.server.admit(sock)
+                    if uid is not None:
+                        tg.start_soon(self.server.handle, sock, uid)
+        finally:
+            if spare is not None:
+                os.close(spare)
 
     async def _heartbeat(self, watchdog: float | None) -> None:
         """WATCHDOG=1 at half the watchdog timeout, STATUS= when it changes. This runs on the
@@ -322,6 +385,7 @@ class Daemon:
                 return False
             old = self.lab.config.daemon
             changes = await apply_config(self.lab, new)
+            self.server.limits.configure(new.daemon)
             self.config = new
             self.reloads += 1
             if (new.daemon.socket, new.daemon.history) != (old.socket, old.history):

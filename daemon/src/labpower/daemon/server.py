@@ -29,10 +29,11 @@ from labpower.client.wire import (
 )
 from labpower.daemon.access import check_allowed, is_admin, refuse
 from labpower.daemon.api import ApiError
-from labpower.daemon.connection import Connection, accept
+from labpower.daemon.connection import Connection, accept, peer_credentials
 from labpower.daemon.history import HistorySource, MemoryHistory, parse_since
 from labpower.daemon.interface import DESCRIPTIONS, POWER, SERVICE
 from labpower.daemon.lab import Lab
+from labpower.daemon.limits import ConnectionLimits
 from labpower.daemon.logbus import CallContext, LogBus, Subscriber, current_call
 
 log = logging.getLogger("labpower.daemon.server")
@@ -160,8 +161,8 @@ class Server:
     def __init__(self, lab: Lab, bus: LogBus) -> None:
         self.lab = lab
         self.bus = bus
-        self.connections = 0
-        self._refusing = False
+        #: connections served, in all and per uid (the daemon sets the descriptor ceiling)
+        self.limits = ConnectionLimits(lab.config.daemon)
         #: switching calls in progress; shutdown waits for them
         self.switching = 0
         self._idle = anyio.Event()
@@ -189,24 +190,26 @@ class Server:
         """Wait until no switching call is in progress."""
         await self._idle.wait()
 
-    async def handle(self, sock: socket.socket) -> None:
-        """Serve one connection until the peer closes it or breaks the protocol."""
-        if self.connections >= self.lab.config.daemon.max_connections:
-            if not self._refusing:
-                log.warning(
-                    "refusing connections: %d open, the limit (daemon.max_connections)",
-                    self.connections,
-                )
-            self._refusing = True
-            sock.close()
-            return
-        self._refusing = False
+    def admit(self, sock: socket.socket) -> int | None:
+        """The peer's uid if its connection may be served (:mod:`labpower.daemon.limits`);
+        None: it was refused and closed. Cheap, so the accept loop asks it first, and a
+        flood of refused connections costs no task each."""
+        uid = peer_credentials(sock)[1]
+        if self.limits.admit(uid):
+            return uid
+        sock.close()
+        return None
+
+    async def handle(self, sock: socket.socket, uid: int) -> None:
+        """Serve one connection that :meth:`admit` let in until the peer closes it or breaks
+        the protocol."""
+        limits = self.limits
         try:
             conn = await accept(sock)
         except OSError:
+            limits.release(uid)
             sock.close()
             return
-        self.connections += 1
         # the state machine hands out calls one at a time, in order; whole calls that came
         # before broken bytes are answered, then the connection ends
         protocol = ServerConnection()
@@ -222,7 +225,7 @@ class Server:
         except _HANGUP:
             pass
         finally:
-            self.connections -= 1
+            limits.release(uid)
             conn.close()
 
     async def _dispatch(self, call: Call, conn: Connection) -> None:
