@@ -24,8 +24,10 @@ import anyio
 _PEERCRED = struct.Struct("3i")
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux >= 4.13; not in Python 3.11
 RECEIVE_SIZE = 262144
-#: Input buffered for a connection before the daemon stops reading from it (back-pressure).
-READ_AHEAD = 1024 * 1024
+#: Input buffered for a connection before the daemon stops reading from it (back-pressure);
+#: also the most read from one connection at a time, so that a thousand connections that
+#: all send at once cost a bounded amount of memory.
+READ_AHEAD = 32 * 1024
 
 
 class _Buffers(threading.local):
@@ -146,7 +148,7 @@ class SocketConnection(Connection):
         while True:
             buffers = _buffers
             try:
-                n = sock.recv_into(buffers.buffer)
+                n = sock.recv_into(buffers.buffer, READ_AHEAD)
             except BlockingIOError:
                 await anyio.wait_readable(sock)
                 continue
@@ -183,7 +185,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.conn.transport = transport  # type: ignore[assignment]  # a socket transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _buffers.view
+        return _buffers.view[: max(READ_AHEAD - self.conn.buffered, 1024)]
 
     def buffer_updated(self, nbytes: int) -> None:
         conn = self.conn

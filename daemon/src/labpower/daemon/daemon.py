@@ -20,6 +20,7 @@ import socket
 import stat
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskStatus
 from labpower.daemon import journal, notify
@@ -29,6 +30,7 @@ from labpower.daemon.hotplug import Hotplug
 from labpower.daemon.lab import Lab
 from labpower.daemon.limits import ConnectionLimits, descriptor_ceiling
 from labpower.daemon.logbus import LogBus
+from labpower.daemon.memory import trimmer
 from labpower.daemon.reload import apply as apply_config
 from labpower.daemon.server import Server
 from labpower.daemon.state import StateStore
@@ -227,6 +229,7 @@ class Daemon:
                 await self.lab.refresh()
                 persist.start_soon(self.store.run)
                 persist.start_soon(self.hotplug.run)
+                persist.start_soon(trimmer.run)
                 try:
                     await self._listen(handle_signals, task_status)
                 finally:
@@ -307,7 +310,10 @@ class Daemon:
                         continue
                     except OSError as exc:
                         if exc.errno not in _EXHAUSTED:
-                            continue  # that client gave up before we got to it
+                            # that client gave up before we got to it, or we are stopping
+                            # and the listener is closed (the checkpoint ends this task then)
+                            await anyio.lowlevel.checkpoint()
+                            continue
                         if not refused:
                             log.error(
                                 "accept failed: %s, with %d connections open: refusing new "

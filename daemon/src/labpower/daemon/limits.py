@@ -10,6 +10,12 @@ lock everybody out (other users' calls, root's, the daemon's own writes). So:
 - one uid holds at most its share, ``daemon.max_connections_per_user`` (default: a quarter of
   the total), so a flooding user cannot lock out the others; root included.
 
+Input is bounded too: a connection holds at most :data:`INPUT_FREE` bytes of an incomplete
+message on its own; beyond that it draws on one budget shared by all, :data:`INPUT_BUDGET`.
+A connection whose incomplete message would overdraw it is closed (with the per-connection
+read-ahead in :mod:`labpower.daemon.connection`, that bounds what a flood of never-ending
+messages costs).
+
 A refused connection is closed unanswered. The log names a uid the first time it is refused,
 and once more, with the count, when it is well below its share again: never a line per
 connection.
@@ -22,13 +28,19 @@ import os
 import resource
 from collections import Counter
 
+from labpower.client.wire import RemoteProtocolError
 from labpower.daemon.config import DaemonSettings
+from labpower.daemon.memory import trimmer
 
 log = logging.getLogger("labpower.daemon.limits")
 
 #: descriptors kept for the daemon's own use: state writes, boards opened later (hot-plug,
 #: reload), journald, worker threads' files
 RESERVED_FDS = 64
+#: bytes of an incomplete message a connection may hold without drawing on the budget
+INPUT_FREE = 16 * 1024
+#: bytes of incomplete messages beyond that, all connections together
+INPUT_BUDGET = 32 * 1024 * 1024
 
 
 def descriptor_ceiling() -> int | None:
@@ -123,3 +135,47 @@ class ConnectionLimits:
                 "accepting connections again: %d were refused at the limit", self._refusing_all
             )
             self._refusing_all = 0
+
+
+class InputBudget:
+    """The shared budget for incomplete messages (see the module docstring)."""
+
+    def __init__(self, total: int = INPUT_BUDGET, free: int = INPUT_FREE) -> None:
+        self.total = total
+        self.free = free
+        self.used = 0
+        #: connections closed for want of budget in the current episode
+        self._closed = 0
+
+    def charge(self, charged: int, pending: int, uid: int) -> int:
+        """A connection charged ``charged`` now holds ``pending`` bytes of an incomplete
+        message. :returns: its new charge.
+
+        :raises RemoteProtocolError: that would overdraw the budget: close the connection
+            (its charge is unchanged; :meth:`release` it).
+        """
+        wanted = max(0, pending - self.free)
+        if wanted > charged and self.used - charged + wanted > self.total:
+            if not self._closed:
+                log.warning(
+                    "input buffers full (%d bytes of incomplete messages): closing "
+                    "connections that send more of theirs, first one of uid %d",
+                    self.used,
+                    uid,
+                )
+            self._closed += 1
+            raise RemoteProtocolError(
+                f"incomplete message of {pending} bytes: the daemon's input buffers are full"
+            )
+        self.used += wanted - charged
+        return wanted
+
+    def release(self, charged: int, held: int) -> None:
+        """A connection charged ``charged`` ends, freeing the ``held`` bytes it buffered."""
+        self.used -= charged
+        trimmer.released(held)
+        if self._closed and self.used <= self.total // 2:
+            log.info(
+                "input buffers below their limit again: %d connections were closed", self._closed
+            )
+            self._closed = 0

@@ -44,10 +44,13 @@ _RECORD_FIELDS = (
 )
 #: Longest message of an entry, in characters (before escaping).
 MESSAGE_LIMIT = 48 * 1024
-#: Most bytes sent to a subscriber in one write (bounds the memory of a catching-up burst).
-BATCH_BYTES = 256 * 1024
+#: Most bytes sent to a subscriber in one write. What the socket does not take stays in the
+#: connection's buffer, once per subscriber: this bounds it for one that stopped reading.
+BATCH_BYTES = 32 * 1024
 #: Entries a subscriber may fall behind by before entries are dropped for it.
 SUBSCRIBER_LIMIT = 65536
+#: Bytes of encoded entries a subscriber may fall behind by, likewise.
+SUBSCRIBER_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -89,13 +92,18 @@ class Subscriber:
         level: str | None,
         limit: int = SUBSCRIBER_LIMIT,
         visible: Callable[[str | None], bool] | None = None,
+        limit_bytes: int = SUBSCRIBER_BYTES,
     ) -> None:
         self.targets = frozenset(targets) if targets is not None else None
         #: which targets' entries the subscriber may see (None: all)
         self.visible = visible
         self.levelno = LEVELS[level] if level else logging.NOTSET
         self.limit = limit
+        self.limit_bytes = limit_bytes
         self.queue: deque[bytes] = deque()
+        #: bytes in the queue (entries are shared between subscribers, so this is what the
+        #: subscriber could cost, not what it does)
+        self.queued_bytes = 0
         self.dropped = 0
         self._last_dropped_seq = 0
         self._wakeup = anyio.Event()
@@ -108,11 +116,12 @@ class Subscriber:
         )
 
     def push(self, data: bytes, seq: int) -> None:
-        if len(self.queue) >= self.limit:
+        if len(self.queue) >= self.limit or self.queued_bytes + len(data) > self.limit_bytes:
             self.dropped += 1
             self._last_dropped_seq = seq
         else:
             self.queue.append(data)
+            self.queued_bytes += len(data)
         self._wakeup.set()
 
     async def next_batch(self) -> bytes:
@@ -128,6 +137,7 @@ class Subscriber:
             part = queue.popleft()
             parts.append(part)
             size += len(part)
+        self.queued_bytes -= size
         if self.dropped and not queue:
             # Entries are only dropped while the queue is full, so every dropped entry came
             # after everything queued: the notice goes last, with the last dropped seq.

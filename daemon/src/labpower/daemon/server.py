@@ -33,8 +33,9 @@ from labpower.daemon.connection import Connection, accept, peer_credentials
 from labpower.daemon.history import HistorySource, MemoryHistory, parse_since
 from labpower.daemon.interface import DESCRIPTIONS, POWER, SERVICE
 from labpower.daemon.lab import Lab
-from labpower.daemon.limits import ConnectionLimits
-from labpower.daemon.logbus import CallContext, LogBus, Subscriber, current_call
+from labpower.daemon.limits import ConnectionLimits, InputBudget
+from labpower.daemon.logbus import BATCH_BYTES, CallContext, LogBus, Subscriber, current_call
+from labpower.daemon.memory import trimmer
 
 log = logging.getLogger("labpower.daemon.server")
 
@@ -163,6 +164,8 @@ class Server:
         self.bus = bus
         #: connections served, in all and per uid (the daemon sets the descriptor ceiling)
         self.limits = ConnectionLimits(lab.config.daemon)
+        #: incomplete messages, all connections together
+        self.input_budget = InputBudget()
         #: switching calls in progress; shutdown waits for them
         self.switching = 0
         self._idle = anyio.Event()
@@ -213,9 +216,12 @@ class Server:
         # the state machine hands out calls one at a time, in order; whole calls that came
         # before broken bytes are answered, then the connection ends
         protocol = ServerConnection()
+        budget = self.input_budget
+        charged = 0
         try:
             while data := await conn.receive():
                 protocol.receive_data(data)
+                charged = budget.charge(charged, protocol.pending, uid)
                 while (call := protocol.next_call()) is not None:
                     conn.pipelined = protocol.pipelined
                     await self._dispatch(call, conn)
@@ -225,6 +231,7 @@ class Server:
         except _HANGUP:
             pass
         finally:
+            budget.release(charged, protocol.pending)
             limits.release(uid)
             conn.close()
 
@@ -440,6 +447,7 @@ class Server:
             level,
             self.lab.config.daemon.subscriber_queue,
             self.lab.visible_to(conn),
+            self.lab.config.daemon.subscriber_bytes,
         )
         self.bus.subscribers.add(sub)
         try:
@@ -457,6 +465,7 @@ class Server:
                     tg.cancel_scope.cancel()
         finally:
             self.bus.subscribers.discard(sub)
+            trimmer.released(sub.queued_bytes + BATCH_BYTES)
 
     @staticmethod
     async def _until_peer_leaves(conn: Connection, scope: anyio.CancelScope) -> None:
