@@ -188,6 +188,7 @@ def _others_served(path: str) -> tuple[float, float]:
 def test_a_flooding_user_holds_its_share_and_others_are_served() -> None:
     with open_daemon(_config(max_connections=1024, max_connections_per_user=SHARE)) as daemon:
         path = daemon.socket_path
+        quiet = _others_served(path)  # the same calls without a flood, for comparison
         flooder = AsUser(FLOODER, flood(path, SHARE + 200))
         try:
             assert flooder.result()["answered"] == SHARE
@@ -203,6 +204,8 @@ def test_a_flooding_user_holds_its_share_and_others_are_served() -> None:
         finally:
             flooder.release()
         print(
+            f"p99 of other users' calls without a flood: {quiet[0] * 1000:.2f} ms (nobody), "
+            f"{quiet[1] * 1000:.2f} ms (root); "
             f"one uid holding {SHARE} connections (its share), {SHARE + 200} tried: p99 of "
             f"other users' calls {idle[0] * 1000:.2f} ms (nobody), {idle[1] * 1000:.2f} ms "
             f"(root); while it knocked {knocks} times more: "
