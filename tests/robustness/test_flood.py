@@ -18,7 +18,6 @@ daemon sees the kernel's SO_PEERCRED): uid :data:`FLOODER` (no passwd entry need
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
@@ -26,7 +25,6 @@ import socket
 import statistics
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +36,7 @@ from labpower.daemon.testing import DaemonProcess
 
 from ..conftest import mock_config
 from .conftest import POWER, SERVICE, Raw, call_bytes, exhaust_descriptors, wait_until
+from .users import AsUser, Body, Report, run_as
 
 FLOODER = 40001
 NOBODY = 65534
@@ -46,68 +45,26 @@ CALLS = 500
 Result = dict[str, Any]
 
 
-class AsUser:
-    """``fn()`` in a forked child running as ``uid``; its JSON result comes back through a
-    pipe, and the child then holds on (its connections stay open) until :meth:`release`."""
+def flood(path: str, count: int) -> Body:
+    """Open ``count`` connections and ask GetInfo on each; report how many were answered,
+    and hold them open until stopped."""
 
-    def __init__(self, uid: int, fn: Callable[[], Result]) -> None:
-        result_r, result_w = os.pipe()
-        hold_r, hold_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns into pytest
-            code = 1
-            try:
-                os.close(result_r)
-                os.close(hold_w)
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-                out = json.dumps(fn())
-            except BaseException:
-                out = json.dumps({"error": traceback.format_exc()})
-            else:
-                code = 0
-            with os.fdopen(result_w, "w") as f:
-                f.write(out)
-            os.read(hold_r, 1)
-            os._exit(code)
-        os.close(result_w)
-        os.close(hold_r)
-        self._result = os.fdopen(result_r)
-        self._hold = hold_w
-
-    def result(self) -> Result:
-        result: Result = json.loads(self._result.read())
-        self._result.close()
-        assert "error" not in result, result.get("error")
-        return result
-
-    def release(self) -> None:
-        os.close(self._hold)
-        os.waitpid(self.pid, 0)
-
-
-def flood(path: str, count: int) -> Callable[[], Result]:
-    """Open ``count`` connections and ask GetInfo on each; how many were answered."""
-
-    def run() -> Result:
+    def body(report: Report, stopped: Callable[[], None]) -> None:
         held = []
         for _ in range(count):
             raw = Raw(path, timeout=10.0)
             raw.call(f"{SERVICE}.GetInfo")
             held.append(raw)
-        answered = sum(raw.receive() is not None for raw in held)
-        # keep them open (the child holds on); the GC must not close them
-        flood.held = held  # type: ignore[attr-defined]  # the child's own process state
-        return {"answered": answered, "opened": count}
+        report({"answered": sum(raw.receive() is not None for raw in held)})
+        stopped()
 
-    return run
+    return body
 
 
-def knock(path: str, seconds: float) -> Callable[[], Result]:
+def knock(path: str, seconds: float) -> Body:
     """Keep opening connections (each refused at once) for ``seconds``."""
 
-    def run() -> Result:
+    def body(report: Report, stopped: Callable[[], None]) -> None:
         attempts = answered = 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -120,9 +77,10 @@ def knock(path: str, seconds: float) -> Callable[[], Result]:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # refused: closed before or after the call arrived
             attempts += 1
-        return {"attempts": attempts, "answered": answered}
+        report({"attempts": attempts, "answered": answered})
+        stopped()
 
-    return run
+    return body
 
 
 def calls(path: str) -> Result:
@@ -134,6 +92,13 @@ def calls(path: str) -> Result:
             (lab.on if i % 2 else lab.off)("t")
             took.append(time.perf_counter() - start)
     return {"latencies": took}
+
+
+def _ok(result: Any) -> Result:
+    """A child's report, which must not be an error."""
+    assert isinstance(result, dict)
+    assert "error" not in result, result
+    return result
 
 
 def p99(latencies: list[float]) -> float:
@@ -176,9 +141,7 @@ def _config(**settings: int) -> dict[str, Any]:
 
 def _others_served(path: str) -> tuple[float, float]:
     """nobody's calls, then root's: all must succeed. :returns: their p99s."""
-    nobody = AsUser(NOBODY, lambda: calls(path))
-    theirs = nobody.result()
-    nobody.release()
+    theirs = _ok(run_as(NOBODY, lambda: calls(path)))
     root = calls(path)
     return p99(theirs["latencies"]), p99(root["latencies"])
 
@@ -189,20 +152,14 @@ def test_a_flooding_user_holds_its_share_and_others_are_served() -> None:
     with open_daemon(_config(max_connections=1024, max_connections_per_user=SHARE)) as daemon:
         path = daemon.socket_path
         quiet = _others_served(path)  # the same calls without a flood, for comparison
-        flooder = AsUser(FLOODER, flood(path, SHARE + 200))
-        try:
-            assert flooder.result()["answered"] == SHARE
+        with AsUser(FLOODER, flood(path, SHARE + 200)) as flooder:
+            assert _ok(flooder.next())["answered"] == SHARE
             idle = _others_served(path)
-            knocker = AsUser(FLOODER, knock(path, 3.0))
-            try:
+            with AsUser(FLOODER, knock(path, 3.0)) as knocker:
                 nobody_p99, root_p99 = _others_served(path)
-                knocked = knocker.result()
-                assert knocked["answered"] == 0
-                knocks = knocked["attempts"]
-            finally:
-                knocker.release()
-        finally:
-            flooder.release()
+                knocked = _ok(knocker.next())
+            assert knocked["answered"] == 0
+            knocks = knocked["attempts"]
         print(
             f"p99 of other users' calls without a flood: {quiet[0] * 1000:.2f} ms (nobody), "
             f"{quiet[1] * 1000:.2f} ms (root); "
@@ -230,12 +187,9 @@ def test_flood_beyond_the_descriptor_limit() -> None:
         ceiling = int(stderr.split("serving at most ")[1].split()[0])
         assert ceiling < 256 - 64
         share = ceiling // 4
-        flooder = AsUser(FLOODER, flood(daemon.socket_path, 400))
-        try:
-            assert flooder.result()["answered"] == share
+        with AsUser(FLOODER, flood(daemon.socket_path, 400)) as flooder:
+            assert _ok(flooder.next())["answered"] == share
             nobody_p99, root_p99 = _others_served(daemon.socket_path)
-        finally:
-            flooder.release()
         print(
             f"RLIMIT_NOFILE 256: at most {ceiling} connections, {share} per uid; p99 of other "
             f"users' calls during a 400-connection flood {nobody_p99 * 1000:.2f} ms (nobody), "
