@@ -8,7 +8,9 @@ lock everybody out (other users' calls, root's, the daemon's own writes). So:
   the descriptor limit (RLIMIT_NOFILE, read at start) leaves after what the daemon holds then
   and a reserve of :data:`RESERVED_FDS` for its own use;
 - one uid holds at most its share, ``daemon.max_connections_per_user`` (default: a quarter of
-  the total), so a flooding user cannot lock out the others; root included.
+  the total), so a flooding user cannot lock out the others; root included;
+- when several users together hold every connection, root still gets up to
+  :data:`ROOT_EXTRA` more (taken from the reserve), so an administrator can always look in.
 
 Input is bounded too: a connection holds at most :data:`INPUT_FREE` bytes of an incomplete
 message on its own; beyond that it draws on one budget shared by all, :data:`INPUT_BUDGET`.
@@ -37,6 +39,8 @@ log = logging.getLogger("labpower.daemon.limits")
 #: descriptors kept for the daemon's own use: state writes, boards opened later (hot-plug,
 #: reload), journald, worker threads' files
 RESERVED_FDS = 64
+#: connections root may open beyond the total (out of RESERVED_FDS)
+ROOT_EXTRA = 16
 #: bytes of an incomplete message a connection may hold without drawing on the budget
 INPUT_FREE = 16 * 1024
 #: bytes of incomplete messages beyond that, all connections together
@@ -102,7 +106,7 @@ class ConnectionLimits:
                 )
             self._refused[uid] += 1
             return False
-        if self.open >= self.total:
+        if self.open >= self.total + (ROOT_EXTRA if uid == 0 else 0):
             if not self._refusing_all:
                 top = ", ".join(f"uid {u}: {n}" for u, n in self.by_uid.most_common(3))
                 log.warning(
