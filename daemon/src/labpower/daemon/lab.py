@@ -368,10 +368,10 @@ class Lab:
             await self.store.save()
         except OSError as exc:
             log.error(
-                "%s %s refused: the state file cannot be written (%s), and %s restores its "
-                "state at start",
-                where["op"],
-                wanted,
+                "%s by %s refused: the state file cannot be written (%s), and %s restores "
+                "its state at start",
+                _doing(where["op"], wanted),
+                _who(ctx),
                 exc.strerror or exc,
                 t.name,
                 extra={**where, "state": t.state},
