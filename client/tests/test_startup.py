@@ -10,7 +10,16 @@ import sys
 
 import pytest
 
-NOT_AT_START = ("anyio", "logging", "subprocess", "tempfile", "tomllib", "pathlib", "urllib")
+NOT_AT_START = (
+    "anyio",
+    "logging",
+    "subprocess",
+    "tempfile",
+    "tomllib",
+    "pathlib",
+    "urllib",
+    "labpower.client.lab",  # the inventory: read only where one is used
+)
 
 
 def _imported(code: str) -> list[str]:
@@ -31,6 +40,8 @@ def _imported(code: str) -> list[str]:
         "import labpower.client",
         "from labpower.client import Client, LabpowerError, Target",
         "import labpower.client.cli as cli; cli.build_parser().parse_args(['on', 'dut1'])",
+        # the whole command, up to the (failed) connection
+        "import labpower.client.cli as cli; cli.main(['--socket', '/nonexistent', 'on', 'x'])",
     ],
 )
 def test_nothing_unused_is_imported_at_start(code: str) -> None:

@@ -20,10 +20,9 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from labpower.client import _protocol as p
-from labpower.client import lab as lab_mod
 from labpower.client.errors import DaemonUnreachable, LabpowerError
 from labpower.client.escape import escape
 from labpower.client.formatting import (
@@ -33,11 +32,13 @@ from labpower.client.formatting import (
     format_state,
     format_table,
 )
-from labpower.client.lab import Lab
 from labpower.client.sync import Client
 from labpower.client.transport import Address, relay
 from labpower.client.types import LEVELS, LogEntry, Target
 from labpower.client.wire import ProtocolError
+
+if TYPE_CHECKING:
+    from labpower.client.lab import Lab
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -125,9 +126,9 @@ def _inventory(args: argparse.Namespace) -> str | None:
         return str(args.lab)
     if os.environ.get("LABPOWER_SOCKET"):
         return None
-    if os.environ.get(lab_mod.LAB_ENV):
-        return os.environ[lab_mod.LAB_ENV]
-    default = lab_mod.default_file()
+    if os.environ.get(p.LAB_ENV):
+        return os.environ[p.LAB_ENV]
+    default = p.default_lab_file()
     return default if os.path.isfile(default) else None
 
 
@@ -137,7 +138,11 @@ class _Daemons:
     def __init__(self, args: argparse.Namespace, extra: float = 0.0) -> None:
         timeout = args.timeout + extra
         self.inventory = _inventory(args)
-        self.lab = Lab(self.inventory, timeout=timeout) if self.inventory is not None else None
+        self.lab: Lab | None = None
+        if self.inventory is not None:
+            from labpower.client.lab import Lab  # only with an inventory: not at start
+
+            self.lab = Lab(self.inventory, timeout=timeout)
         self.client = Client(args.socket, timeout=timeout) if self.lab is None else None
 
     def __enter__(self) -> _Daemons:
@@ -164,7 +169,7 @@ class _Daemons:
         """Variables that make a child's own ``labpower`` find the same daemons."""
         if self.lab is not None:
             assert self.inventory is not None
-            return {lab_mod.LAB_ENV: self.inventory}
+            return {p.LAB_ENV: self.inventory}
         assert self.client is not None
         return {"LABPOWER_SOCKET": self.client.path}
 
