@@ -164,8 +164,8 @@ class Server:
         self._refusing = False
         #: switching calls in progress; shutdown waits for them
         self.switching = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        # set when switching drops to 0; made only while somebody waits (not for every call)
+        self._idle: anyio.Event | None = None
         #: streams (Read with "more", Logs) open, by uid
         self._streams: dict[int, int] = {}
         #: where History finds past entries (the daemon switches it to the journal)
@@ -187,7 +187,10 @@ class Server:
 
     async def idle(self) -> None:
         """Wait until no switching call is in progress."""
-        await self._idle.wait()
+        if self.switching:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
 
     async def handle(self, sock: socket.socket) -> None:
         """Serve one connection until the peer closes it or breaks the protocol."""
@@ -326,8 +329,6 @@ class Server:
         )
         reset = current_call.set(ctx)
         self.switching += 1
-        if self.switching == 1:
-            self._idle = anyio.Event()
         try:
             if op == "cycle":
                 result = await lab.cycle(name, delay, guard)
@@ -336,8 +337,9 @@ class Server:
         finally:
             current_call.reset(reset)
             self.switching -= 1
-            if not self.switching:
+            if not self.switching and self._idle is not None:
                 self._idle.set()
+                self._idle = None
         return {"target": result, "log_seq": ctx.last_seq}
 
     async def _on(self, call: Call, conn: Connection) -> dict[str, Any]:
