@@ -15,11 +15,15 @@ Jumpstarter's in-process power driver; the ``labpower`` command's start; the dec
   median of several runs, from cached bytecode (as installed); beside it ``python -c pass``
   and ``python -c "import labpower.client"`` in the same conditions.
 - ``decoder``: the CPU time to decode one 1 MiB message fed in 256-byte pieces.
+- ``daemon Python calls per On/Off``: the daemon's per-call work counted rather than timed
+  (a count does not move with the machine's load): the function calls cProfile sees in a
+  daemon that served ``N + 200`` calls, minus one that served 200, over ``N``.
 """
 
 from __future__ import annotations
 
 import os
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -141,6 +145,28 @@ def _start_rows(path: str, directory: Path, runs: int) -> list[Figure]:
     ]
 
 
+def _profiled_calls(config: Path, directory: Path, switches: int) -> int:
+    """Function calls (cProfile) of a daemon that started, served ``switches`` On/Off
+    calls from one client and stopped."""
+    stats_file = directory / "daemon.prof"
+    daemon = Labpowerd(config, directory, profile=stats_file)
+    daemon.start()
+    try:
+        with Client(daemon.socket) as client:
+            for i in range(switches):
+                client.on(TARGET) if i % 2 else client.off(TARGET)
+    finally:
+        daemon.stop()
+    return int(pstats.Stats(str(stats_file)).total_calls)  # type: ignore[attr-defined]
+
+
+def _calls_per_switch(config: Path, directory: Path, switches: int) -> float:
+    """Python function calls in the daemon per On/Off (start and stop subtracted)."""
+    base = 200
+    more = _profiled_calls(config, directory, base + switches)
+    return (more - _profiled_calls(config, directory, base)) / switches
+
+
 def _decoder_ms() -> float:
     """CPU milliseconds to decode a 1 MiB message fed in 256-byte pieces (best of 5)."""
     data = encode(Reply({"blob": "x" * (MAX_MESSAGE_SIZE - 64)}))
@@ -210,6 +236,12 @@ def figures(quick: bool = False) -> list[Figure]:
                 "x",
                 8.0,
                 "higher",
+            ),
+            Figure(
+                "daemon_calls_per_switch",
+                "daemon Python function calls per On/Off (cProfile)",
+                _calls_per_switch(config, directory, 1000 if quick else 4000),
+                "calls",
             ),
             Figure(
                 "decoder_1mib_cpu_ms",

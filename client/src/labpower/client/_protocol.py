@@ -30,6 +30,19 @@ REMOTE_LOGGER = "labpower.remote"
 # starts without it.
 
 
+#: The environment variable naming a lab inventory.
+LAB_ENV = "LABPOWER_LAB"
+
+
+def default_lab_file() -> str:
+    """$LABPOWER_LAB, else $XDG_CONFIG_HOME/labpower/lab.toml (``~/.config`` by default)."""
+    env = os.environ.get(LAB_ENV)
+    if env:
+        return env
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(config, "labpower", "lab.toml")
+
+
 def socket_path(path: str | os.PathLike[str] | None) -> str:
     """The socket to use: the argument, else $LABPOWER_SOCKET, else the system socket."""
     if path is not None:

@@ -20,10 +20,9 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from labpower.client import _protocol as p
-from labpower.client import lab as lab_mod
 from labpower.client.errors import DaemonUnreachable, LabpowerError
 from labpower.client.escape import escape
 from labpower.client.formatting import (
@@ -33,11 +32,13 @@ from labpower.client.formatting import (
     format_state,
     format_table,
 )
-from labpower.client.lab import Lab
 from labpower.client.sync import Client
 from labpower.client.transport import Address, relay
 from labpower.client.types import LEVELS, LogEntry, Target
 from labpower.client.wire import ProtocolError
+
+if TYPE_CHECKING:
+    from labpower.client.lab import Lab
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -125,9 +126,9 @@ def _inventory(args: argparse.Namespace) -> str | None:
         return str(args.lab)
     if os.environ.get("LABPOWER_SOCKET"):
         return None
-    if os.environ.get(lab_mod.LAB_ENV):
-        return os.environ[lab_mod.LAB_ENV]
-    default = lab_mod.default_file()
+    if os.environ.get(p.LAB_ENV):
+        return os.environ[p.LAB_ENV]
+    default = p.default_lab_file()
     return default if os.path.isfile(default) else None
 
 
@@ -137,7 +138,11 @@ class _Daemons:
     def __init__(self, args: argparse.Namespace, extra: float = 0.0) -> None:
         timeout = args.timeout + extra
         self.inventory = _inventory(args)
-        self.lab = Lab(self.inventory, timeout=timeout) if self.inventory is not None else None
+        self.lab: Lab | None = None
+        if self.inventory is not None:
+            from labpower.client.lab import Lab  # only with an inventory: not at start
+
+            self.lab = Lab(self.inventory, timeout=timeout)
         self.client = Client(args.socket, timeout=timeout) if self.lab is None else None
 
     def __enter__(self) -> _Daemons:
@@ -164,7 +169,7 @@ class _Daemons:
         """Variables that make a child's own ``labpower`` find the same daemons."""
         if self.lab is not None:
             assert self.inventory is not None
-            return {lab_mod.LAB_ENV: self.inventory}
+            return {p.LAB_ENV: self.inventory}
         assert self.client is not None
         return {"LABPOWER_SOCKET": self.client.path}
 
@@ -478,71 +483,20 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Switch and watch lab power through labpowerd.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common_options(parser, suppress=False)
-    commands = parser.add_subparsers(
-        title="commands",
-        metavar="COMMAND",
-        dest="command",
-        required=True,
-    )
-
-    def command(
-        name: str,
-        run: Callable[[argparse.Namespace], int | None],
-        summary: str,
-        description: str,
-    ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=summary, description=description)
-        _common_options(sub, suppress=True)
-        sub.set_defaults(run=run)
-        return sub
-
-    command(
-        "list",
-        cmd_list,
-        "show every target as a table",
-        "Show every target: its state, whether the state was read back from the board "
-        "(VERIFIED), its device and channel, whether the device answers (AVAILABLE), and "
-        "when this daemon last switched it (SINCE). With --json: an array of target objects.",
-    )
-    sub = command(
-        "status",
-        cmd_status,
-        "show the state of targets",
-        "Show each target's state, e.g. 'dut1: on (verified)'. Without targets: the same as "
-        "'list'. With --json: an array of target objects.",
-    )
+def _status_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("targets", nargs="*", metavar="TARGET", help="targets to show")
     sub.add_argument(
         "--refresh",
         action="store_true",
         help="read the state from the boards again (default: what the daemon knows)",
     )
-    for name, run, verb in (
-        ("on", cmd_on, "switch targets on"),
-        ("off", cmd_off, "switch targets off"),
-    ):
-        sub = command(
-            name,
-            run,
-            verb,
-            f"{verb[0].upper()}{verb[1:]}, in the order given, and print each resulting "
-            "state. A target that fails is reported and the others are still switched.",
-        )
-        sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to switch")
-    sub = command(
-        "cycle",
-        cmd_cycle,
-        "switch targets off, wait, and on again",
-        "Power-cycle targets, in the order given: off, wait, on. Prints each resulting state.",
-    )
+
+
+def _switch_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to switch")
+
+
+def _cycle_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--delay",
         metavar="S",
@@ -551,12 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to stay off (default: the target's cycle_delay in the daemon's config)",
     )
     sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to power-cycle")
-    sub = command(
-        "read",
-        cmd_read,
-        "measure a target's supply",
-        "Print one line per reading: voltage (V), current (A), apparent power (VA).",
-    )
+
+
+def _read_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "-n",
         "--count",
@@ -573,14 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds between readings (default: {DEFAULT_INTERVAL:g})",
     )
     sub.add_argument("target", metavar="TARGET", help="the target to measure")
-    sub = command(
-        "logs",
-        cmd_logs,
-        "show (and follow) the daemon's log",
-        "Print the log entries the daemon still holds, oldest first, as "
-        "'TIME LEVEL TARGET: MESSAGE'. With -f, keep printing new entries as they happen, "
-        "until interrupted. Targets limit the output to their entries.",
-    )
+
+
+def _logs_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-f", "--follow", action="store_true", help="follow new entries live")
     sub.add_argument(
         "--level",
@@ -607,15 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "targets", nargs="*", metavar="TARGET", help="only entries about these targets"
     )
-    sub = command(
-        "lock",
-        cmd_lock,
-        "run a command while holding a target's lease",
-        "Take the target's lease (others can no longer switch it), run COMMAND, give the "
-        "lease back, and exit with COMMAND's status. COMMAND and the labpower commands or "
-        "scripts it runs may switch the target: they get the lease's token in "
-        f"${p.LEASES_ENV}. Fails at once if somebody else holds the lease.",
-    )
+
+
+def _lock_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--name",
         metavar="N",
@@ -636,32 +576,167 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="-- COMMAND...",
         help="the command to run, and its arguments",
     )
-    sub = command(
+
+
+def _unlock_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--force", action="store_true", help="break the lease whoever holds it (admins only)"
+    )
+    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to unlock")
+
+
+#: Every command, in the order --help lists them: name, what runs it, summary, description,
+#: what adds its own arguments.
+COMMANDS: tuple[
+    tuple[
+        str,
+        Callable[[argparse.Namespace], int | None],
+        str,
+        str,
+        Callable[[argparse.ArgumentParser], None] | None,
+    ],
+    ...,
+] = (
+    (
+        "list",
+        cmd_list,
+        "show every target as a table",
+        "Show every target: its state, whether the state was read back from the board "
+        "(VERIFIED), its device and channel, whether the device answers (AVAILABLE), and "
+        "when this daemon last switched it (SINCE). With --json: an array of target objects.",
+        None,
+    ),
+    (
+        "status",
+        cmd_status,
+        "show the state of targets",
+        "Show each target's state, e.g. 'dut1: on (verified)'. Without targets: the same as "
+        "'list'. With --json: an array of target objects.",
+        _status_args,
+    ),
+    *(
+        (
+            name,
+            run,
+            verb,
+            f"{verb[0].upper()}{verb[1:]}, in the order given, and print each resulting "
+            "state. A target that fails is reported and the others are still switched.",
+            _switch_args,
+        )
+        for name, run, verb in (
+            ("on", cmd_on, "switch targets on"),
+            ("off", cmd_off, "switch targets off"),
+        )
+    ),
+    (
+        "cycle",
+        cmd_cycle,
+        "switch targets off, wait, and on again",
+        "Power-cycle targets, in the order given: off, wait, on. Prints each resulting state.",
+        _cycle_args,
+    ),
+    (
+        "read",
+        cmd_read,
+        "measure a target's supply",
+        "Print one line per reading: voltage (V), current (A), apparent power (VA).",
+        _read_args,
+    ),
+    (
+        "logs",
+        cmd_logs,
+        "show (and follow) the daemon's log",
+        "Print the log entries the daemon still holds, oldest first, as "
+        "'TIME LEVEL TARGET: MESSAGE'. With -f, keep printing new entries as they happen, "
+        "until interrupted. Targets limit the output to their entries.",
+        _logs_args,
+    ),
+    (
+        "lock",
+        cmd_lock,
+        "run a command while holding a target's lease",
+        "Take the target's lease (others can no longer switch it), run COMMAND, give the "
+        "lease back, and exit with COMMAND's status. COMMAND and the labpower commands or "
+        "scripts it runs may switch the target: they get the lease's token in "
+        f"${p.LEASES_ENV}. Fails at once if somebody else holds the lease.",
+        _lock_args,
+    ),
+    (
         "unlock",
         cmd_unlock,
         "give back or break targets' leases",
         "Give back the leases of targets that this shell holds (their tokens are in "
         f"${p.LEASES_ENV}). With --force, break a lease whoever holds it: for root and "
         "members of the daemon's admin_groups; the daemon logs who broke whose lease.",
-    )
-    sub.add_argument(
-        "--force", action="store_true", help="break the lease whoever holds it (admins only)"
-    )
-    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to unlock")
-    command(
+        _unlock_args,
+    ),
+    (
         "bridge",
         cmd_bridge,
         "relay stdin/stdout to the local daemon (for ssh:// addresses)",
         "Connect to the daemon's local socket and copy bytes between it and stdin/stdout "
         "until either side closes. A client given ssh://host runs 'labpower bridge' on that "
         "host through ssh.",
+        None,
+    ),
+)
+
+# The main parser's options that take a value (the others: --json).
+_VALUE_OPTIONS = ("--socket", "--lab", "--timeout")
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, when that is certain before parsing: the first word after
+    main options spelled out in full (``--json``, ``--socket PATH``, ``--socket=PATH``, ...).
+    None for anything else (--help, an abbreviated option, an unknown command): the full
+    parser then reads it, and says what is wrong the way it always does."""
+    names = {c[0] for c in COMMANDS}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--json" or (word.partition("=")[0] in _VALUE_OPTIONS and "=" in word):
+            i += 1
+        elif word in _VALUE_OPTIONS:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            i += 2
+        else:
+            return word if word in names else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or (``only``) of that one command alone: building the
+    parsers of ten commands to run one was a third of ``labpower on``'s start."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Switch and watch lab power through labpowerd.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _common_options(parser, suppress=False)
+    commands = parser.add_subparsers(
+        title="commands",
+        metavar="COMMAND",
+        dest="command",
+        required=True,
+    )
+    for name, run, summary, description, add_arguments in COMMANDS:
+        if only is not None and name != only:
+            continue
+        sub = commands.add_parser(name, help=summary, description=description)
+        _common_options(sub, suppress=True)
+        sub.set_defaults(run=run)
+        if add_arguments is not None:
+            add_arguments(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(command_named(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
@@ -688,5 +763,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK if status is None else status
 
 
+def run() -> NoReturn:
+    """The ``labpower`` command: :func:`main` on ``sys.argv``, then end the process at once.
+
+    By the time :func:`main` returns, every connection is closed and every child waited for;
+    what is left is output in buffers, flushed here, and the interpreter's teardown (freeing
+    every module one by one), which took a tenth of ``labpower on``'s time and is skipped.
+    Output that cannot be written because the reader went away gives status 141 (as when
+    that happens during the command), not an interpreter complaint.
+    """
+    status = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        status = status or EXIT_BROKEN_PIPE
+    except (OSError, ValueError):  # stdout closed or failing: nowhere left to say so
+        status = status or EXIT_FAILED
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from labpower.client import lab as lab_mod
 from labpower.client.types import LogEntry, Reading, Target
+
+if TYPE_CHECKING:  # the inventory is read only where one is used
+    from labpower.client.lab import HostTargets
 
 
 def _yes_no(flag: bool) -> str:
@@ -32,7 +35,7 @@ def format_table(targets: Sequence[Target]) -> str:
     return _align([_HEADER] + [_row(t) for t in targets])
 
 
-def format_lab_table(hosts: Sequence[lab_mod.HostTargets]) -> str:
+def format_lab_table(hosts: Sequence[HostTargets]) -> str:
     """Every host's targets, with a HOST column; an unreachable host is one row saying so."""
     rows: list[tuple[str, ...]] = [("HOST", *_HEADER)]
     for h in hosts:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, LabpowerError, TargetNotFound
 from labpower.client.sync import Client, TargetHandle
 from labpower.client.transport import Address
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
     # command starts without it
     from pathlib import Path
 
-LAB_ENV = "LABPOWER_LAB"
+# where an inventory is found: with the socket's defaults (the command needs them at start)
+LAB_ENV = p.LAB_ENV
+default_file = p.default_lab_file
 
 
 class InventoryError(LabpowerError):
@@ -52,15 +55,6 @@ class TargetNotLocated(TargetNotFound):
         if unreachable:
             text += f" (not reachable: {', '.join(unreachable)})"
         return text
-
-
-def default_file() -> str:
-    """$LABPOWER_LAB, else $XDG_CONFIG_HOME/labpower/lab.toml (``~/.config`` by default)."""
-    env = os.environ.get(LAB_ENV)
-    if env:
-        return env
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(config, "labpower", "lab.toml")
 
 
 def default_path() -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import socket
 import stat
@@ -34,13 +33,14 @@ from typing import Any, Literal
 
 import anyio
 from labpower.client.escape import escape
+from labpower.daemon.logbus import MESSAGE_LIMIT
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 SYSLOG_IDENTIFIER = "labpowerd"
 #: Identifies one run of the daemon in the journal, so history can tell this run's entries.
 RUN_ID = os.environ.get("INVOCATION_ID") or uuid.uuid4().hex
 #: Longest MESSAGE sent; a datagram must fit in the socket's send buffer.
-MAX_MESSAGE = 48 * 1024
+MAX_MESSAGE = MESSAGE_LIMIT
 #: Entries held while journald's queue is full, before more go to stderr.
 BACKLOG = 4096
 #: How often held entries are offered to journald again.
@@ -289,9 +289,12 @@ class LogOutput(logging.Handler):
                     self._wakeup = anyio.Event()
                     # held entries are retried soon; a record held by another thread
                     # (which cannot wake this task) waits at most HELD_CHECK_SECONDS
-                    wait = RETRY_SECONDS if self._held else HELD_CHECK_SECONDS
-                    with anyio.move_on_after(wait if self.journal is not None else math.inf):
+                    if self.journal is None:  # stderr: nothing is held, no deadline to keep
                         await self._wakeup.wait()
+                    else:
+                        wait = RETRY_SECONDS if self._held else HELD_CHECK_SECONDS
+                        with anyio.move_on_after(wait):
+                            await self._wakeup.wait()
                 self._flush()
                 if self._held:
                     with self._lock, contextlib.suppress(OSError):
@@ -307,16 +310,21 @@ class LogOutput(logging.Handler):
             self.emit(record)
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-            if record.exc_info:
-                message += "\n" + logging.Formatter().formatException(record.exc_info)
-        except Exception:
-            self.handleError(record)
-            return
-        # one line, whatever a client or a file put in it: no forged lines on stderr, no
-        # NUL turning the journal's MESSAGE into a blob, no terminal escapes
-        message = escape(message, MAX_MESSAGE)
+        entry = record.__dict__.get(ENTRY_ATTR)
+        if entry is not None and not record.exc_info:
+            # the bus escaped this very message with the same limit (MESSAGE_LIMIT)
+            message: str = entry["message"]
+        else:
+            try:
+                message = record.getMessage()
+                if record.exc_info:
+                    message += "\n" + logging.Formatter().formatException(record.exc_info)
+            except Exception:
+                self.handleError(record)
+                return
+            # one line, whatever a client or a file put in it: no forged lines on stderr, no
+            # NUL turning the journal's MESSAGE into a blob, no terminal escapes
+            message = escape(message, MAX_MESSAGE)
         if self.journal is not None:
             datagram = encode(fields(record, message))
             with self._lock:

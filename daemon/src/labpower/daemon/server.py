@@ -168,8 +168,8 @@ class Server:
         self.input_budget = InputBudget()
         #: switching calls in progress; shutdown waits for them
         self.switching = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        # set when switching drops to 0; made only while somebody waits (not for every call)
+        self._idle: anyio.Event | None = None
         #: streams (Read with "more", Logs) open, by uid
         self._streams: dict[int, int] = {}
         #: where History finds past entries (the daemon switches it to the journal)
@@ -191,7 +191,10 @@ class Server:
 
     async def idle(self) -> None:
         """Wait until no switching call is in progress."""
-        await self._idle.wait()
+        if self.switching:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
 
     def admit(self, sock: socket.socket) -> int | None:
         """The peer's uid if its connection may be served (:mod:`labpower.daemon.limits`);
@@ -336,8 +339,6 @@ class Server:
         )
         reset = current_call.set(ctx)
         self.switching += 1
-        if self.switching == 1:
-            self._idle = anyio.Event()
         try:
             if op == "cycle":
                 result = await lab.cycle(name, delay, guard)
@@ -346,8 +347,9 @@ class Server:
         finally:
             current_call.reset(reset)
             self.switching -= 1
-            if not self.switching:
+            if not self.switching and self._idle is not None:
                 self._idle.set()
+                self._idle = None
         return {"target": result, "log_seq": ctx.last_seq}
 
     async def _on(self, call: Call, conn: Connection) -> dict[str, Any]:
