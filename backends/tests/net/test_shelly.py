@@ -13,7 +13,6 @@ from labpower.backends import (
     HardwareTimeout,
     Measurement,
     NotSupportedError,
-    OperationError,
 )
 from labpower.backends.sim.shelly import CURRENT_ON, VOLTAGE, ShellySimulator
 
@@ -93,21 +92,6 @@ async def test_auth(sims: Sims, device: MakeDevice, generation: int) -> None:
     assert "authentication failed" in (none.problem or "")
 
 
-async def test_refused_says_so_and_comes_back(sims: Sims, device: MakeDevice) -> None:
-    sim = sims(ShellySimulator)
-    dev = device("shelly", host=sim.address)
-    assert await dev.open()
-    sim.refuse()
-    assert not await dev.check()
-    assert dev.problem == f"connection refused by {sim.address}"
-    with pytest.raises(DeviceUnavailableError, match="connection refused"):
-        await dev.switch(1, True)
-    sim.come_back()
-    assert await dev.check()
-    assert dev.problem is None
-    assert await dev.switch(1, True) is True
-
-
 async def test_hung_device_times_out_at_the_deadline(sims: Sims, device: MakeDevice) -> None:
     sim = sims(ShellySimulator)
     dev = device("shelly", host=sim.address, timeout=0.5)
@@ -120,23 +104,6 @@ async def test_hung_device_times_out_at_the_deadline(sims: Sims, device: MakeDev
     assert dev.problem == "no answer within 0.5 s"
     sim.heal()
     assert await dev.check()
-
-
-@pytest.mark.parametrize(
-    ("fault", "message"),
-    [("fail", "HTTP 500"), ("truncate", "not JSON")],
-)
-async def test_bad_replies_are_operation_errors(
-    sims: Sims, device: MakeDevice, fault: str, message: str
-) -> None:
-    sim = sims(ShellySimulator)
-    dev = device("shelly", host=sim.address)
-    assert await dev.open()
-    getattr(sim, fault)()
-    with pytest.raises(OperationError, match=message):
-        await dev.state(1)
-    sim.heal()
-    assert await dev.state(1) is False
 
 
 async def test_open_and_checks_never_switch(
