@@ -66,6 +66,7 @@ class TargetState:
             "available": self.device.available,
             "since": self.since,
             "lease": None if lease is None else lease.to_wire(),
+            "problem": None if self.device.available else self.device.problem,
         }
 
     def record(self, physical: bool | None, commanded: bool | None) -> None:
