@@ -23,6 +23,9 @@ from labpower.backends.errors import (
 from labpower.backends.net.aioloop import SNMP_LOOP
 from labpower.backends.net.base import NetOptions, NetworkBackend
 from labpower.backends.net.snmp_profiles import FAMILIES, PROFILE_NAMES, PROFILES, Meter, Profile
+
+# pysnmp takes seconds to import: at config load, not within a device's first deadline
+from labpower.backends.net.snmp_session import Session
 from labpower.backends.secret import Secret
 
 AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
@@ -95,7 +98,7 @@ class SnmpOptions(NetOptions):
         return Profile(
             "custom",
             (self.on_oid or state, self.on_value),
-            (self.off_oid or state, self.off_value),
+            (self.off_oid or self.on_oid or state, self.off_value),
             state,
             self.on_value if self.state_on is None else self.state_on,
             self.off_value if self.state_off is None else self.state_off,
@@ -133,13 +136,11 @@ class SnmpBackend(NetworkBackend):
         )
         #: outlet names read from the PDU at open (channel -> name)
         self.outlet_names: dict[int, str] = {}
-        self._session: Any = None
+        self._session: Session | None = None
 
     # -- pysnmp plumbing (runs on the SNMP loop thread)
-    async def _open_session(self) -> Any:
-        from labpower.backends.net import snmp_session
-
-        return await snmp_session.Session.create(self.options, self.address, self.timeout)
+    async def _open_session(self) -> Session:
+        return await Session.create(self.options, self.address, self.timeout)
 
     async def _call(self, op: str, pairs: list[tuple[str, int | None]]) -> list[Any]:
         """GET (values None) or SET the OIDs; the values in order (None where the agent has
