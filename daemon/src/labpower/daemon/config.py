@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from labpower.backends import Backend, OptionError, parse_options, registry
-from labpower.client.escape import escape
 from labpower.backends.options import secret_fields
 from labpower.backends.secret import Secret, exposure
+from labpower.client.escape import escape
 
 DEFAULT_CONFIG = "/etc/labpower/labpowerd.toml"
 DEFAULT_SOCKET = "/run/labpower/labpower.sock"
