@@ -45,7 +45,7 @@ def test_switch_list_and_read(kind: str, http_sims: MakeSim, start_daemon: Any) 
         on = lab.on("pdu2")
         assert (on.state, on.verified, on.available) == ("on", True, True)
         sim.relays[1] = True  # a button pressed on the device
-        listed = {t.name: (t.state, t.verified) for t in lab.targets()}
+        listed = {t.name: (t.state, t.verified) for t in lab.targets(refresh=True)}
         assert listed == {"pdu1": ("on", True), "pdu2": ("on", True)}
         if kind == "gude":
             with pytest.raises(NotSupported):
