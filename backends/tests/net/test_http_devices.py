@@ -3,6 +3,7 @@ and the faults a real device shows (refused, hung, HTTP 500, cut-off JSON, an ig
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -168,7 +169,10 @@ async def test_opening_and_checking_never_switch(sims: Sims, device: MakeDevice,
 
 
 async def test_nobody_listening(device: MakeDevice, kind: str) -> None:
+    with socket.socket() as s:  # a port that was free a moment ago, and nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     with anyio.fail_after(5):
-        dev = device(kind, host="127.0.0.1:1")
+        dev = device(kind, host=f"127.0.0.1:{port}")
         assert not await dev.open()
-    assert dev.problem == "connection refused by 127.0.0.1:1"
+    assert dev.problem == f"connection refused by 127.0.0.1:{port}"
