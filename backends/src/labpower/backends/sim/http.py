@@ -269,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # headers and body go out in two writes: without this, Nagle's algorithm holds the
+        # body for the client's delayed ACK (40 ms), which no device's web server does
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.sim._lock:
             self.sim._connections.add(self.connection)
 
