@@ -18,6 +18,8 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 COMMANDS = ("list", "status", "on", "off", "cycle", "read", "logs")
 COLUMNS = ["TARGET", "STATE", "VERIFIED", "DEVICE", "CHANNEL", "AVAILABLE", "SINCE"]
+#: why the standard lab's unplugged mock device is unavailable
+GONE_REASON = "mock device unplugged is unplugged"
 
 
 def assert_failed(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -88,7 +90,8 @@ def test_list_is_an_aligned_table(labpower: Run, lab: Client) -> None:
     since = lab.on("dut2").since
     result = labpower("list")
     assert (result.returncode, result.stderr) == (0, "")
-    header, *lines = result.stdout.splitlines()
+    table, _, notes = result.stdout.partition("\n\n")
+    header, *lines = table.splitlines()
     assert header.split() == COLUMNS
     rows = {line.split()[0]: line.split() for line in lines}
     assert list(rows) == [t.name for t in lab.targets()]
@@ -97,6 +100,8 @@ def test_list_is_an_aligned_table(labpower: Run, lab: Client) -> None:
     assert rows["router"] == ["router", "off", "yes", "rack", "1", "yes", "-"]
     assert rows["gone"][1:3] + rows["gone"][5:6] == ["unknown", "no", "no"]
     assert rows["blind"][1:3] == ["unknown", "no"]
+    # why a device is unavailable, once per device, under the table
+    assert notes.splitlines() == [f"device {rows['gone'][3]} unavailable: {GONE_REASON}"]
     for line in lines:  # each column starts under its heading
         for column in COLUMNS[1:]:
             start = header.index(column)
@@ -136,7 +141,7 @@ def test_status_prints_each_state(labpower: Run, lab: Client) -> None:
         "dut1: on (verified)",
         "dut2: off (verified)",
         "blind: unknown (not verified)",
-        "gone: unknown (not verified, device unavailable)",
+        f"gone: unknown (not verified, device unavailable: {GONE_REASON})",
     ]
     as_json = json.loads(labpower("status", "--json", "dut1", "dut2").stdout)
     assert as_json == [lab.get("dut1").to_dict(), lab.get("dut2").to_dict()]

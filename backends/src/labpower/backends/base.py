@@ -56,6 +56,11 @@ class Backend(ABC):
     Options: ClassVar[type[Any]] = NoOptions
     #: Largest channel count a board of this kind can have.
     max_channels: ClassVar[int] = 64
+    #: Seconds between health checks (:meth:`ping`) while the daemon runs; None: the board
+    #: is checked when used or when hot-plug events say it came or went (USB boards). A
+    #: network device sets it, so that one that stops answering is seen unavailable, and one
+    #: that comes back available, without anyone calling.
+    health_interval: float | None = None
 
     def __init__(self, name: str, channels: int, options: Any, timeout: float = 5.0) -> None:
         self.name = name
@@ -102,6 +107,15 @@ class Backend(ABC):
         """Every channel's state. Boards with one status query for all channels override
         this to ask once."""
         return {ch: await self.get(ch) for ch in range(1, self.channels + 1)}
+
+    async def ping(self) -> None:
+        """Check the board answers (a health check). Never switches anything. By default
+        the state of every channel is read where the board can report it.
+
+        :raises DeviceUnavailableError, OperationError, HardwareTimeout:
+        """
+        if self.readback:
+            await self.get_all()
 
     async def read(self, channel: int) -> Measurement:
         """Measure the channel. :raises NotSupportedError: the board cannot."""

@@ -53,6 +53,10 @@ class Device:
     def readback(self) -> bool:
         return self.backend.readback
 
+    @property
+    def health_interval(self) -> float | None:
+        return self.backend.health_interval
+
     async def open(self) -> bool:
         """Open the board now (at daemon start). False, with :attr:`problem` set, if it is
         absent: the daemon still starts and the next call tries again."""
@@ -80,6 +84,23 @@ class Device:
             await self._close()
             try:
                 await self._ensure_open()
+            except BackendError:
+                pass
+        return self.available
+
+    async def check(self) -> bool:
+        """A health check: ask an open board whether it answers (:meth:`Backend.ping`), or
+        try to open one that is not, under the device's deadline. Never switches a relay.
+
+        :returns: :attr:`available` afterwards; a failure sets :attr:`problem`, it does not
+            raise.
+        """
+        async with self.lock:
+            try:
+                if self._opened:
+                    await self._run(self.backend.ping)
+                else:
+                    await self._ensure_open()
             except BackendError:
                 pass
         return self.available

@@ -339,6 +339,17 @@ def _set_id(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(urls: list[str]) -> list[Found]:
+    """The network devices at ``urls`` (see :mod:`labpower.backends.net.probe`)."""
+    import anyio
+    from labpower.backends.net.probe import probe
+
+    async def all_of() -> list[Found]:
+        return [await probe(url) for url in urls]
+
+    return anyio.run(all_of)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="labpower-discover",
@@ -352,13 +363,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", help="with --set-id: the board's current ID")
     parser.add_argument("--path", help="with --set-id: the board's hidraw node")
     parser.add_argument("--usb-port", help="with --set-id: the board's USB port (1-2.4)")
+    parser.add_argument(
+        "--probe",
+        action="append",
+        metavar="URL",
+        help="ask a network device instead: snmp://[COMMUNITY@]HOST[:PORT] or "
+        "http://[USER:PASSWORD@]HOST[:PORT] (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.set_id is not None:
         return _set_id(args)
     if args.id or args.path or args.usb_port:
         parser.error("--id, --path and --usb-port go with --set-id")
     try:
-        boards = discover()
+        boards = _probe(args.probe) if args.probe else discover()
+    except ValueError as exc:
+        parser.error(str(exc))
     except BackendError as exc:
         print(f"labpower-discover: {exc}", file=sys.stderr)
         return 1

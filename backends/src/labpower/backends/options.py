@@ -4,6 +4,10 @@ A backend declares ``Options = SomeDataclass``; :func:`parse_options` turns the 
 device into an instance, refusing unknown keys, missing keys and wrong types with an
 :class:`OptionError` that names the key. ``__post_init__`` of the dataclass may raise
 ``ValueError("key: reason")`` or :class:`OptionError` for checks beyond the type.
+
+An option typed :class:`~labpower.backends.secret.Secret` (``password: Secret | None = None``)
+is given as ``password``, ``password_file`` or ``password_credential``; see
+:mod:`labpower.backends.secret`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from labpower.backends.errors import OptionError
+from labpower.backends.secret import SUFFIXES, Secret, resolve
 
 T = TypeVar("T")
 
@@ -52,6 +57,16 @@ def _check(key: str, value: Any, hint: Any) -> Any:
     raise TypeError(f"option {key}: unsupported option type {hint!r}")  # a backend bug
 
 
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret or Secret in typing.get_args(hint)
+
+
+def secret_fields(cls: type[Any]) -> list[str]:
+    """The names of the options of ``cls`` (a dataclass) that are secrets."""
+    hints = typing.get_type_hints(cls)
+    return [f.name for f in dataclasses.fields(cls) if _is_secret(hints[f.name])]
+
+
 def parse_options(cls: type[T], table: Mapping[str, Any]) -> T:
     """Build ``cls`` (a dataclass) from a config table.
 
@@ -59,13 +74,23 @@ def parse_options(cls: type[T], table: Mapping[str, Any]) -> T:
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(table) - set(fields))
+    secrets = {name for name in fields if _is_secret(hints[name])}
+    keys = {*fields, *(s + suffix for s in secrets for suffix, _ in SUFFIXES)}
+    unknown = sorted(set(table) - keys)
     if unknown:
-        known = ", ".join(sorted(fields)) or "none"
+        known = ", ".join(sorted(keys)) or "none"
         raise OptionError(unknown[0], f"unknown option (this backend takes: {known})")
     values: dict[str, Any] = {}
     for name, f in fields.items():
-        if name in table:
+        if name in secrets:
+            secret = resolve(name, dict(table))
+            if secret is not None:
+                values[name] = secret
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise OptionError(
+                    name, f"required option missing (or {name}_file, {name}_credential)"
+                )
+        elif name in table:
             values[name] = _check(name, table[name], hints[name])
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise OptionError(name, "required option missing")

@@ -31,8 +31,14 @@ def _row(t: Target) -> tuple[str, ...]:
 
 
 def format_table(targets: Sequence[Target]) -> str:
-    """Targets as an aligned text table with a header line."""
-    return _align([_HEADER] + [_row(t) for t in targets])
+    """Targets as an aligned text table with a header line; then, after a blank line, a line
+    for each unavailable device saying why."""
+    table = _align([_HEADER] + [_row(t) for t in targets])
+    problems = {t.device: t.problem for t in targets if not t.available and t.problem}
+    if not problems:
+        return table
+    notes = [f"device {device} unavailable: {why}" for device, why in problems.items()]
+    return "\n".join([table, "", *notes])
 
 
 def format_lab_table(hosts: Sequence[HostTargets]) -> str:
@@ -59,7 +65,9 @@ def format_state(target: Target) -> str:
     """``dut1: on (verified)``; notes an unavailable device."""
     notes = ["verified" if target.verified else "not verified"]
     if not target.available:
-        notes.append("device unavailable")
+        notes.append(
+            f"device unavailable: {target.problem}" if target.problem else "device unavailable"
+        )
     return f"{target.name}: {target.state} ({', '.join(notes)})"
 
 

@@ -89,6 +89,8 @@ class Target:
     since: str | None = None
     #: who holds the target exclusively, if anybody
     lease: Lease | None = None
+    #: why its device is unavailable (refused, timeout, auth...), when it is
+    problem: str | None = None
 
     @classmethod
     def from_wire(cls, obj: Any) -> Target:
@@ -98,6 +100,7 @@ class Target:
         if state not in _STATES:
             raise RemoteProtocolError(f"Target: unknown state {state!r}")
         since = obj.get("since")
+        problem = obj.get("problem")
         return cls(
             name=_field(obj, "name", str, "Target"),
             device=_field(obj, "device", str, "Target"),
@@ -107,6 +110,7 @@ class Target:
             available=_field(obj, "available", bool, "Target"),
             since=since if isinstance(since, str) else None,
             lease=Lease.from_wire(obj.get("lease")),
+            problem=problem if isinstance(problem, str) else None,
         )
 
     @property
@@ -123,6 +127,7 @@ class Target:
             "available": self.available,
             "since": self.since,
             "lease": None if self.lease is None else self.lease.to_dict(),
+            "problem": self.problem,
         }
 
 

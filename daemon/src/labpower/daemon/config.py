@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from labpower.backends import Backend, OptionError, parse_options, registry
+from labpower.backends.options import secret_fields
+from labpower.backends.secret import Secret, exposure
 from labpower.client.escape import escape
 
 DEFAULT_CONFIG = "/etc/labpower/labpowerd.toml"
@@ -163,7 +165,37 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(where, "", f"cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(where, "", f"not valid TOML: {exc}") from exc
-    return parse(data, where)
+    config = parse(data, where)
+    _check_inline_secrets(config)
+    return config
+
+
+def _check_inline_secrets(config: Config) -> None:
+    """Refuse a secret written inline in a config file that everyone may read.
+
+    :raises ConfigError: naming the first such key.
+    """
+    inline = [
+        f"devices.{name}.{key}"
+        for name, device in config.devices.items()
+        for key in secret_fields(type(device.options))
+        if isinstance(getattr(device.options, key), Secret)
+        and getattr(device.options, key).source == "inline"
+    ]
+    if not inline:
+        return
+    try:
+        problem = exposure(os.stat(config.path))
+    except OSError:
+        return  # it was just read: gone since is not this check's business
+    if problem is not None:
+        raise ConfigError(
+            config.path,
+            inline[0],
+            f"a secret is written inline, but {problem}: make the file private "
+            f"(chmod o-rwx {config.path}), or give it as {inline[0].rpartition('.')[2]}_file "
+            f"or {inline[0].rpartition('.')[2]}_credential",
+        )
 
 
 class _Checker:

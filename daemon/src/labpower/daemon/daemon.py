@@ -25,6 +25,7 @@ import anyio.to_thread
 from anyio.abc import TaskStatus
 from labpower.daemon import journal, notify
 from labpower.daemon.config import Config, ConfigError, default_state_directory, load
+from labpower.daemon.health import HealthChecks
 from labpower.daemon.history import history_source
 from labpower.daemon.hotplug import Hotplug
 from labpower.daemon.lab import Lab
@@ -196,6 +197,8 @@ class Daemon:
         self.server.history = history_source(self.bus, history_from_journal)
         #: notices boards coming and going, and probes the devices (hotplug.py)
         self.hotplug = Hotplug(self.lab)
+        #: asks network devices whether they answer, every health_interval (health.py)
+        self.health = HealthChecks(self.lab)
         self.reloads = 0
         self._reload_lock = anyio.Lock()
         self._stop = anyio.Event()
@@ -230,6 +233,7 @@ class Daemon:
                 persist.start_soon(self.store.run)
                 persist.start_soon(self.hotplug.run)
                 persist.start_soon(trimmer.run)
+                persist.start_soon(self.health.run)
                 try:
                     await self._listen(handle_signals, task_status)
                 finally:

@@ -34,6 +34,7 @@ import struct
 from collections.abc import Iterable
 
 import anyio
+from labpower.daemon.health import log_change
 from labpower.daemon.lab import Lab
 
 log = logging.getLogger("labpower.daemon.hotplug")
@@ -205,15 +206,7 @@ class Hotplug:
                 if device.readback:
                     tg.start_soon(self.lab.refresh_device, device)
         for device in devices:
-            if device in back:
-                log.info("device %s is back", device.name, extra={"device": device.name})
-            elif not device.available and before[device.name]:
-                log.warning(
-                    "device %s is gone: %s",
-                    device.name,
-                    device.problem,
-                    extra={"device": device.name},
-                )
+            log_change(device, before[device.name])
         self.probes += 1
         self.probed.set()
         self.probed = anyio.Event()

@@ -17,7 +17,8 @@ type Target (
   verified: bool,          # state was read back from the hardware, not assumed
   available: bool,         # its device is present and answering
   since: ?string,          # RFC 3339 time of the last change made by this daemon
-  lease: ?Lease            # who holds the target exclusively, if anybody
+  lease: ?Lease,           # who holds the target exclusively, if anybody
+  problem: ?string         # why its device is unavailable (refused, timeout, auth...)
 )
 
 # An exclusive hold on a target: only its holder may switch it.

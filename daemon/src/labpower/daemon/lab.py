@@ -66,6 +66,7 @@ class TargetState:
             "available": self.device.available,
             "since": self.since,
             "lease": None if lease is None else lease.to_wire(),
+            "problem": None if self.device.available else self.device.problem,
         }
 
     def record(self, physical: bool | None, commanded: bool | None) -> None:
@@ -207,8 +208,14 @@ class Lab:
         boards at once."""
         async with anyio.create_task_group() as tg:
             for device in self.devices.values() if devices is None else devices:
-                if device.readback:
+                if not device.readback:
+                    continue
+                # a health-checked device that is down is left to its checks: an unreachable
+                # PDU must not hold up every List by its deadline
+                if device.available or not device.health_interval:
                     tg.start_soon(self.refresh_device, device)
+                else:
+                    self._unverified(device)
 
     async def refresh_device(self, device: Device) -> None:
         """Read back the states of one board (shared with a read of it in progress)."""
@@ -221,12 +228,16 @@ class Lab:
         try:
             states = await device.states()
         except BackendError:
-            for t in on_device:
-                t.verified = False
+            self._unverified(device)
             return
         for t in on_device:
             t.record(states.get(t.config.channel), None)
             self._observed(t)
+
+    def _unverified(self, device: Device) -> None:
+        for t in self.targets.values():
+            if t.device is device:
+                t.verified = False
 
     async def get(self, name: str, refresh: bool = False) -> dict[str, Any]:
         """The target as the daemon knows it or, with ``refresh`` (or where it does not know

@@ -10,13 +10,18 @@ from typing import Any
 from labpower.backends.sim.base import PtySimulator, StopSignals
 from labpower.backends.sim.boards import DIALECTS, SIMULATORS, LcusSimulator
 
+#: the network kinds (sim/http_cli.py); named here so that `labpower-sim` imports no HTTP code
+HTTP_KINDS = ("shelly", "tasmota", "gude", "netio")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labpower-sim",
         description="Simulate a serial relay board on a pty, byte for byte, for trying "
         "labpower without hardware. `labpower-sim usbrelay --uhid` simulates a dcttech USB "
-        "HID relay board through /dev/uhid instead (see `labpower-sim usbrelay --help`).",
+        "HID relay board through /dev/uhid instead (see `labpower-sim usbrelay --help`); "
+        "`labpower-sim shelly|tasmota|gude|netio` a network device's HTTP API on loopback "
+        "(see `labpower-sim shelly --help`).",
         epilog='Point a labpowerd device\'s `port` at the link, e.g. backend = "lcus", '
         'port = "/tmp/lcus0".',
     )
@@ -66,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from labpower.backends.sim.uhid import main as uhid_main
 
         return uhid_main(argv[1:])
+    if argv[:1] and argv[0] in HTTP_KINDS:
+        # network devices listen on an address, not a pty
+        from labpower.backends.sim.http_cli import main as http_main
+
+        return http_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.kind != "lcus" and args.dialect != "ascii":

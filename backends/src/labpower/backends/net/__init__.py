@@ -1,0 +1,1 @@
+"""Network power devices: SNMP PDUs, HTTP PDUs and smart plugs."""
