@@ -336,6 +336,7 @@ def _device(c: _Checker, name: str, table: Mapping[str, Any], key: str) -> Devic
     own = {k: v for k, v in table.items() if k not in _DEVICE_KEYS}
     try:
         options = parse_options(cls.Options, own)
+        cls.check_options(channels, options)
     except OptionError as exc:
         raise c.fail(f"{key}.{exc.key}", exc.reason) from exc
     return DeviceConfig(

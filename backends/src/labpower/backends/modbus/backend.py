@@ -55,7 +55,7 @@ class ModbusBackend(Backend):
     def __init__(
         self, name: str, channels: int, options: ModbusOptions, timeout: float = 5.0
     ) -> None:
-        options.check_channels(channels)
+        self.check_options(channels, options)
         super().__init__(name, channels, options, timeout)
         self.options: ModbusOptions = options
         self.kind = options.board_kind
@@ -63,6 +63,10 @@ class ModbusBackend(Backend):
         self._port: SerialPort | None = None
         self._stream: SocketStream | None = None
         self._reader: BufferedByteReceiveStream | None = None
+
+    @classmethod
+    def check_options(cls, channels: int, options: ModbusOptions) -> None:
+        options.check_channels(channels)
 
     @property
     def read_timeout(self) -> float:
