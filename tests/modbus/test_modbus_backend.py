@@ -3,7 +3,10 @@ Modbus RTU over a socat pty pair at 9600 and 115200 baud, with faults injected o
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from labpower.backends.errors import HardwareTimeout
 from labpower.backends.modbus.backend import ModbusBackend, silent_interval
 from labpower.backends.modbus.options import ModbusOptions, parse_host
 from labpower.backends.registry import load
+from labpower.backends.sim.modbus import ModbusRtuSimulator
 
 from .modbus_server import ModbusServer, running
 
@@ -253,3 +257,35 @@ def test_host_and_silent_interval() -> None:
     assert parse_host("[::1]:1502") == ("::1", 1502)
     assert silent_interval(9600) == pytest.approx(3.5 * 11 / 9600)
     assert silent_interval(115200) == pytest.approx(1.75e-3)
+
+
+async def test_rtu_simulator_with_wire_time(tmp_path: Path) -> None:
+    """The benchmark's board: a coil board on a pty taking 9600 baud's wire time."""
+    with ModbusRtuSimulator(tmp_path / "sim", channels=4, wire_baud=9600) as board:
+        opts = parse_options(ModbusOptions, {"port": str(tmp_path / "sim"), "baudrate": 9600})
+        dev = Device(ModbusBackend("sim", 4, opts), TIMEOUT)
+        assert await dev.switch(4, True) is True
+        assert await dev.states() == {1: False, 2: False, 3: False, 4: True}
+        assert board.relays == {1: False, 2: False, 3: False, 4: True}
+        # write (8) + echo (8) + read (8) + answer (6), then read (8) + answer (6)
+        assert board.wire_time == pytest.approx((30 + 14) * 10 / 9600)
+        await dev.close()
+        beyond = Device(ModbusBackend("sim", 5, opts), TIMEOUT)
+        with pytest.raises(OperationError, match="exception 2"):
+            await beyond.switch(5, True)
+        await beyond.close()
+    assert [(s.channel, s.on) for s in board.switches] == [(4, True)]
+
+
+def test_modbus_benchmark_measures() -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "modbus_bench.py"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures = json.loads(done.stdout)
+    assert figures["wire_median_ms"] == pytest.approx((30 * 10 + 38.5) / 9600 * 1e3)
+    assert 0 < figures["overhead_median_ms"] < figures["switch_readback_median_ms"]
