@@ -15,8 +15,6 @@ whose pty emulates the wire time of 9600 baud, through the sync :class:`Client`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import multiprocessing
 import statistics
@@ -30,6 +28,13 @@ from typing import Any
 from labpower.backends.modbus.backend import silent_interval
 from labpower.backends.sim.modbus import ModbusRtuSimulator
 from labpower.daemon.testing import DaemonProcess
+
+HERE = Path(__file__).resolve().parent
+# Run as a script: make ``benchmarks`` importable as a package (as benchmarks/run.py does).
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.serial_bench import cli  # noqa: E402 - needs the path set above
 
 WIRE_BAUD = 9600
 #: bytes on the wire of one switch with read-back, both directions
@@ -50,11 +55,6 @@ def _serve(conn: Any, link: str) -> None:
             conn.send(board.wire_time)
     finally:
         board.stop()
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float]:
@@ -108,7 +108,7 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
         "switch_readback_median_ms": statistics.median(totals) * 1e3,
         "wire_median_ms": wire * 1e3,
         "overhead_median_ms": statistics.median(overheads) * 1e3,
-        "overhead_p90_ms": _percentile(overheads, 0.9) * 1e3,
+        "overhead_p90_ms": statistics.quantiles(overheads, n=10)[-1] * 1e3,
     }
 
 
@@ -120,20 +120,7 @@ def run(quick: bool = False) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="fewer calls (a few seconds)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args(argv)
-    figures = run(quick=args.quick)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-        return 0
-    for key, value in figures.items():
-        limit = LIMITS.get(key)
-        verdict = "" if limit is None else ("  pass" if value <= limit else "  FAIL")
-        target = "" if limit is None else f"  (target <= {limit:g})"
-        print(f"{key:28} {value:9.3f}{target}{verdict}")
-    return 0
+    return cli(argv, run, LIMITS, __doc__)
 
 
 if __name__ == "__main__":
