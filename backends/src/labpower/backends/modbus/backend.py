@@ -206,7 +206,7 @@ class ModbusBackend(Backend):
 async def _rtu(port: SerialPort, request: Request) -> bytes:
     """One RTU exchange: the answer is a normal one of known size or a 5-byte exception."""
     await port.command(request.frame)
-    head = await port.read_exact(RTU_EXCEPTION_SIZE)
+    head = await port.read_exact(RTU_EXCEPTION_SIZE, likely=request.answer_size)
     rest = rtu_rest(head, request)
     return head + await port.read_exact(rest) if rest else head
 
