@@ -26,8 +26,6 @@ from labpower.backends.errors import (
 )
 from labpower.backends.modbus.options import ModbusOptions, parse_host
 from labpower.backends.modbus.protocol import (
-    COIL_OFF,
-    COIL_ON,
     MBAP_SIZE,
     RTU_EXCEPTION_SIZE,
     Codec,
@@ -35,7 +33,7 @@ from labpower.backends.modbus.protocol import (
     rtu_rest,
     tcp_rest,
 )
-from labpower.backends.serial.port import BITS_PER_BYTE, SerialPort
+from labpower.backends.serial.port import SerialPort
 
 #: Most coils (function 01) and registers (function 03) one read may ask for.
 MAX_READ = {"coil": 2000, "register": 125}
@@ -209,6 +207,3 @@ async def _rtu(port: SerialPort, request: Request) -> bytes:
     head = await port.read_exact(RTU_EXCEPTION_SIZE, likely=request.answer_size)
     rest = rtu_rest(head, request)
     return head + await port.read_exact(rest) if rest else head
-
-
-__all__ = ["BITS_PER_BYTE", "COIL_OFF", "COIL_ON", "ModbusBackend", "silent_interval"]

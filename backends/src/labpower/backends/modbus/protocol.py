@@ -27,8 +27,6 @@ EXCEPTIONS = {
     10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
-COIL_ON = 0xFF00
-COIL_OFF = 0x0000
 #: RTU: device id, function code | 0x80, exception code, CRC (2)
 RTU_EXCEPTION_SIZE = 5
 #: TCP: transaction id, protocol id, length (2 each), unit id
