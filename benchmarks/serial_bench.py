@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 import tty
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -387,8 +387,15 @@ def run(quick: bool = False) -> dict[str, float]:
     return figures
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def cli(
+    argv: Sequence[str] | None,
+    run: Callable[..., dict[str, float]],
+    limits: dict[str, float],
+    doc: str | None,
+) -> int:
+    """The command line of a benchmark module: ``[--quick] [--json]``, figures printed
+    against ``limits``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
     ap.add_argument("--quick", action="store_true", help="fewer calls (a few seconds)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
@@ -397,11 +404,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
         return 0
     for key, value in figures.items():
-        limit = LIMITS.get(key)
+        limit = limits.get(key)
         verdict = "" if limit is None else ("  pass" if value <= limit else "  FAIL")
         target = "" if limit is None else f"  (target <= {limit:g})"
         print(f"{key:28} {value:9.3f}{target}{verdict}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli(argv, run, LIMITS, __doc__)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,14 @@ class Backend(ABC):
         # until it really returns and the next call cannot talk over it.
         self._board_lock = threading.Lock()
 
+    @classmethod  # noqa: B027 - optional hook, empty by default
+    def check_options(cls, channels: int, options: Any) -> None:
+        """Checks of the options against the channel count, run when the config is loaded
+        (options alone are checked by their dataclass).
+
+        :raises OptionError: naming the option.
+        """
+
     async def open(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Get ready to talk to the board (open its port). Must not switch anything.
 

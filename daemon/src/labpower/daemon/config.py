@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labpower.backends import Backend, OptionError, parse_options, registry
+from labpower.backends.hwmon import HwmonMeter
 from labpower.backends.options import secret_fields
 from labpower.backends.secret import Secret, exposure
 from labpower.client.escape import escape
@@ -35,6 +36,7 @@ _TARGET_KEYS = {
     "allow_users",
     "allow_groups",
     "read",
+    "meter",
 }
 _DAEMON_KEYS = {
     "socket",
@@ -123,6 +125,8 @@ class TargetConfig:
     allow_groups: frozenset[int] = frozenset()
     #: who may read it (see READ_POLICIES); None: the daemon's ``read``
     read: str | None = None
+    #: where its readings come from instead of its device (``meter = "hwmon:..."``)
+    meter: HwmonMeter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,8 +367,19 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
             c.ids(t, "allow_users", key, pwd.getpwnam, "user"),
             c.ids(t, "allow_groups", key, grp.getgrnam, "group"),
             c.read_policy(t, key, None),
+            _meter(c, t, key),
         )
     return Config(path, settings, devices, targets)
+
+
+def _meter(c: _Checker, table: Mapping[str, Any], key: str) -> HwmonMeter | None:
+    text = c.value(table, "meter", str, key, "")
+    if not text:
+        return None
+    try:
+        return HwmonMeter.parse(text)
+    except ValueError as exc:
+        raise c.fail(f"{key}.meter", str(exc)) from exc
 
 
 def _device(c: _Checker, name: str, table: Mapping[str, Any], key: str) -> DeviceConfig:
@@ -389,6 +404,7 @@ def _device(c: _Checker, name: str, table: Mapping[str, Any], key: str) -> Devic
     own = {k: v for k, v in table.items() if k not in _DEVICE_KEYS}
     try:
         options = parse_options(cls.Options, own)
+        cls.check_options(channels, options)
     except OptionError as exc:
         raise c.fail(f"{key}.{exc.key}", exc.reason) from exc
     return DeviceConfig(

@@ -148,17 +148,20 @@ class Lab:
             raise ApiError("TargetNotFound", target=name) from None
 
     @contextmanager
-    def _hardware(self, t: TargetState) -> Iterator[None]:
+    def _hardware(self, t: TargetState, device: str | None = None) -> Iterator[None]:
+        """Backend errors as the interface's errors; ``device``: the name to report, when
+        not the target's device (its meter)."""
+        name = t.device.name if device is None else device
         try:
             yield
         except HardwareTimeout as exc:
             raise ApiError("Timeout", target=t.name, seconds=exc.seconds) from exc
         except DeviceUnavailableError as exc:
-            raise ApiError("DeviceUnavailable", device=t.device.name, reason=str(exc)) from exc
+            raise ApiError("DeviceUnavailable", device=name, reason=str(exc)) from exc
         except NotSupportedError as exc:
             raise ApiError("NotSupported", target=t.name, operation=exc.operation) from exc
         except BackendError as exc:
-            raise ApiError("DeviceError", device=t.device.name, reason=str(exc)) from exc
+            raise ApiError("DeviceError", device=name, reason=str(exc)) from exc
 
     # -- who may read
     def read_policy(self, target: TargetConfig) -> str:
@@ -482,9 +485,13 @@ class Lab:
     async def read(self, name: str) -> dict[str, float]:
         """A reading of the target, shared with every caller asking at the same time."""
         t = self.target(name)
-        device, channel = t.device, t.config.channel
-        with self._hardware(t):
-            m = await self._shared.run(
-                ("measure", device, channel), lambda: device.measure(channel)
-            )
+        device, channel, meter = t.device, t.config.channel, t.config.meter
+        if meter is not None:
+            with self._hardware(t, str(meter)):
+                m = await self._shared.run(("meter", meter), lambda: meter.measure(device.timeout))
+        else:
+            with self._hardware(t):
+                m = await self._shared.run(
+                    ("measure", device, channel), lambda: device.measure(channel)
+                )
         return {"voltage": m.voltage, "current": m.current, "apparent_power": m.apparent_power}

@@ -404,8 +404,13 @@ class Server:
     ) -> None:
         period = DEFAULT_READ_INTERVAL if interval is None else interval
         sent = 0
+        # readings keep to one schedule (start + n periods), so that the timer's lateness
+        # does not add up over a long stream; after a stall longer than a period (a slow
+        # board) the schedule starts again from now rather than sending a burst
+        deadline = anyio.current_time()
         while True:
-            deadline = anyio.current_time() + period
+            now = anyio.current_time()
+            deadline = deadline + period if now <= deadline + period else now + period
             reading = await self.lab.read(name)  # an error reply ends the stream
             sent += 1
             last = count is not None and sent >= count

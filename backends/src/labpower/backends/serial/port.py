@@ -372,14 +372,20 @@ class SerialPort:
         del self._buf[:n]
         return data
 
-    async def read_exact(self, n: int) -> bytes:
-        """Exactly ``n`` bytes. :raises HardwareTimeout: they did not come in time."""
+    async def read_exact(self, n: int, likely: int | None = None) -> bytes:
+        """Exactly ``n`` bytes. ``likely``: how long the whole answer most likely is, when
+        ``n`` is only the part that tells how long it is (a Modbus exception is shorter than
+        the normal answer), so that the answer is expected when it is really due.
+
+        :raises HardwareTimeout: they did not come in time.
+        """
         if len(self._buf) < n:
             self._wake_at(n - len(self._buf))
             # The answer follows the command on the wire (plus what the board and USB add,
             # learned from past answers): it is due no earlier than this.
             sent = self._tx_done
-            predicted = max(sent, time.monotonic()) + self.wire_time(n - len(self._buf))
+            size = max(n, likely or 0) - len(self._buf)
+            predicted = max(sent, time.monotonic()) + self.wire_time(size)
             due: float | None = predicted + self.lag
             while len(self._buf) < n:
                 if not await self._fill(self._deadline, due):

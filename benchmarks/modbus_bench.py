@@ -1,0 +1,127 @@
+"""Modbus RTU benchmark: a real ``labpowerd`` child process driving a Modbus RTU coil board
+simulator (:class:`~labpower.backends.sim.modbus.ModbusRtuSimulator`, in a process of its own)
+whose pty emulates the wire time of 9600 baud, through the sync :class:`Client`.
+
+- ``switch_readback_median_ms``: one On/Off call: write single coil (05, 8 bytes) and its
+  echo (8), then read coils (01, 8 bytes) and its answer (6).
+- ``wire_median_ms``: the part of it the bytes spend on the emulated wire, plus the silent
+  interval RTU requires between the echo and the next request (3.5 characters): what any
+  master needs at 9600 baud. ``overhead_median_ms`` / ``overhead_p90_ms``: all the rest
+  (client, varlink, daemon, pymodbus framing, serial port handling, pty and simulator).
+  Target: <= 0.3 ms median, like the other serial boards.
+
+``python benchmarks/modbus_bench.py [--quick]`` prints the figures.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from labpower.backends.modbus.backend import silent_interval
+from labpower.backends.sim.modbus import ModbusRtuSimulator
+from labpower.daemon.testing import DaemonProcess
+
+HERE = Path(__file__).resolve().parent
+# Run as a script: make ``benchmarks`` importable as a package (as benchmarks/run.py does).
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.serial_bench import cli  # noqa: E402 - needs the path set above
+
+WIRE_BAUD = 9600
+#: bytes on the wire of one switch with read-back, both directions
+CALL_BYTES = 8 + 8 + 8 + 6
+CALL_WIRE_TIME = CALL_BYTES * 10 / WIRE_BAUD
+LIMITS = {"overhead_median_ms": 0.3}
+#: the simulator keeps listening this long after each command (see PtySimulator.listen)
+LISTEN = 0.005
+
+
+def _serve(conn: Any, link: str) -> None:
+    board = ModbusRtuSimulator(link, channels=8, wire_baud=WIRE_BAUD)
+    board.listen = LISTEN
+    board.start()
+    try:
+        conn.send("ready")
+        while conn.recv() == "wire":
+            conn.send(board.wire_time)
+    finally:
+        board.stop()
+
+
+def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float]:
+    """Overhead of one Modbus RTU switch plus read-back above its wire time."""
+    link = directory / "modbus0"
+    context = multiprocessing.get_context("spawn")
+    conn, child = context.Pipe()
+    sim = context.Process(target=_serve, args=(child, str(link)), daemon=True)
+    sim.start()
+    if not conn.poll(60) or conn.recv() != "ready":
+        raise RuntimeError("the simulator process did not start")
+    config = {
+        "daemon": {"log_level": "warning"},
+        "devices": {
+            "coils": {"backend": "modbus", "port": str(link), "baudrate": WIRE_BAUD, "channels": 8}
+        },
+        "targets": {"t0": {"device": "coils", "channel": 1}},
+    }
+    (directory / "daemon").mkdir()
+    daemon = DaemonProcess(config, directory=str(directory / "daemon"))
+    try:
+        daemon.start()
+        totals: list[float] = []
+        with daemon.client() as lab:
+            for i in range(warmup + calls):
+                if i == warmup:
+                    conn.send("wire")
+                    before = conn.recv()
+                # RTU's silent interval after the previous call's last frame is the bus's,
+                # not this call's: let it pass, as a caller that switches now and then does
+                time.sleep(silent_interval(WIRE_BAUD))
+                started = time.perf_counter()
+                target = lab.on("t0") if i % 2 == 0 else lab.off("t0")
+                took = time.perf_counter() - started
+                if not target.verified:
+                    raise RuntimeError(f"switch not verified: {target}")
+                if i >= warmup:
+                    totals.append(took)
+        conn.send("wire")
+        moved = (conn.recv() - before) / calls
+        if not math.isclose(moved, CALL_WIRE_TIME, rel_tol=1e-6):
+            raise RuntimeError(f"a call moved {moved * 1e3:.3f} ms of bytes, not the 30 expected")
+        wire = moved + silent_interval(WIRE_BAUD)
+    finally:
+        daemon.cleanup()
+        conn.send("stop")
+        sim.join(10)
+        conn.close()
+    overheads = [t - wire for t in totals]
+    return {
+        "switch_readback_median_ms": statistics.median(totals) * 1e3,
+        "wire_median_ms": wire * 1e3,
+        "overhead_median_ms": statistics.median(overheads) * 1e3,
+        "overhead_p90_ms": statistics.quantiles(overheads, n=10)[-1] * 1e3,
+    }
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    """Every Modbus figure, keyed by name; units in the suffix."""
+    calls, warmup = (60, 10) if quick else (300, 30)
+    with tempfile.TemporaryDirectory(prefix="labpower-modbus-bench-") as tmp:
+        return switch_readback(Path(tmp), calls, warmup)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli(argv, run, LIMITS, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
