@@ -1,0 +1,252 @@
+"""The listener: pdudaemon's HTTP and TCP protocols on one port, answered through labpowerd.
+
+Every request is resolved against the daemon's own targets (``List``: each target carries
+its ``pdudaemon`` address and ``aliases``), then switched with the ordinary client, so the
+daemon's access control, leases and audit log apply: the daemon sees this service's user.
+A target without a pdudaemon address or alias is not reachable here at all.
+
+A request is answered once the daemon has switched (and read back) the relay. Requests for
+one target run in the order they arrived; different targets switch in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute, SocketListener
+from labpower.client.aio import AsyncClient
+from labpower.client.errors import LabpowerError
+from labpower.client.pdudaemon import protocol as p
+from labpower.client.pdudaemon.address import find_alias, find_target, port_number
+from labpower.client.types import Target
+
+log = logging.getLogger("labpower.pdudaemon")
+
+#: how long a client may take to send its request
+READ_TIMEOUT = 30.0
+#: a daemon call's deadline on top of the off-time of a reboot
+CALL_TIMEOUT = 60.0
+
+
+class Outcome(Exception):
+    """A request that could not be carried out; the message says why (for the log)."""
+
+
+class PduService:
+    """Serves pdudaemon clients from ``listener``, switching through the daemon at ``socket``."""
+
+    def __init__(self, socket: str, max_connections: int = 256) -> None:
+        self.socket = socket
+        self._slots = anyio.Semaphore(max_connections)
+        # Requests are resolved one at a time, in the order they arrived, and each takes its
+        # place in its target's line before the next is resolved: so one target's requests
+        # run in arrival order, while different targets' lines move in parallel.
+        self._resolving = anyio.Lock()
+        self._lines = Lines()
+
+    async def serve(self, listener: SocketListener) -> None:
+        """Accept connections until cancelled; at most ``max_connections`` at once."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                await self._slots.acquire()
+                try:
+                    stream = await listener.accept()
+                except BaseException:
+                    self._slots.release()
+                    raise
+                tg.start_soon(self._connection, stream)
+
+    async def _connection(self, stream: ByteStream) -> None:
+        try:
+            async with stream:
+                peer = _peer(stream)
+                with anyio.move_on_after(READ_TIMEOUT):
+                    first = await stream.receive(p.MAX_REQUEST)
+                    if p.looks_like_http(first):
+                        await self._http(stream, first, peer)
+                    else:
+                        await self._tcp(stream, first, peer)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+            log.debug("connection ended early: %r", exc)
+        finally:
+            self._slots.release()
+
+    # -- TCP
+    async def _tcp(self, stream: ByteStream, data: bytes, peer: str) -> None:
+        request = p.parse_tcp(data)
+        if isinstance(request, p.Refused):
+            log.info("TCP from %s: %r refused: %s", peer, data[:200], request.reason)
+            await stream.send(request.reply)
+            return
+        ok = await self._carry_out(request, peer) is not None
+        await stream.send(p.ACK if ok else p.NACK)
+
+    # -- HTTP
+    async def _http(self, stream: ByteStream, data: bytes, peer: str) -> None:
+        end = _head_end(data)
+        while end < 0:
+            if len(data) >= p.MAX_REQUEST:
+                await stream.send(p.HttpReply(413, b"413: Request Entity Too Large").encode())
+                return
+            data += await stream.receive(p.MAX_REQUEST - len(data))
+            end = _head_end(data)
+        head = p.parse_head(data[:end])
+        reply: p.HttpReply | p.Request
+        body = data[end:]
+        if head is None:
+            reply = p.BAD_REQUEST
+        else:
+            try:
+                length = head.content_length
+            except ValueError:
+                length = -1
+            if "Transfer-Encoding" in head.headers or not 0 <= length <= p.MAX_BODY:
+                reply = p.HttpReply(400, b"400: Bad Request", "body too long or unreadable")
+            else:
+                while len(body) < length:
+                    body += await stream.receive(length - len(body))
+                reply = p.parse_http(head, body[:length])
+        if isinstance(reply, p.Request):
+            reply = await self._answer_http(reply, peer)
+        else:
+            what = head.target if head is not None else data[:200]
+            log.info("HTTP from %s: %r refused: %s", peer, what, reply.reason)
+        await stream.send(reply.encode(head_only=head is not None and head.method == "HEAD"))
+
+    async def _answer_http(self, request: p.Request, peer: str) -> p.HttpReply:
+        target = await self._carry_out(request, peer)
+        if target is None:
+            return p.HttpReply(500, p.INVALID)
+        if request.command == "status":
+            return p.HttpReply(200, f"{target.state}\n".encode())
+        if request.command in ("get", "put"):
+            if target.state == "unknown":
+                return p.HttpReply(500, b"unknown\n")
+            return p.HttpReply(200, b"1" if target.is_on else b"0")
+        return p.HttpReply(200, p.OK)
+
+    # -- carrying a request out
+    async def _carry_out(self, request: p.Request, peer: str) -> Target | None:
+        """Switch (or read) the request's target; None when that failed (logged)."""
+        what = _describe(request)
+        try:
+            if request.delay > p.MAX_DELAY:
+                raise Outcome(f"delay {request.delay} s is longer than {p.MAX_DELAY} s")
+            timeout = CALL_TIMEOUT + request.delay
+            async with AsyncClient(self.socket, timeout=timeout) as lab:
+                async with self._resolving:
+                    # List answers from what the daemon knows (it reads no board it knows)
+                    target = _resolve(await lab.targets(), request)
+                    place = (
+                        None
+                        if request.command in ("status", "get")
+                        else self._lines.join(target.name)
+                    )
+                log.debug("%s from %s: queued for %s", what, peer, target.name)
+                if place is None:
+                    result = await lab.get(target.name)
+                else:
+                    try:
+                        await place.turn()
+                        result = await _switch(lab, target.name, request)
+                    finally:
+                        place.leave()
+        except (Outcome, LabpowerError) as exc:
+            log.warning("%s from %s: failed: %s", what, peer, exc)
+            return None
+        log.info("%s from %s: %s is %s", what, peer, result.name, result.state)
+        return result
+
+
+class Place:
+    """A request's place in its target's line."""
+
+    def __init__(self, lines: Lines, name: str, line: deque[anyio.Event]) -> None:
+        self._lines, self._name, self._line = lines, name, line
+        self._event = anyio.Event()
+        line.append(self._event)
+
+    async def turn(self) -> None:
+        """Wait until every request ahead in the line has left."""
+        if self._line[0] is not self._event:
+            await self._event.wait()
+
+    def leave(self) -> None:
+        """Leave the line (done, failed or cancelled): the next one's turn, if it was ours."""
+        first = self._line[0] is self._event
+        self._line.remove(self._event)
+        if not self._line:
+            self._lines.drop(self._name)
+        elif first:
+            self._line[0].set()
+
+
+class Lines:
+    """One first-come-first-served line per target (anyio.Lock is fair too, but a request
+    must take its place without awaiting, while its arrival order is still known)."""
+
+    def __init__(self) -> None:
+        self._lines: dict[str, deque[anyio.Event]] = {}
+
+    def join(self, name: str) -> Place:
+        return Place(self, name, self._lines.setdefault(name, deque()))
+
+    def drop(self, name: str) -> None:
+        self._lines.pop(name, None)
+
+
+async def _switch(lab: AsyncClient, name: str, request: p.Request) -> Target:
+    if request.command == "reboot":
+        return await lab.cycle(name, float(request.delay))
+    if request.command == "put":
+        return await (lab.on(name) if request.value else lab.off(name))
+    # on/off: pdudaemon waits the delay first (deprecated there, still honoured)
+    await anyio.sleep(request.delay)
+    return await (lab.on(name) if request.command == "on" else lab.off(name))
+
+
+def _resolve(targets: Sequence[Target], request: p.Request) -> Target:
+    """The target a request names. :raises Outcome: none does."""
+    if request.target is not None:
+        for t in targets:
+            reachable = t.pdudaemon is not None or t.aliases
+            if reachable and (t.name == request.target or request.target in t.aliases):
+                return t
+        raise Outcome(f"no target {request.target!r} with a pdudaemon address or alias")
+    if request.alias is not None:
+        found = find_alias(targets, request.alias)
+        if found is None:
+            raise Outcome(f"no target has the alias {request.alias!r}")
+        return found
+    port = port_number(request.port or "")
+    found = None if port is None else find_target(targets, request.hostname or "", port)
+    if found is None:
+        raise Outcome(f"no target has pdudaemon = {request.hostname!r}:{request.port!r}")
+    return found
+
+
+def _describe(request: p.Request) -> str:
+    if request.target is not None:
+        return f"{request.command} {request.target!r}"
+    name = repr(request.alias) if request.alias else f"{request.hostname!r} {request.port!r}"
+    return f"{request.command} {name} (delay {request.delay} s)"
+
+
+def _head_end(data: bytes) -> int:
+    """Where an HTTP head ends (after its blank line), or -1."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        at = data.find(sep)
+        if at >= 0:
+            return at + len(sep)
+    return -1
+
+
+def _peer(stream: ByteStream) -> str:
+    try:
+        address = stream.extra(SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:
+        return "?"
+    return str(address[0]) if isinstance(address, tuple) else str(address)
