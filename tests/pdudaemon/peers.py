@@ -20,6 +20,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,3 +139,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = START_TIMEOUT) -> N
         if time.monotonic() > deadline:
             raise TimeoutError(f"{condition} did not come true in {timeout} s")
         time.sleep(0.005)
+
+
+def http_request(
+    port: int, path: str, method: str = "GET", data: bytes | None = None
+) -> tuple[int, bytes]:
+    """(status, body) of one request to 127.0.0.1:``port``."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return int(reply.status), bytes(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,7 +22,15 @@ from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
 from .conftest import listening
-from .peers import PDU_PORT, PDUDAEMON, NetNs, peer_venv, send_tcp, wait_listening
+from .peers import (
+    PDU_PORT,
+    PDUDAEMON,
+    NetNs,
+    http_request,
+    peer_venv,
+    send_tcp,
+    wait_listening,
+)
 
 pytestmark = pytest.mark.timeout(900)  # the first run builds pdudaemon's virtualenv
 
@@ -139,12 +145,7 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sides]:
 
 def http(ns: NetNs, path: str, method: str = "GET") -> tuple[int, bytes]:
     with ns.entered():
-        request = urllib.request.Request(f"http://127.0.0.1:{PDU_PORT}{path}", method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as reply:
-                return int(reply.status), bytes(reply.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        return http_request(PDU_PORT, path, method)
 
 
 def tcp(ns: NetNs, message: bytes) -> bytes:

@@ -7,8 +7,6 @@ import select
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +16,7 @@ from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
 from .conftest import free_port, listening
-from .peers import send_tcp, wait_for
+from .peers import http_request, send_tcp, wait_for
 
 
 @pytest.fixture
@@ -30,13 +28,7 @@ def lab(pdu_lab: DaemonProcess) -> Iterator[Client]:
         yield client
 
 
-def get(port: int, path: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return int(reply.status), bytes(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+get = http_request
 
 
 def test_tcp_message_without_newline_switches_and_acks(listener: int, lab: Client) -> None:
