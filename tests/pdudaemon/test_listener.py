@@ -131,6 +131,11 @@ def test_rest_get_and_put(listener: int, lab: Client) -> None:
     assert get(listener, "/targets/dut1", "PUT", b"1") == (200, b"1")
     assert lab.get("dut1").state == "on"
     assert get(listener, "/targets/lava-1") == (200, b"1")
+    # labgrid's index is a number: the pdudaemon address in the path
+    assert get(listener, "/power/rest/pdu01/019") == (200, b"1")
+    assert get(listener, "/power/rest/pdu01/19", "PUT", b"0") == (200, b"0")
+    assert lab.get("dut1").state == "off"
+    assert get(listener, "/power/rest/pdu01/19", "PUT", b"1") == (200, b"1")
     assert get(listener, "/targets/dut1", "PUT", b"maybe")[0] == 500
     assert get(listener, "/targets/dut1", "POST", b"0")[0] == 405
     assert lab.get("dut1").state == "on"

@@ -5,14 +5,15 @@ newline needed, taken from the first read as pdudaemon does, answered ``ack\\n``
 ``nack\\n`` (or, for a message it cannot parse, the parse error's text, as pdudaemon does).
 HTTP: ``GET /power/control/<on|off|reboot>?hostname=&port=[&delay=]`` or ``?alias=``,
 answered 200 ``OK - accepted request`` or 500 ``Invalid request``. labpower adds
-``GET /power/status?...`` (the state) and ``GET|PUT /targets/<name>`` (labgrid's
-NetworkPowerDriver ``rest`` model: ``1`` / ``0``).
+``GET /power/status?...`` (the state), and for labgrid's NetworkPowerDriver ``rest`` model
+(``PUT`` ``1`` / ``0``, ``GET`` answers ``1`` / ``0``) ``/power/rest/<pdu>/<port>`` (its
+index is a number) and ``/targets/<target or alias>``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 from email.parser import BytesHeaderParser
 from typing import Literal
@@ -32,6 +33,7 @@ MAX_BODY = 64
 _HTTP_START = re.compile(rb"[A-Z]{3,7} (/|\*|https?://)")
 _ROUTES = ("/power/control/on", "/power/control/off", "/power/control/reboot")
 _REST = "/targets/"
+_REST_PDU = "/power/rest/"
 
 OK = b"OK - accepted request\n"
 INVALID = b"Invalid request\n"
@@ -163,16 +165,22 @@ def parse_http(head: HttpHead, body: bytes) -> Request | HttpReply:
     url = urlsplit(head.target)
     path = unquote(url.path)
     reading = head.method in ("GET", "HEAD")
+    rest: Request | None = None
     if path.startswith(_REST) and len(path) > len(_REST):
-        name = path[len(_REST) :]
+        rest = Request("get", target=path[len(_REST) :])
+    elif path.startswith(_REST_PDU):
+        pdu, _, number = path[len(_REST_PDU) :].rpartition("/")
+        if pdu and number:
+            rest = Request("get", hostname=pdu, port=number)
+    if rest is not None:
         if reading:
-            return Request("get", target=name)
+            return rest
         if head.method != "PUT":
             return NOT_ALLOWED
         value = body.strip()
         if value not in (b"0", b"1"):
             return HttpReply(500, INVALID, "PUT body must be 0 or 1")
-        return Request("put", target=name, value=value == b"1")
+        return replace(rest, command="put", value=value == b"1")
     if path not in (*_ROUTES, "/power/status"):
         return NOT_FOUND
     if not reading:
