@@ -16,7 +16,7 @@ PORT = os.environ["LISTENER"]
 def status(query: str) -> str:
     reply = requests.get(f"http://127.0.0.1:{PORT}/power/status?{query}", timeout=60)
     reply.raise_for_status()
-    return reply.text.strip()
+    return str(reply.text).strip()
 
 
 def test_pdudaemon_driver_on_off_cycle(env: Any) -> None:
