@@ -48,13 +48,18 @@ def free_port() -> int:
 
 @contextmanager
 def listening(
-    socket_path: str, port: int, log: Path | None = None, debug: bool = False
+    socket_path: str,
+    port: int,
+    log: Path | None = None,
+    debug: bool = False,
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``labpower-pdudaemon`` on 127.0.0.1:``port`` (in the current network namespace),
-    logging to ``log`` (else to nowhere)."""
+    logging to ``log`` (else to nowhere); ``prefix``: a command that runs it (setpriv)."""
     with open(log or os.devnull, "wb") as out:
         proc = subprocess.Popen(
             [
+                *prefix,
                 str(BIN / "labpower-pdudaemon"),
                 "--listen",
                 f"127.0.0.1:{port}",

@@ -3,9 +3,11 @@ targets named in labpowerd.toml, answered only once the relay has switched."""
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -216,7 +218,7 @@ def test_one_targets_requests_run_in_the_order_they_arrived(
     assert lab.get("slow1").state == "on"
 
 
-def test_different_targets_switch_in_parallel(pdu_lab: DaemonProcess, tmp_path: object) -> None:
+def test_different_targets_switch_in_parallel() -> None:
     """A board that takes 2 s a call does not hold up another board's target."""
     config = {
         "devices": {
@@ -228,8 +230,6 @@ def test_different_targets_switch_in_parallel(pdu_lab: DaemonProcess, tmp_path: 
             "b": {"device": "quick", "channel": 1, "pdudaemon": "pdu:2"},
         },
     }
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         daemon = DaemonProcess(config, directory=d)
         daemon.start()
@@ -264,3 +264,46 @@ def test_curl_f_as_lava_runs_it(listener: int, lab: Client) -> None:
         check=False,
     )
     assert bad.returncode == 22
+
+
+def test_a_leased_target_is_refused_not_switched(
+    listener: int, lab: Client, pdu_lab: DaemonProcess
+) -> None:
+    """Somebody holds dut1's lease (``labpower lock``): pdudaemon clients cannot cut it."""
+    with pdu_lab.client() as holder, holder.lease("dut1", name="nightly"):
+        assert send_tcp(b"pdu01 19 on", listener) == b"nack\n"
+        assert get(listener, "/power/control/on?alias=lava-1") == (500, b"Invalid request\n")
+        assert lab.get("dut1").state == "off"
+    assert send_tcp(b"pdu01 19 on", listener) == b"ack\n"
+
+
+def test_allow_users_keeps_the_listeners_user_out(tmp_path: Path) -> None:
+    """The listener runs as a user of its own; a target's allow_users can leave it out."""
+    config = {
+        "devices": {"b": {"backend": "mock", "channels": 2}},
+        "targets": {
+            "open": {"device": "b", "channel": 1, "pdudaemon": "pdu:1"},
+            "kept": {"device": "b", "channel": 2, "pdudaemon": "pdu:2", "allow_users": ["root"]},
+        },
+    }
+    # the socket is 0660 root:root, in a directory of its own that group root may enter: the
+    # listener's user (nobody) gets group root to open it
+    with tempfile.TemporaryDirectory() as directory:
+        os.chmod(directory, 0o750)
+        daemon = DaemonProcess(config, directory=directory)
+        daemon.start()
+        try:
+            port = free_port()
+            with listening(
+                daemon.socket_path,
+                port,
+                prefix=("setpriv", "--reuid=nobody", "--regid=nogroup", "--groups=0", "--"),
+                log=tmp_path / "listener.log",
+            ):
+                assert send_tcp(b"pdu 1 on", port) == b"ack\n"
+                assert send_tcp(b"pdu 2 on", port) == b"nack\n"
+            with daemon.client() as lab:
+                assert (lab.get("open").state, lab.get("kept").state) == ("on", "off")
+        finally:
+            assert daemon.stop() == 0
+    assert "PermissionDenied" in (tmp_path / "listener.log").read_text()
