@@ -307,3 +307,10 @@ def test_allow_users_keeps_the_listeners_user_out(tmp_path: Path) -> None:
         finally:
             assert daemon.stop() == 0
     assert "PermissionDenied" in (tmp_path / "listener.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_reboot_longer_than_the_read_timeout_is_answered(listener: int, lab: Client) -> None:
+    """Only reading the request has a deadline (30 s), not carrying it out."""
+    assert send_tcp(b"pdu01 19 reboot 31", listener) == b"ack\n"
+    assert lab.get("dut1").state == "on"

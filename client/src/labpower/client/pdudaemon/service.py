@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener
@@ -63,12 +64,17 @@ class PduService:
         try:
             async with stream:
                 peer = _peer(stream)
-                with anyio.move_on_after(READ_TIMEOUT):
+                # the deadline is for the client's request only: carrying it out is bounded
+                # by the daemon calls' own deadlines (a reboot may wait up to an hour)
+                with anyio.fail_after(READ_TIMEOUT):
                     first = await stream.receive(p.MAX_REQUEST)
-                    if p.looks_like_http(first):
-                        await self._http(stream, first, peer)
-                    else:
-                        await self._tcp(stream, first, peer)
+                    head = None if not p.looks_like_http(first) else await _read_http(stream, first)
+                if head is None:
+                    await self._tcp(stream, first, peer)
+                else:
+                    await self._http(stream, head, peer)
+        except TimeoutError:
+            log.debug("a client sent no whole request in %s s", READ_TIMEOUT)
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
             log.debug("connection ended early: %r", exc)
         finally:
@@ -85,36 +91,13 @@ class PduService:
         await stream.send(p.ACK if ok else p.NACK)
 
     # -- HTTP
-    async def _http(self, stream: ByteStream, data: bytes, peer: str) -> None:
-        end = _head_end(data)
-        while end < 0:
-            if len(data) >= p.MAX_REQUEST:
-                await stream.send(p.HttpReply(413, b"413: Request Entity Too Large").encode())
-                return
-            data += await stream.receive(p.MAX_REQUEST - len(data))
-            end = _head_end(data)
-        head = p.parse_head(data[:end])
-        reply: p.HttpReply | p.Request
-        body = data[end:]
-        if head is None:
-            reply = p.BAD_REQUEST
-        else:
-            try:
-                length = head.content_length
-            except ValueError:
-                length = -1
-            if "Transfer-Encoding" in head.headers or not 0 <= length <= p.MAX_BODY:
-                reply = p.HttpReply(400, b"400: Bad Request", "body too long or unreadable")
-            else:
-                while len(body) < length:
-                    body += await stream.receive(length - len(body))
-                reply = p.parse_http(head, body[:length])
+    async def _http(self, stream: ByteStream, read: HttpRead, peer: str) -> None:
+        reply = read.reply
         if isinstance(reply, p.Request):
             reply = await self._answer_http(reply, peer)
         else:
-            what = head.target if head is not None else data[:200]
-            log.info("HTTP from %s: %r refused: %s", peer, what, reply.reason)
-        await stream.send(reply.encode(head_only=head is not None and head.method == "HEAD"))
+            log.info("HTTP from %s: %r refused: %s", peer, read.what, reply.reason)
+        await stream.send(reply.encode(head_only=read.head_only))
 
     async def _answer_http(self, request: p.Request, peer: str) -> p.HttpReply:
         target = await self._carry_out(request, peer)
@@ -159,6 +142,42 @@ class PduService:
             return None
         log.info("%s from %s: %s is %s", what, peer, result.name, result.state)
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRead:
+    """An HTTP request as read: what it asks for (or the reply refusing it)."""
+
+    reply: p.Request | p.HttpReply
+    #: for the log: the request target, or the start of what could not be parsed
+    what: str | bytes
+    head_only: bool = False
+
+
+async def _read_http(stream: ByteStream, data: bytes) -> HttpRead:
+    """Read the rest of an HTTP request that began with ``data`` (bounded in size)."""
+    end = _head_end(data)
+    while end < 0:
+        if len(data) >= p.MAX_REQUEST:
+            return HttpRead(
+                p.HttpReply(413, b"413: Request Entity Too Large", "head too long"), data[:200]
+            )
+        data += await stream.receive(p.MAX_REQUEST - len(data))
+        end = _head_end(data)
+    head = p.parse_head(data[:end])
+    if head is None:
+        return HttpRead(p.BAD_REQUEST, data[:200])
+    try:
+        length = head.content_length
+    except ValueError:
+        length = -1
+    if "Transfer-Encoding" in head.headers or not 0 <= length <= p.MAX_BODY:
+        bad = p.HttpReply(400, b"400: Bad Request", "body too long or unreadable")
+        return HttpRead(bad, head.target)
+    body = data[end:]
+    while len(body) < length:
+        body += await stream.receive(length - len(body))
+    return HttpRead(p.parse_http(head, body[:length]), head.target, head.method == "HEAD")
 
 
 class Place:
