@@ -104,8 +104,8 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             check=False,
         )
     finally:
-        for path in set(glob.glob("/run/systemd/nspawn*")) - leftovers:
-            shutil.rmtree(path, ignore_errors=True)
+        for leftover in set(glob.glob("/run/systemd/nspawn*")) - leftovers:
+            shutil.rmtree(leftover, ignore_errors=True)
     result_file = etc["out"] / "result.json"
     assert result_file.exists(), f"the checker did not report:\n{run.stdout}\n{run.stderr}"
     result: dict[str, Any] = json.loads(result_file.read_text())
