@@ -57,7 +57,7 @@ class LabpowerDriver:
             port = port_number(str(port_number_))
             target = None
             if port is not None:
-                target = find_target(lab.targets(refresh=False), self.pdu, port)
+                target = find_target(lab.targets(), self.pdu, port)
             if target is None:
                 raise TargetLookupError(
                     f"no labpower target has pdudaemon = {self.pdu!r}:{port_number_!r}"

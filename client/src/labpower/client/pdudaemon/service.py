@@ -6,7 +6,8 @@ daemon's access control, leases and audit log apply: the daemon sees this servic
 A target without a pdudaemon address or alias is not reachable here at all.
 
 A request is answered once the daemon has switched (and read back) the relay. Requests for
-one target run in the order they arrived; different targets switch in parallel.
+one PDU port (or alias) run in the order they arrived; different ones switch in parallel
+(the daemon itself serialises calls to one board).
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ class PduService:
     def __init__(self, socket: str, max_connections: int = 256) -> None:
         self.socket = socket
         self._slots = anyio.Semaphore(max_connections)
-        # Requests are resolved one at a time, in the order they arrived, and each takes its
-        # place in its target's line before the next is resolved: so one target's requests
-        # run in arrival order, while different targets' lines move in parallel.
-        self._resolving = anyio.Lock()
         self._lines = Lines()
 
     async def serve(self, listener: SocketListener) -> None:
@@ -115,33 +112,43 @@ class PduService:
     async def _carry_out(self, request: p.Request, peer: str) -> Target | None:
         """Switch (or read) the request's target; None when that failed (logged)."""
         what = _describe(request)
+        # A switching request takes its place in its line before its first await, so the
+        # line's order is the order requests arrived; lines are per name (a PDU port, an
+        # alias), so different targets' requests do not wait for each other.
+        place = None if request.command in ("status", "get") else self._lines.join(_line(request))
         try:
             if request.delay > p.MAX_DELAY:
                 raise Outcome(f"delay {request.delay} s is longer than {p.MAX_DELAY} s")
             timeout = CALL_TIMEOUT + request.delay
             async with AsyncClient(self.socket, timeout=timeout) as lab:
-                async with self._resolving:
-                    # List answers from what the daemon knows (it reads no board it knows)
-                    target = _resolve(await lab.targets(), request)
-                    place = (
-                        None
-                        if request.command in ("status", "get")
-                        else self._lines.join(target.name)
-                    )
+                # the daemon's own config says which target has the name (List answers from
+                # what the daemon knows)
+                target = _resolve(await lab.targets(), request)
                 log.debug("%s from %s: queued for %s", what, peer, target.name)
                 if place is None:
                     result = await lab.get(target.name)
                 else:
-                    try:
-                        await place.turn()
-                        result = await _switch(lab, target.name, request)
-                    finally:
-                        place.leave()
+                    await place.turn()
+                    result = await _switch(lab, target.name, request)
         except (Outcome, LabpowerError) as exc:
             log.warning("%s from %s: failed: %s", what, peer, exc)
             return None
+        finally:
+            if place is not None:
+                place.leave()
         log.info("%s from %s: %s is %s", what, peer, result.name, result.state)
         return result
+
+
+def _line(request: p.Request) -> str:
+    """The name a request's line is kept under: its PDU port (the port as a number), alias
+    or target."""
+    if request.target is not None:
+        return f"target {request.target}"
+    if request.alias is not None:
+        return f"alias {request.alias}"
+    port = port_number(request.port or "")
+    return f"port {request.hostname}:{request.port if port is None else port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +211,7 @@ class Place:
 
 
 class Lines:
-    """One first-come-first-served line per target (anyio.Lock is fair too, but a request
+    """One first-come-first-served line per name (anyio.Lock is fair too, but a request
     must take its place without awaiting, while its arrival order is still known)."""
 
     def __init__(self) -> None:
