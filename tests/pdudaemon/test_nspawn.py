@@ -4,15 +4,14 @@ sysusers.d, and a pduclient exchange switches a target through labpowerd's socke
 
 from __future__ import annotations
 
-import glob
-import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ..system.test_nspawn import boot
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGING = REPO / "packaging"
@@ -73,44 +72,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     shutil.copy(PACKAGING / "sysusers.d/labpower.conf", etc["sysusers"])
     shutil.copy(PACKAGING / "tmpfiles.d/labpower.conf", etc["tmpfiles"])
     (etc["config"] / "labpowerd.toml").write_text(CONFIG)
-    prefix = Path(sys.base_prefix).resolve()
-    leftovers = set(glob.glob("/run/systemd/nspawn*"))
-    try:
-        run = subprocess.run(
-            [
-                "systemd-nspawn",
-                "--quiet",
-                "--directory=/",
-                "--volatile=yes",
-                "--register=no",
-                "--keep-unit",
-                "--private-network",
-                f"--bind-ro={units}:/etc/systemd/system",
-                f"--bind-ro={etc['sysusers']}:/etc/sysusers.d",
-                f"--bind-ro={etc['tmpfiles']}:/etc/tmpfiles.d",
-                f"--bind={etc['config']}:/etc/labpower",
-                f"--bind={etc['out']}:/out",
-                f"--bind-ro={REPO}",
-                *([f"--bind-ro={prefix}"] if not prefix.is_relative_to("/usr") else []),
-                "--boot",
-                "--",
-                "systemd.unit=pdu-test.target",
-                "systemd.firstboot=no",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=150,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    finally:
-        for leftover in set(glob.glob("/run/systemd/nspawn*")) - leftovers:
-            shutil.rmtree(leftover, ignore_errors=True)
-    result_file = etc["out"] / "result.json"
-    assert result_file.exists(), f"the checker did not report:\n{run.stdout}\n{run.stderr}"
-    result: dict[str, Any] = json.loads(result_file.read_text())
-    assert "checker_error" not in result, f"{result}\n{run.stdout}\n{run.stderr}"
-    return result
+    return boot({"units": units, **etc}, "pdu-test.target")
 
 
 def test_the_socket_starts_the_service_which_switches(booted: dict[str, Any]) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 from labpower.daemon.testing import DaemonProcess
 
+from ..system.test_units import analyze
+from ..system.test_units import unit_root as system_unit_root
 from .conftest import BIN, free_port
 from .peers import send_tcp, wait_listening
 
@@ -17,29 +18,12 @@ UNITS = ("labpower-pdudaemon.service", "labpower-pdudaemon.socket")
 
 
 def unit_root(tmp_path: Path) -> Path:
-    """A --root for systemd-analyze: every labpower unit, the distribution's units, and stub
-    binaries for ExecStart=."""
-    root = tmp_path / "root"
-    units = root / "etc/systemd/system"
-    units.mkdir(parents=True)
-    for unit in (PACKAGING / "systemd").iterdir():
-        shutil.copy(unit, units / unit.name)
-    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
-    (root / "usr/bin").mkdir(parents=True)
-    for name in ("labpowerd", "labpower-pdudaemon"):
-        (root / "usr/bin" / name).write_text("#!/bin/sh\n")
-        (root / "usr/bin" / name).chmod(0o755)
+    """The system tests' root for systemd-analyze, with a stub labpower-pdudaemon too."""
+    root = system_unit_root(tmp_path)
+    stub = root / "usr/bin/labpower-pdudaemon"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
     return root
-
-
-def analyze(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["systemd-analyze", f"--root={root}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_units_verify_without_a_word(tmp_path: Path) -> None:
