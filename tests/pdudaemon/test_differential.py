@@ -237,6 +237,16 @@ def test_http_same_status_body_and_switching(sides: Sides, path: str) -> None:
     assert sides.labpower_switches(since) == switched == SWITCHED.get(path, [])
 
 
+def test_http_head_switches_on_both_and_answers_no_body(sides: Sides) -> None:
+    """pdudaemon (aiohttp) runs its GET handler for HEAD too: so does labpower."""
+    path = "/power/control/on?hostname=pdu02&port=1"
+    since = sides.last_seq()
+    reference, ours = http(sides.pdu_http, path, "HEAD"), http(sides.lab_ns, path, "HEAD")
+    assert ours == reference == (200, b"")
+    switched = sides.pdudaemon_switches()
+    assert sides.labpower_switches(since) == switched == ["on pdu02 1"]
+
+
 def test_http_other_methods_are_405_on_both(sides: Sides) -> None:
     path = "/power/control/on?hostname=pdu01&port=19"
     assert http(sides.lab_ns, path, "POST") == http(sides.pdu_http, path, "POST")
