@@ -307,7 +307,10 @@ def test_allow_users_keeps_the_listeners_user_out(tmp_path: Path) -> None:
         finally:
             assert daemon.stop() == 0
     # the daemon does not even show the listener's user a target it may not switch
-    assert "failed: no target has pdudaemon = 'pdu':'2'" in (tmp_path / "listener.log").read_text()
+    assert (
+        "failed: no target answers to pdudaemon = 'pdu':'2'"
+        in (tmp_path / "listener.log").read_text()
+    )
 
 
 @pytest.mark.slow

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener
 from labpower.client.aio import AsyncClient
-from labpower.client.errors import LabpowerError
+from labpower.client.errors import LabpowerError, TargetNotFound
 from labpower.client.pdudaemon import protocol as p
 from labpower.client.pdudaemon.address import find_alias, find_target, port_number
 from labpower.client.types import Target
@@ -44,6 +44,8 @@ class PduService:
         self.socket = socket
         self._slots = anyio.Semaphore(max_connections)
         self._lines = Lines()
+        #: the daemon's targets as last listed (for their pdudaemon names)
+        self._known: list[Target] = []
 
     async def serve(self, listener: SocketListener) -> None:
         """Accept connections until cancelled; at most ``max_connections`` at once."""
@@ -121,12 +123,10 @@ class PduService:
                 raise Outcome(f"delay {request.delay} s is longer than {p.MAX_DELAY} s")
             timeout = CALL_TIMEOUT + request.delay
             async with AsyncClient(self.socket, timeout=timeout) as lab:
-                # the daemon's own config says which target has the name (List answers from
-                # what the daemon knows)
-                target = _resolve(await lab.targets(), request)
+                target = await self._resolve(lab, request)
                 log.debug("%s from %s: queued for %s", what, peer, target.name)
                 if place is None:
-                    result = await lab.get(target.name)
+                    result = target
                 else:
                     await place.turn()
                     result = await _switch(lab, target.name, request)
@@ -138,6 +138,40 @@ class PduService:
                 place.leave()
         log.info("%s from %s: %s is %s", what, peer, result.name, result.state)
         return result
+
+    async def _resolve(self, lab: AsyncClient, request: p.Request) -> Target:
+        """The target the request names, as the daemon's config says now.
+
+        The names are remembered from the last ``List``; the target found there is fetched
+        with ``Get`` (which reads only its own board) and must still carry the name, else
+        (a reload changed it) ``List`` is asked again. So a board whose state is unknown,
+        which ``List`` reads, holds up only requests for names not seen before.
+
+        :raises Outcome: no target has the name.
+        :raises LabpowerError: the daemon failed.
+        """
+        known = _match(self._known, request)
+        if known is not None:
+            try:
+                fresh = await lab.get(known.name)
+            except TargetNotFound:
+                fresh = None
+            if fresh is not None and _match((fresh,), request) is fresh:
+                return fresh
+        self._known = await lab.targets()
+        found = _match(self._known, request)
+        if found is None:
+            raise Outcome(f"no target answers to {_name(request)}")
+        # the same read of the state as the fast path above: an answer from Get
+        return found if request.command not in ("status", "get") else await lab.get(found.name)
+
+
+def _name(request: p.Request) -> str:
+    if request.target is not None:
+        return f"{request.target!r} (with a pdudaemon address or alias)"
+    if request.alias is not None:
+        return f"the alias {request.alias!r}"
+    return f"pdudaemon = {request.hostname!r}:{request.port!r}"
 
 
 def _line(request: p.Request) -> str:
@@ -234,24 +268,18 @@ async def _switch(lab: AsyncClient, name: str, request: p.Request) -> Target:
     return await (lab.on(name) if request.command == "on" else lab.off(name))
 
 
-def _resolve(targets: Sequence[Target], request: p.Request) -> Target:
-    """The target a request names. :raises Outcome: none does."""
+def _match(targets: Iterable[Target], request: p.Request) -> Target | None:
+    """The target a request names, if any."""
     if request.target is not None:
         for t in targets:
             reachable = t.pdudaemon is not None or t.aliases
             if reachable and (t.name == request.target or request.target in t.aliases):
                 return t
-        raise Outcome(f"no target {request.target!r} with a pdudaemon address or alias")
+        return None
     if request.alias is not None:
-        found = find_alias(targets, request.alias)
-        if found is None:
-            raise Outcome(f"no target has the alias {request.alias!r}")
-        return found
+        return find_alias(targets, request.alias)
     port = port_number(request.port or "")
-    found = None if port is None else find_target(targets, request.hostname or "", port)
-    if found is None:
-        raise Outcome(f"no target has pdudaemon = {request.hostname!r}:{request.port!r}")
-    return found
+    return None if port is None else find_target(targets, request.hostname or "", port)
 
 
 def _describe(request: p.Request) -> str:
