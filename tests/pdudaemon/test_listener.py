@@ -8,6 +8,7 @@ import select
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -318,3 +319,35 @@ def test_a_reboot_longer_than_the_read_timeout_is_answered(listener: int, lab: C
     """Only reading the request has a deadline (30 s), not carrying it out."""
     assert send_tcp(b"pdu01 19 reboot 31", listener) == b"ack\n"
     assert lab.get("dut1").state == "on"
+
+
+def test_a_board_of_unknown_state_does_not_hold_up_other_targets(tmp_path: Path) -> None:
+    """List reads boards whose state the daemon does not know; a known name is checked with
+    Get of its own target, so a slow, failing board does not delay it."""
+    config = {
+        "devices": {
+            # every read fails after 3 s: its target's state stays unknown
+            "stuck": {"backend": "mock", "channels": 1, "delay": 3.0, "fail": ["get"]},
+            "quick": {"backend": "mock", "channels": 1},
+        },
+        "targets": {
+            "x": {"device": "stuck", "channel": 1, "pdudaemon": "pdu:1"},
+            "b": {"device": "quick", "channel": 1, "pdudaemon": "pdu:2"},
+        },
+    }
+    (tmp_path / "lab").mkdir()
+    daemon = DaemonProcess(config, directory=str(tmp_path / "lab"))
+    daemon.start()
+    try:
+        port = free_port()
+        with listening(daemon.socket_path, port), daemon.client(timeout=60) as lab:
+            assert send_tcp(b"pdu 2 on", port) == b"ack\n"  # learns the names (a List)
+            assert lab.get("x").state == "unknown"
+            listing = threading.Thread(target=lab.targets)
+            listing.start()  # reads the stuck board: 3 s
+            assert send_tcp(b"pdu 2 off", port) == b"ack\n"
+            assert listing.is_alive(), "the request waited for the stuck board"
+            listing.join()
+            assert lab.get("b").state == "off"
+    finally:
+        assert daemon.stop() == 0
