@@ -170,6 +170,8 @@ TCP_CASES = [
     b"pdu01 19 reboot soon",
     b"\xff\xfe on",
     b"pdu01 19 on\n",
+    b"pdu01  19 on",
+    b"pdu01 +19 on",
 ]
 
 
@@ -182,6 +184,7 @@ SWITCHED = {
     b"pdu02 1 reboot 1": ["off pdu02 1", "on pdu02 1"],
     b"pdu01 19 off 0": ["off pdu01 19"],
     b"pdu01 19 on\n": ["on pdu01 19"],
+    b"pdu01 +19 on": ["on pdu01 19"],  # pdudaemon's int() takes a sign
     "/power/control/on?hostname=pdu01&port=19": ["on pdu01 19"],
     "/power/control/off?hostname=pdu01&port=19": ["off pdu01 19"],
     "/power/control/on?hostname=pdu01&port=08": ["on pdu01 8"],
