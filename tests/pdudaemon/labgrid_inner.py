@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 import pytest
-import requests  # type: ignore[import-untyped]  # no stubs in the workspace: runs in labgrid's venv
+import requests
 
 PORT = os.environ["LISTENER"]
 
