@@ -98,8 +98,12 @@ def install(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def booted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp_path = tmp_path_factory.mktemp("nspawn")
-    d = install(tmp_path)
+    return boot(install(tmp_path_factory.mktemp("nspawn")), "labpower-test.target")
+
+
+def boot(d: dict[str, Path], unit: str) -> dict[str, Any]:
+    """Boot the container with ``d``'s units, sysusers.d, tmpfiles.d, /etc/labpower and
+    /out (see :func:`install`) into ``unit``; the checker's result.json."""
     prefix = python_prefix()
     leftovers = set(glob.glob("/run/systemd/nspawn*"))
     command = [
@@ -119,7 +123,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         *([f"--bind-ro={prefix}"] if prefix is not None else []),
         "--boot",
         "--",
-        "systemd.unit=labpower-test.target",
+        f"systemd.unit={unit}",
         "systemd.firstboot=no",
     ]
     try:

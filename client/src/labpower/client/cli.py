@@ -585,6 +585,18 @@ def _unlock_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to unlock")
 
 
+def cmd_import_pdudaemon(args: argparse.Namespace) -> int:
+    # imported here: the other commands start without it
+    from labpower.client.pdudaemon import importer
+
+    return importer.run(args)
+
+
+def _import_pdudaemon_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("config", metavar="PDUDAEMON_CONF", help="e.g. /etc/pdudaemon/pdudaemon.conf")
+    sub.add_argument("-o", "--output", metavar="FILE", help="write here (a new file), not stdout")
+
+
 #: Every command, in the order --help lists them: name, what runs it, summary, description,
 #: what adds its own arguments.
 COMMANDS: tuple[
@@ -669,6 +681,16 @@ COMMANDS: tuple[
         f"${p.LEASES_ENV}). With --force, break a lease whoever holds it: for root and "
         "members of the daemon's admin_groups; the daemon logs who broke whose lease.",
         _unlock_args,
+    ),
+    (
+        "import-pdudaemon",
+        cmd_import_pdudaemon,
+        "write labpowerd.toml devices and targets from a pdudaemon config",
+        "Read pdudaemon's config (JSON) and write labpowerd.toml devices and targets for "
+        "every PDU labpower has a backend for: a target per port, with pdudaemon = "
+        '"PDU:PORT" and its aliases, so pdudaemon clients keep their names. PDUs and '
+        "aliases left out are named on stderr; the exit status is then 1.",
+        _import_pdudaemon_args,
     ),
     (
         "bridge",

@@ -91,6 +91,10 @@ class Target:
     lease: Lease | None = None
     #: why its device is unavailable (refused, timeout, auth...), when it is
     problem: str | None = None
+    #: the ``"pdu:port"`` pdudaemon clients use for it (labpower-pdudaemon), if any
+    pdudaemon: str | None = None
+    #: its pdudaemon aliases
+    aliases: tuple[str, ...] = ()
 
     @classmethod
     def from_wire(cls, obj: Any) -> Target:
@@ -101,6 +105,11 @@ class Target:
             raise RemoteProtocolError(f"Target: unknown state {state!r}")
         since = obj.get("since")
         problem = obj.get("problem")
+        pdudaemon, aliases = obj.get("pdudaemon"), obj.get("aliases")
+        if aliases is not None and (
+            not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases)
+        ):
+            raise RemoteProtocolError(f"Target: aliases must be a list of strings: {aliases!r}")
         return cls(
             name=_field(obj, "name", str, "Target"),
             device=_field(obj, "device", str, "Target"),
@@ -111,6 +120,8 @@ class Target:
             since=since if isinstance(since, str) else None,
             lease=Lease.from_wire(obj.get("lease")),
             problem=problem if isinstance(problem, str) else None,
+            pdudaemon=pdudaemon if isinstance(pdudaemon, str) else None,
+            aliases=tuple(aliases or ()),
         )
 
     @property
@@ -128,6 +139,8 @@ class Target:
             "since": self.since,
             "lease": None if self.lease is None else self.lease.to_dict(),
             "problem": self.problem,
+            "pdudaemon": self.pdudaemon,
+            "aliases": list(self.aliases),
         }
 
 

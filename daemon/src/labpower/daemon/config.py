@@ -20,6 +20,7 @@ from labpower.backends.hwmon import HwmonMeter
 from labpower.backends.options import secret_fields
 from labpower.backends.secret import Secret, exposure
 from labpower.client.escape import escape
+from labpower.daemon.pdu_names import PduNames
 
 DEFAULT_CONFIG = "/etc/labpower/labpowerd.toml"
 DEFAULT_SOCKET = "/run/labpower/labpower.sock"
@@ -37,6 +38,8 @@ _TARGET_KEYS = {
     "allow_groups",
     "read",
     "meter",
+    "pdudaemon",
+    "aliases",
 }
 _DAEMON_KEYS = {
     "socket",
@@ -127,6 +130,9 @@ class TargetConfig:
     read: str | None = None
     #: where its readings come from instead of its device (``meter = "hwmon:..."``)
     meter: HwmonMeter | None = None
+    #: "pdu:port" (port normalised: "pdu01:08" is "pdu01:8") and aliases for pdudaemon clients
+    pdudaemon: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +332,7 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
 
     targets: dict[str, TargetConfig] = {}
     used: dict[tuple[str, int], str] = {}
+    pdu_names = PduNames(c)
     for name, raw in c.table(data.get("targets", {}), "targets").items():
         key = f"targets.{name}"
         c.name(name, key)
@@ -368,6 +375,7 @@ def parse(data: Mapping[str, Any], path: str = "<config>") -> Config:
             c.ids(t, "allow_groups", key, grp.getgrnam, "group"),
             c.read_policy(t, key, None),
             _meter(c, t, key),
+            *pdu_names.check(name, t, key),
         )
     return Config(path, settings, devices, targets)
 

@@ -18,7 +18,9 @@ type Target (
   available: bool,         # its device is present and answering
   since: ?string,          # RFC 3339 time of the last change made by this daemon
   lease: ?Lease,           # who holds the target exclusively, if anybody
-  problem: ?string         # why its device is unavailable (refused, timeout, auth...)
+  problem: ?string,        # why its device is unavailable (refused, timeout, auth...)
+  pdudaemon: ?string,      # "pdu:port": how pdudaemon clients name it (labpower-pdudaemon)
+  aliases: ?[]string       # its pdudaemon aliases
 )
 
 # An exclusive hold on a target: only its holder may switch it.

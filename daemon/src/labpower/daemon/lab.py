@@ -67,6 +67,8 @@ class TargetState:
             "since": self.since,
             "lease": None if lease is None else lease.to_wire(),
             "problem": None if self.device.available else self.device.problem,
+            "pdudaemon": self.config.pdudaemon,
+            "aliases": list(self.config.aliases),
         }
 
     def record(self, physical: bool | None, commanded: bool | None) -> None:
