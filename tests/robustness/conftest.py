@@ -43,13 +43,19 @@ def exhaust_descriptors(pid: int, settle: float = 0.0) -> tuple[int, int]:
     return old
 
 
-def rss_bytes(pid: int) -> int:
-    """The process's resident set size."""
+def memory_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of the process from /proc/PID/status: its resident set size, or
+    another ``Vm*`` field (``VmHWM``: the peak RSS)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
+def rss_bytes(pid: int) -> int:
+    """The process's resident set size."""
+    return memory_bytes(pid)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:

@@ -25,7 +25,7 @@ from labpower.client.wire import MAX_MESSAGE_SIZE
 from labpower.daemon.testing import DaemonProcess
 
 from ..conftest import StartDaemon, mock_config
-from .conftest import POWER, call_bytes, rss_bytes, wait_until
+from .conftest import POWER, call_bytes, memory_bytes, rss_bytes, wait_until
 
 MB = 1_000_000
 PEAK_LIMIT = 200 * MB
@@ -46,11 +46,7 @@ STALL = 2.0
 
 def peak_rss(pid: int) -> int:
     """The process's RSS high-water mark since :func:`reset_peak`."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmHWM for pid {pid}")
+    return memory_bytes(pid, "VmHWM")
 
 
 def reset_peak(pid: int) -> None:
