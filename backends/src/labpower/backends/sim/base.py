@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 import threading
 import time
 import tty
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
 from labpower.backends import timing
 
@@ -300,3 +301,29 @@ class StopSignals:
             if info is not None:
                 self.received = info.si_signo
         return self.received is not None
+
+
+class _Startable(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+def serve_until_stopped(
+    sim: _Startable, stop: StopSignals, where: str, banner: Callable[[], str]
+) -> int:
+    """A simulator command line's run: start ``sim``, print its banner, serve until a stop
+    signal, stop it. :returns: the exit status (1, with a message naming ``where``, when it
+    cannot start)."""
+    try:
+        sim.start()
+    except OSError as exc:
+        print(f"labpower-sim: cannot {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        print(banner(), flush=True)
+        while not stop.wait(3600):
+            pass
+    finally:
+        sim.stop()
+    return 0

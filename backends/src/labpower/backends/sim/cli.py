@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from labpower.backends.sim.base import PtySimulator, StopSignals
+from labpower.backends.sim.base import PtySimulator, StopSignals, serve_until_stopped
 from labpower.backends.sim.boards import DIALECTS, SIMULATORS, LcusSimulator
 
 #: the network kinds (sim/http_cli.py); named here so that `labpower-sim` imports no HTTP code
@@ -87,24 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet:
         sim.on_event = lambda text: print(f"{sim.kind}: {text}", flush=True)
     stop = StopSignals()
-    try:
-        sim.start()
-    except OSError as exc:
-        print(f"labpower-sim: cannot create {args.link}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    try:
+
+    def banner() -> str:
         extra = f", dialect {args.dialect}" if isinstance(sim, LcusSimulator) else ""
         baud = f", wire time of {args.wire_baud:g} baud" if args.wire_baud else ""
-        print(
+        return (
             f"{sim.kind} board with {sim.channels} relays{extra}{baud} on {sim.path}, "
-            f"linked at {args.link}; Ctrl-C to stop",
-            flush=True,
+            f"linked at {args.link}; Ctrl-C to stop"
         )
-        while not stop.wait(3600):
-            pass
-    finally:
-        sim.stop()
-    return 0
+
+    return serve_until_stopped(sim, stop, f"create {args.link}", banner)
 
 
 if __name__ == "__main__":

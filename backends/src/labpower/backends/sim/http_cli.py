@@ -4,13 +4,12 @@ on loopback, until Ctrl-C. Point a device's ``host`` at the address it prints.""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from labpower.backends.net.address import parse_host
 from labpower.backends.secret import MAX_SECRET
-from labpower.backends.sim.base import StopSignals
+from labpower.backends.sim.base import StopSignals, serve_until_stopped
 from labpower.backends.sim.http import HttpSimulator
 from labpower.backends.sim.http_devices import GudeSimulator, NetioSimulator, TasmotaSimulator
 from labpower.backends.sim.shelly import ShellySimulator
@@ -91,22 +90,12 @@ def main(argv: Sequence[str]) -> int:
     if not args.quiet:
         sim.on_event = lambda text: print(f"{kind}: {text}", flush=True)
     stop = StopSignals()
-    try:
-        sim.start()
-    except OSError as exc:
-        print(
-            f"labpower-sim: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr
-        )
-        return 1
-    try:
+
+    def banner() -> str:
         auth = f", {sim.auth_scheme} auth as {sim.user!r}" if sim.password else ""
-        print(
+        return (
             f"{kind} device with {sim.channels} outlets{auth} at {sim.url}; "
-            f'host = "{sim.address}"; Ctrl-C to stop',
-            flush=True,
+            f'host = "{sim.address}"; Ctrl-C to stop'
         )
-        while not stop.wait(3600):
-            pass
-    finally:
-        sim.stop()
-    return 0
+
+    return serve_until_stopped(sim, stop, f"listen on {args.listen}", banner)
