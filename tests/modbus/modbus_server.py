@@ -122,8 +122,10 @@ def running(
     coils: int = 32,
     registers: int = 16,
     baudrate: int = 9600,
+    tcp_port: int = 0,
 ) -> Iterator[ModbusServer]:
-    """A server for ``unit`` with ``coils`` coils and ``registers`` holding registers, all 0."""
+    """A server for ``unit`` with ``coils`` coils and ``registers`` holding registers, all 0;
+    over TCP on ``tcp_port`` (0: any free port)."""
     socat = None
     if transport == "rtu":
         ours, theirs = tmp / "ttyModbus", tmp / "ttyServer"
@@ -147,7 +149,7 @@ def running(
         server: Any
         if transport == "tcp":
             server = ModbusTcpServer(
-                device, address=("127.0.0.1", 0), trace_packet=state.trace_packet
+                device, address=("127.0.0.1", tcp_port), trace_packet=state.trace_packet
             )
         else:
             server = ModbusSerialServer(

@@ -149,20 +149,29 @@ def serial_port(
     }
 
 
+def record_switch(board: Board, channel: int, on: bool) -> None:
+    """Note a switching command the board received (the contract suite checks that nobody
+    sent one unasked), then let the caller apply it."""
+    board.setdefault("switches", []).append([channel, on])
+
+
+def _switch_mask(board: Board, channel: int, on: bool) -> None:
+    record_switch(board, channel, on)
+    bit = 1 << (channel - 1)
+    board["mask"] = board["mask"] | bit if on else board["mask"] & ~bit
+
+
 # -- dcttech USBRelay: feature report 0, 8 bytes
 def usbrelay_set_report(board: Board, data: list[int]) -> None:
     """SET_REPORT(feature) with the 8 bytes the device got."""
     data = (list(data) + [0] * 8)[:8]
     cmd = data[0]
     relays = board["relays"]
-    if cmd == 0xFF and 1 <= data[1] <= relays:
-        board["mask"] |= 1 << (data[1] - 1)
-    elif cmd == 0xFD and 1 <= data[1] <= relays:
-        board["mask"] &= ~(1 << (data[1] - 1))
-    elif cmd == 0xFE:
-        board["mask"] = (1 << relays) - 1
-    elif cmd == 0xFC:
-        board["mask"] = 0
+    if cmd in (0xFF, 0xFD) and 1 <= data[1] <= relays:
+        _switch_mask(board, data[1], cmd == 0xFF)
+    elif cmd in (0xFE, 0xFC):
+        for channel in range(1, relays + 1):
+            _switch_mask(board, channel, cmd == 0xFE)
     elif cmd == 0xFA:
         # the ID is kept in the board's EEPROM: it survives unplugging
         board["id"] = bytes(data[1:6]).decode("latin-1")
@@ -181,6 +190,7 @@ def lcus_hid_out(board: Board, data: list[int]) -> None:
         return  # bad frames are ignored silently, as the board does
     channel, op = data[1], data[2]
     if 1 <= channel <= board["relays"] and op in (0, 1):
+        record_switch(board, channel, op == 1)
         board["state"][channel - 1] = op == 1
 
 
@@ -198,6 +208,7 @@ def ykush_out(board: Board, data: list[int]) -> None:
         reply = [0x01, len(ports)]
     elif hi in (0, 1) and (1 <= n <= len(ports) or n == 0x0A):
         for i in range(len(ports)) if n == 0x0A else [n - 1]:
+            record_switch(board, i + 1, hi == 1)
             ports[i] = hi == 1
         reply = [0x01, cmd]
     elif hi == 2 and 1 <= n <= len(ports):
@@ -234,6 +245,7 @@ def hub_control(
     if request_type == 0x23 and request in (1, 3) and value == PORT_POWER:
         if not 1 <= index <= nports:
             raise Stall
+        record_switch(board, index, request == 3)
         if board["per_port"]:
             board["power"][index - 1] = request == 3
         else:  # ganged: the port power follows every port

@@ -138,6 +138,8 @@ class FakeHidDevice:
             if b["model"] != "usbrelay" or report_num != 0:
                 raise OSError(32, "Broken pipe")  # the device stalls the request
             report = boards.usbrelay_get_report(b)
+            if b.get("garble"):
+                report = report[:3]  # a board answering nonsense: too short
             if b["report_prefix"]:
                 return ([report_num, *report])[:max_length]
             return report[:max_length]
@@ -167,6 +169,8 @@ class FakeHidDevice:
                 _log(world, b, "read", [])
                 return []
             reply: list[int] = pending.pop(0)[:max_length]
+            if b.get("garble"):
+                reply = [0xEE] * len(reply)  # no status this board ever sends
             _log(world, b, "read", reply)
             return reply
 

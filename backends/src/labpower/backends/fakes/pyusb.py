@@ -106,6 +106,8 @@ class FakeHubDevice:
                 reply = boards.hub_control(hub, bmRequestType, bRequest, wValue, wIndex, length)
             except boards.Stall:
                 raise USBError("Pipe error", -9, errno.EPIPE) from None
+            if reply and hub.get("garble"):
+                reply = reply[:1]  # a hub answering nonsense: too short
         if bmRequestType & 0x80:
             return array.array("B", reply or [])
         return 0

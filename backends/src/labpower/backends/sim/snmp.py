@@ -150,6 +150,7 @@ class SnmpAgent:
         )
         if not self.port:
             self.port = free_udp_port(self.host)
+        self.output = b""  # a restarted agent: wait for its own banner, not the last one's
         args = [
             f"--data-dir={data}",
             f"--cache-dir={self.directory / 'cache'}",

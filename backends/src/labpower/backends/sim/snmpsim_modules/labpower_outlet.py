@@ -14,7 +14,12 @@ Records (the value is a comma-separated list of settings)::
 a command OID answers ``idle`` if given, else the value of the current state. A SET of
 another value is refused (wrongValue). With ``--variation-module-options=
 labpower_outlet:control=DIR``, a file ``DIR/ignore-K`` makes the next switch of outlet K
-change nothing (the file is removed): a PDU that ignores a command.
+change nothing (the file is removed): a PDU that ignores a command. In that directory the
+module also appends every switching SET it takes to ``switches`` (``K 1`` on, ``K 0`` off,
+ignored or not), keeps each outlet's state in ``state-K`` (``1`` or ``0``), takes a state
+set from outside (a button on the PDU) from a file ``preset-K`` holding ``1`` or ``0`` (the
+file is removed), and while a file ``garble`` exists answers no state at all, as a PDU of
+another MIB would.
 """
 
 from __future__ import annotations
@@ -54,16 +59,39 @@ def _state(settings: dict[str, str]) -> bool:
     return outlets[key]
 
 
-def _ignored(key: str) -> bool:
-    control = moduleContext["settings"].get("control")
-    if not control:
-        return False
-    flag = os.path.join(control, f"ignore-{key}")
+def _control(name: str) -> str | None:
+    control: str | None = moduleContext["settings"].get("control")
+    return os.path.join(control, name) if control else None
+
+
+def _take(name: str) -> str | None:
+    """The text of control file ``name``, which is removed; None if there is none."""
+    path = _control(name)
+    if path is None:
+        return None
     try:
-        os.unlink(flag)
+        with open(path, encoding="ascii") as f:
+            text = f.read()
+        os.unlink(path)
     except FileNotFoundError:
-        return False
-    return True
+        return None
+    return text
+
+
+def _ignored(key: str) -> bool:
+    return _take(f"ignore-{key}") is not None
+
+
+def _write(name: str, text: str, mode: str = "w") -> None:
+    path = _control(name)
+    if path is not None:
+        with open(path, mode, encoding="ascii") as f:
+            f.write(text)
+
+
+def _set_state(key: str, on: bool) -> None:
+    moduleContext["outlets"][key] = on
+    _write(f"state-{key}", "1" if on else "0")
 
 
 def variate(oid: Any, tag: str, value: str, **context: Any) -> tuple[Any, str, Any]:
@@ -71,8 +99,14 @@ def variate(oid: Any, tag: str, value: str, **context: Any) -> tuple[Any, str, A
         return context["origOid"], tag, context["errorStatus"]
     settings = _settings(value)
     kind = _TYPES[tag.partition(":")[0]]
+    preset = _take(f"preset-{settings['outlet']}")
+    if preset is not None:
+        _set_state(settings["outlet"], preset.strip() == "1")
     on = _state(settings)
     role = settings["role"]
+    garbled = _control("garble")
+    if role == "state" and garbled is not None and os.path.exists(garbled):
+        return context["origOid"], tag, context["errorStatus"]
     if context["setFlag"]:
         idx = max(0, context["varsTotal"] - context["varsRemaining"] - 1)
         if role != "command":
@@ -81,8 +115,9 @@ def variate(oid: Any, tag: str, value: str, **context: Any) -> tuple[Any, str, A
         choices = {int(settings[k]): k == "on" for k in ("on", "off") if k in settings}
         if wanted not in choices:
             raise error.WrongValueError(name=oid, idx=idx)
+        _write("switches", f"{settings['outlet']} {int(choices[wanted])}\n", "a")
         if not _ignored(settings["outlet"]):
-            moduleContext["outlets"][settings["outlet"]] = choices[wanted]
+            _set_state(settings["outlet"], choices[wanted])
         return oid, tag, context["origValue"]
     if role == "command" and "idle" in settings:
         return oid, tag, kind(int(settings["idle"]))
