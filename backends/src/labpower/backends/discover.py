@@ -26,7 +26,7 @@ from labpower.backends.errors import BackendError
 from labpower.backends.hid import _lib, _select, lcus_hid, usbrelay, ykush
 from labpower.backends.usb import usbhub
 
-# USB VID:PID (pid None = any) of the serial families, as HARDWARE.md gives them
+# USB VID:PID (pid None = any) of the serial families, as docs/hardware.md gives them
 _SERIAL = [
     (
         (0x1A86, 0x7523),

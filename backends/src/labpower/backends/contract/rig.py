@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from labpower.backends.base import Backend
-from labpower.backends.sim.base import Switch
+from labpower.backends.models import Switch
 
 __all__ = ["Rig", "Switch"]
 

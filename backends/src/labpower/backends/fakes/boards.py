@@ -3,12 +3,15 @@
 Each model is a plain dict (so that a :class:`~labpower.backends.fakes.bus.FileBus` can keep it
 in JSON) built by one of the constructors here, and a function that takes the bytes that
 reached the device (after the host library and the kernel stripped the report number) and
-returns what the device answers. The facts are those of ``shared/HARDWARE.md``.
+returns what the device answers. The facts are those of docs/hardware.md; the boards that a
+simulator plays too share its model (:mod:`labpower.backends.models`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from labpower.backends.models import UsbRelayModel, lcus_frame
 
 Board = dict[str, Any]
 
@@ -155,41 +158,36 @@ def record_switch(board: Board, channel: int, on: bool) -> None:
     board.setdefault("switches", []).append([channel, on])
 
 
-def _switch_mask(board: Board, channel: int, on: bool) -> None:
-    record_switch(board, channel, on)
-    bit = 1 << (channel - 1)
-    board["mask"] = board["mask"] | bit if on else board["mask"] & ~bit
+# -- dcttech USBRelay: feature report 0, 8 bytes (the model is shared with the uhid simulator)
+def _usbrelay_model(board: Board) -> UsbRelayModel:
+    model = UsbRelayModel(board["relays"], mask=board["mask"])
+    model.board_id = board["id"].encode("latin-1")[:5]  # as the board keeps it, unchecked
+    return model
 
 
-# -- dcttech USBRelay: feature report 0, 8 bytes
 def usbrelay_set_report(board: Board, data: list[int]) -> None:
     """SET_REPORT(feature) with the 8 bytes the device got."""
-    data = (list(data) + [0] * 8)[:8]
-    cmd = data[0]
-    relays = board["relays"]
-    if cmd in (0xFF, 0xFD) and 1 <= data[1] <= relays:
-        _switch_mask(board, data[1], cmd == 0xFF)
-    elif cmd in (0xFE, 0xFC):
-        for channel in range(1, relays + 1):
-            _switch_mask(board, channel, cmd == 0xFE)
-    elif cmd == 0xFA:
-        # the ID is kept in the board's EEPROM: it survives unplugging
-        board["id"] = bytes(data[1:6]).decode("latin-1")
-    # anything else is ignored, as the firmware does
+    model = _usbrelay_model(board)
+    model.command(bytes((list(data) + [0] * 8)[:8]))
+    for switch in model.switches:
+        record_switch(board, switch.channel, switch.on)
+    board["mask"] = model.mask
+    # the ID is kept in the board's EEPROM: it survives unplugging
+    board["id"] = model.board_id.decode("latin-1")
 
 
 def usbrelay_get_report(board: Board) -> list[int]:
     """GET_REPORT(feature): ID in bytes 0-4, state mask in byte 7."""
-    ident = board["id"].encode("latin-1")[:5].ljust(5, b"\0")
-    return [*ident, 0, 0, board["mask"]]
+    return list(_usbrelay_model(board).feature_report())
 
 
-# -- LCUS HID: interrupt OUT A0 n op sum
+# -- LCUS HID: interrupt OUT A0 n op sum (the frame of the serial LCUS boards)
 def lcus_hid_out(board: Board, data: list[int]) -> None:
-    if len(data) < 4 or data[0] != 0xA0 or (data[0] + data[1] + data[2]) & 0xFF != data[3]:
+    frame = lcus_frame(bytes(data[:4]), board["relays"])
+    if frame is None:
         return  # bad frames are ignored silently, as the board does
-    channel, op = data[1], data[2]
-    if 1 <= channel <= board["relays"] and op in (0, 1):
+    channel, op = frame
+    if op in (0, 1):
         record_switch(board, channel, op == 1)
         board["state"][channel - 1] = op == 1
 

@@ -16,7 +16,7 @@ from labpower.backends.errors import HardwareTimeout, OperationError
 from labpower.backends.hid._base import HidBackend
 from labpower.backends.hid._select import BoardKind, Candidate, Selector, check_selector
 
-# YKUSH, YKUSH3, YKUSH XS (HARDWARE.md; pykush lists f0cd as a bootloader PID: either way a
+# YKUSH, YKUSH3, YKUSH XS (docs/hardware.md; pykush lists f0cd as a bootloader PID: either way a
 # board that does not answer F1 is taken at the config's word)
 KIND = BoardKind("YKUSH", 0x04D8, frozenset({0xF2F7, 0xF11B, 0xF0CD}), id_option="serial")
 REPORT_SIZE = 64

@@ -58,7 +58,8 @@ In tests
 
 from __future__ import annotations
 
-from labpower.backends.sim.base import PtySimulator, Switch
+from labpower.backends.models import Switch
+from labpower.backends.sim.base import PtySimulator
 from labpower.backends.sim.boards import (
     DIALECTS,
     SIMULATORS,

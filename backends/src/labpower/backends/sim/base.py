@@ -12,20 +12,14 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, NamedTuple, Protocol
+from typing import ClassVar, Protocol
 
 from labpower.backends import timing
+from labpower.backends.models import Switch
 
 #: bits on the wire per byte at 8N1 (start bit, 8 data bits, stop bit)
 BITS_PER_BYTE = 10
 _SPIN = timing.SIM_WIRE_SPIN  # the end of a wire-time wait is spun: sleep() overshoots
-
-
-class Switch(NamedTuple):
-    """One switching command the board received: relay ``channel`` (1-based) to ``on``."""
-
-    channel: int
-    on: bool
 
 
 class PtySimulator:

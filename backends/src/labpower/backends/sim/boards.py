@@ -1,4 +1,4 @@
-"""Byte-accurate simulators of the serial relay boards (see HARDWARE.md for the protocols)."""
+"""Byte-accurate simulators of the serial relay boards (docs/hardware.md has the protocols)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from labpower.backends.models import lcus_frame, lcus_state_frame
 from labpower.backends.sim.base import PtySimulator
 
 SimDialect = Literal["ascii", "raw", "feedback", "silent"]
@@ -52,8 +53,7 @@ class LcusSimulator(PtySimulator):
         return b""
 
     def _frame_of(self, channel: int) -> bytes:
-        state = int(self.relays[channel])
-        return bytes((0xA0, channel, state, (0xA0 + channel + state) & 0xFF))
+        return lcus_state_frame(channel, self.relays[channel])
 
     def handle(self, data: bytes) -> list[tuple[int, bytes]]:
         buf = self._buf
@@ -75,9 +75,10 @@ class LcusSimulator(PtySimulator):
         return out
 
     def _command(self, frame: bytes) -> bytes:
-        _, channel, op, total = frame
-        if (0xA0 + channel + op) & 0xFF != total or not 1 <= channel <= self.channels:
+        parsed = lcus_frame(frame, self.channels)
+        if parsed is None:
             return b""
+        channel, op = parsed
         if op in (0x00, 0x01):
             self.switch(channel, op == 0x01)
             return b""

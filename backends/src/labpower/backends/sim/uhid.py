@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
+from labpower.backends.models import UsbRelayModel
 from labpower.backends.sim.base import StopSignals, Switch
 
 # linux/uhid.h: event types
@@ -83,7 +84,6 @@ REPORT_DESCRIPTOR = bytes.fromhex(
     "b2 02 01"  # feature (data, variable, absolute, buffered bytes)
     "c0"  # end collection
 )
-ON, OFF, ALL_ON, ALL_OFF, SET_ID = 0xFF, 0xFD, 0xFE, 0xFC, 0xFA
 EIO = 5
 
 
@@ -113,49 +113,6 @@ def create2_event(
         0,
         descriptor,
     )
-
-
-class UsbRelayModel:
-    """The board itself, without I/O: relays, ID, and its answers to feature reports."""
-
-    def __init__(self, channels: int = 2, board_id: str = "SIM01") -> None:
-        if not 1 <= channels <= 8:
-            raise ValueError(f"USBRelay boards have 1..8 relays, not {channels}")
-        raw = board_id.encode("ascii")
-        if not 1 <= len(raw) <= 5:
-            raise ValueError(f"a board ID is 1 to 5 ASCII characters, not {board_id!r}")
-        self.channels = channels
-        self.board_id = raw
-        #: relay states, relay 1 first
-        self.relays: dict[int, bool] = dict.fromkeys(range(1, channels + 1), False)
-        #: every switching command received (relays outside the board are not recorded)
-        self.switches: list[Switch] = []
-
-    def feature_report(self) -> bytes:
-        """The 8 bytes of GET_REPORT: ID in 0-4, relay mask in byte 7."""
-        mask = sum(1 << (ch - 1) for ch, on in self.relays.items() if on)
-        return self.board_id.ljust(5, b"\0") + b"\0\0" + bytes((mask,))
-
-    def command(self, payload: bytes) -> None:
-        """Act on the 8 data bytes of a SET_REPORT."""
-        if not payload:
-            return
-        op = payload[0]
-        if op in (ON, OFF) and len(payload) > 1:
-            if 1 <= payload[1] <= self.channels:
-                self._switch(payload[1], op == ON)
-        elif op in (ALL_ON, ALL_OFF):
-            for ch in self.relays:
-                self._switch(ch, op == ALL_ON)
-        elif op == SET_ID and len(payload) >= 6:
-            self.board_id = payload[1:6].rstrip(b"\0")
-
-    def _switch(self, channel: int, on: bool) -> None:
-        self.switches.append(Switch(channel, on))
-        self.relays[channel] = on
-
-    def power_loss(self) -> None:
-        self.relays = dict.fromkeys(self.relays, False)
 
 
 class UhidRelayBoard:
