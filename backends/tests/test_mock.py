@@ -145,17 +145,6 @@ async def test_ignored_channel_keeps_its_state() -> None:
     assert board.calls == [("set", 2, True), ("set", 1, True)]
 
 
-async def test_nothing_but_set_switches() -> None:
-    board = mock()
-    await board.open()
-    await board.get(1)
-    await board.get_all()
-    await board.read(1)
-    await board.close()
-    assert board.calls == []
-    assert set(board.relays.values()) == {False}
-
-
 async def test_options_are_validated() -> None:
     with pytest.raises(OptionError) as info:
         parse_options(MockOptions, {"delay": -0.5})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from labpower.backends import fakes
 from labpower.backends.base import Backend
@@ -134,7 +134,7 @@ class FakeUsbRig(Rig):
     """A HID or USB board in a fake USB world installed in this process."""
 
     #: (backend kind) -> (kind of board on the bus, its fake, the device's options)
-    BOARDS: dict[str, tuple[str, Callable[[], boards.Board], dict[str, Any]]] = {
+    BOARDS: ClassVar[dict[str, tuple[str, Callable[[], boards.Board], dict[str, Any]]]] = {
         "usbrelay": ("hid", lambda: boards.usbrelay("b", id="CTR01"), {"id": "CTR01"}),
         "lcus-hid": (
             "hid",
@@ -406,23 +406,33 @@ class ModbusTcpRig(Rig):
 
 MakeRig = Callable[[Path], Rig]
 
+
 #: every rig: its name (which board it is) -> (the backend kind it serves, how to make it).
 #: Several for one backend where boards of one kind answer differently (the LCUS status
 #: dialects, Modbus over TCP and RTU).
+def _pty(kind: str, **options: Any) -> MakeRig:
+    return lambda tmp: PtyRig(tmp, kind, **options)
+
+
+def _usb(kind: str) -> MakeRig:
+    return lambda tmp: FakeUsbRig(tmp, kind)
+
+
+def _http(kind: str) -> MakeRig:
+    return lambda tmp: HttpRig(kind)
+
+
 RIGS: dict[str, tuple[str, MakeRig]] = {
     "mock": ("mock", lambda tmp: MockRig()),
     **{
-        f"lcus-{dialect}": ("lcus", lambda tmp, d=dialect: PtyRig(tmp, "lcus", dialect=d))
+        f"lcus-{dialect}": ("lcus", _pty("lcus", dialect=dialect))
         for dialect in ("ascii", "raw", "feedback", "silent")
     },
-    **{
-        kind: (kind, lambda tmp, k=kind: PtyRig(tmp, k))
-        for kind in ("numato", "kmtronic", "devantech")
-    },
-    **{kind: (kind, lambda tmp, k=kind: FakeUsbRig(tmp, k)) for kind in FakeUsbRig.BOARDS},
-    **{kind: (kind, lambda tmp, k=kind: HttpRig(k)) for kind in sorted(HTTP_SIMULATORS)},
+    **{kind: (kind, _pty(kind)) for kind in ("numato", "kmtronic", "devantech")},
+    **{kind: (kind, _usb(kind)) for kind in FakeUsbRig.BOARDS},
+    **{kind: (kind, _http(kind)) for kind in sorted(HTTP_SIMULATORS)},
     "modbus-tcp": ("modbus", lambda tmp: ModbusTcpRig(tmp)),
-    "modbus-rtu": ("modbus", lambda tmp: PtyRig(tmp, "modbus")),
+    "modbus-rtu": ("modbus", _pty("modbus")),
 }
 
 

@@ -70,7 +70,7 @@ class BrokenToyBackend(ToyBackend):
         await self.set(1, False)
 '''
 
-TOY_TESTS = '''
+TOY_TESTS = """
 from __future__ import annotations
 
 import os
@@ -150,7 +150,7 @@ class TestBrokenToy(TestToy):
     def rig(self, tmp_path: Path):
         with ToyRig(tmp_path / "board", "toy-broken") as rig:
             yield rig
-'''
+"""
 
 
 def test_an_out_of_tree_backend_runs_the_suite_and_a_broken_one_fails_it(
@@ -162,9 +162,7 @@ def test_an_out_of_tree_backend_runs_the_suite_and_a_broken_one_fails_it(
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-relay\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[labpower.backends]\n"
-        "toy = toy_relay:ToyBackend\n"
-        "toy-broken = toy_relay:BrokenToyBackend\n"
+        "[labpower.backends]\ntoy = toy_relay:ToyBackend\ntoy-broken = toy_relay:BrokenToyBackend\n"
     )
     monkeypatch.setenv("PYTHONPATH", str(site))
     pytester.makepyfile(test_toy=TOY_TESTS)

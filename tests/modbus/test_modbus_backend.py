@@ -44,21 +44,6 @@ def test_entry_point_names_the_backend() -> None:
     assert load("modbus") is ModbusBackend
 
 
-async def test_open_read_close_reopen_switch_nothing(server: ModbusServer) -> None:
-    server.set_coil(1, True)
-    dev = device(server)
-    assert await dev.open(), dev.problem
-    assert await dev.states() == {ch: ch == 2 for ch in range(1, 9)}
-    assert await dev.state(2) is True
-    assert await dev.state(3) is False
-    assert await dev.probe()  # close and re-open, as after a hot-plug event
-    await dev.close()
-    assert await dev.open()
-    await dev.close()
-    assert server.writes == []
-    assert server.coils(0, 8) == [False, True] + [False] * 6
-
-
 async def test_switch_writes_one_coil_and_reads_it_back(server: ModbusServer) -> None:
     dev = device(server)
     assert await dev.switch(3, True) is True

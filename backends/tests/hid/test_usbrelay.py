@@ -74,17 +74,6 @@ async def test_switch_sends_feature_report_and_reads_back(bus: MemoryBus, prefix
     assert bus.board("r")["mask"] == 0
 
 
-async def test_open_reads_but_never_switches(bus: MemoryBus) -> None:
-    bus.add("hid", boards.usbrelay("r", id="QWERT"))
-    bus.update("r", mask=0b01)
-    dev = relay({"id": "QWERT"})
-    assert await dev.open()
-    assert await dev.states() == {1: True, 2: False}
-    await dev.close()
-    assert sent(bus, "r") == []
-    assert bus.board("r")["mask"] == 0b01
-
-
 @pytest.mark.parametrize(
     "options",
     [

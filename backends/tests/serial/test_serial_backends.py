@@ -8,11 +8,10 @@ import fcntl
 import os
 import termios
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from labpower.backends import Device, DeviceUnavailableError, OptionError, parse_options
+from labpower.backends import Device, OptionError, parse_options
 from labpower.backends.errors import HardwareTimeout
 from labpower.backends.registry import load
 from labpower.backends.serial.devantech import DevantechBackend
@@ -43,24 +42,6 @@ def test_entry_points_name_the_serial_backends() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_opening_and_reading_switch_nothing(kind: str, boards: Any) -> None:
-    board = boards(kind)
-    board.relays[2] = True
-    dev = device(kind, board)
-    assert await dev.open()
-    # only LCUS says anything at open: one status query, to learn its dialect
-    assert bytes(board.received) == (b"\xff" if kind == "lcus" else b"")
-    states = await dev.states()
-    assert states == {ch: ch == 2 for ch in range(1, board.channels + 1)}
-    assert await dev.state(2) is True
-    await dev.close()
-    assert await dev.open()
-    await dev.close()
-    assert board.switches == []
-    assert board.relays[2] is True
-
-
-@pytest.mark.parametrize("kind", KINDS)
 async def test_port_is_exclusive(kind: str, boards: Any) -> None:
     board = boards(kind)
     first, second = device(kind, board), device(kind, board)
@@ -86,14 +67,6 @@ async def test_hupcl_is_cleared_so_closing_does_not_drop_the_modem_lines(boards:
         await dev.close()
     finally:
         os.close(fd)
-
-
-async def test_missing_port_is_unavailable(tmp_path: Path) -> None:
-    cls = load("devantech")
-    opts = parse_options(cls.Options, {"port": str(tmp_path / "nothing")})
-    backend = cls("d", 2, opts, 0.5)
-    with pytest.raises(DeviceUnavailableError, match="no such port"):
-        await backend.open()
 
 
 async def test_switching_respects_the_gap_between_commands(boards: Any) -> None:

@@ -36,10 +36,10 @@ class Rig(ABC):
     #: :class:`~labpower.backends.errors.HardwareTimeout` for an absent board
     absent_is_silent: bool = False
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Bring the board up (start the simulator or server, plug the fake in)."""
 
-    def stop(self) -> None:
+    def stop(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Take the board down for good and release everything the rig holds."""
 
     def __enter__(self) -> Rig:

@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from labpower.backends.sim.base import Switch
+from labpower.backends.models import Switch
 
 AuthScheme = Literal["basic", "digest"]
 #: the largest request body a simulator reads (devices take small JSON commands)

@@ -37,8 +37,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 
-from labpower.backends.models import UsbRelayModel
-from labpower.backends.sim.base import StopSignals, Switch
+from labpower.backends.models import Switch, UsbRelayModel
+from labpower.backends.sim.base import StopSignals
 
 # linux/uhid.h: event types
 UHID_DESTROY = 1
