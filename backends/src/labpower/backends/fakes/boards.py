@@ -171,7 +171,7 @@ def usbrelay_set_report(board: Board, data: list[int]) -> None:
     model.command(bytes((list(data) + [0] * 8)[:8]))
     for switch in model.switches:
         record_switch(board, switch.channel, switch.on)
-    board["mask"] = model.mask
+    board["mask"] = model.mask()
     # the ID is kept in the board's EEPROM: it survives unplugging
     board["id"] = model.board_id.decode("latin-1")
 

@@ -12,18 +12,19 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Protocol
+from typing import Any, Protocol
 
 from labpower.backends import timing
-from labpower.backends.models import Switch
+from labpower.backends.models import BoardModel
 
 #: bits on the wire per byte at 8N1 (start bit, 8 data bits, stop bit)
 BITS_PER_BYTE = 10
 _SPIN = timing.SIM_WIRE_SPIN  # the end of a wire-time wait is spun: sleep() overshoots
 
 
-class PtySimulator:
-    """A relay board on a pty. Subclasses parse the bytes in :meth:`handle`.
+class PtySimulator(BoardModel):
+    """A relay board on a pty: a subclass also derives from the board's model, which parses
+    the bytes in :meth:`handle` (``class XSimulator(PtySimulator, XModel)``).
 
     ``link`` (optional) is a symlink made to point at the pty, so that a config can name a
     stable path. ``wire_baud`` makes every command and answer take the time it would take on
@@ -33,43 +34,28 @@ class PtySimulator:
     (every byte), :attr:`switches` (every switching command, applied or not).
     """
 
-    kind: ClassVar[str] = ""
-    max_channels: ClassVar[int] = 8
-
     def __init__(
         self,
         link: str | os.PathLike[str] | None = None,
         *,
-        channels: int = 4,
         wire_baud: float | None = None,
+        **board: Any,
     ) -> None:
-        if not 1 <= channels <= self.max_channels:
-            raise ValueError(
-                f"{self.kind} boards have 1..{self.max_channels} channels, not {channels}"
-            )
+        """``board``: the model's own arguments (``channels``, a dialect...)."""
         if wire_baud is not None and wire_baud <= 0:
             raise ValueError(f"wire_baud must be positive, not {wire_baud}")
+        super().__init__(**board)
         self.link = Path(link) if link is not None else None
-        self.channels = channels
         self.wire_baud = wire_baud
-        #: relay states, channel 1 first
-        self.relays: dict[int, bool] = dict.fromkeys(range(1, channels + 1), False)
         #: every byte received, in order (also while hung or ignoring)
         self.received = bytearray()
-        #: every switching command received, in order
-        self.switches: list[Switch] = []
         #: wire time emulated so far (in both directions), in seconds
         self.wire_time = 0.0
-        #: called with a short text for every switching command (the CLI prints them)
-        self.on_event: Callable[[str], None] | None = None
         #: seconds to keep polling for the next command after each one, instead of sleeping
         #: until the kernel wakes the simulator (a board's microcontroller listens all the
         #: time; a sleeping simulator would add its own wake-up to timing measurements)
         self.listen = 0.0
-        self.hung = False
         self.garbled = False
-        self._ignore = 0
-        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._master = -1
         self._slave = -1
@@ -163,50 +149,15 @@ class PtySimulator:
         """Send bytes nobody asked for (a boot banner, line noise), now."""
         os.write(self._master, data)
 
-    def ignore_next_switch(self, count: int = 1) -> None:
-        """Let the next ``count`` switching commands change nothing (as a broken relay)."""
-        with self._lock:
-            self._ignore += count
-
     def drop(self) -> None:
         """Act unplugged: close the pty (the port's user gets EIO) and remove the link.
         The relays lose their state, as they lose USB power."""
         self.stop()
-        with self._lock:
-            self.relays = dict.fromkeys(self.relays, False)
-            self._reset_parser()
+        self.power_loss()
 
     def come_back(self) -> None:
         """Act plugged in again: a new pty behind the same link."""
         self.start()
-
-    # -- for subclasses
-    def handle(self, data: bytes) -> list[tuple[int, bytes]]:
-        """Parse received bytes (keeping partial commands). Returns, in order, for each
-        complete command: (its length in bytes, the answer to send). Apply switches with
-        :meth:`switch`."""
-        raise NotImplementedError
-
-    def garbage(self, answer: bytes) -> bytes:
-        """What a garbling board sends instead of ``answer``."""
-        return b"Z" * max(len(answer) - 2, 1) + b"\r\n"
-
-    def _reset_parser(self) -> None:
-        """Forget partial commands."""
-
-    def switch(self, channel: int, on: bool) -> None:
-        """Record a switching command and apply it (unless told to ignore it)."""
-        with self._lock:
-            self.switches.append(Switch(channel, on))
-            ignored = self._ignore > 0 or self.hung
-            if self._ignore > 0 and not self.hung:
-                self._ignore -= 1
-            if not ignored:
-                self.relays[channel] = on
-        if self.on_event is not None:
-            self.on_event(
-                f"channel {channel} {'on' if on else 'off'}{' (ignored)' if ignored else ''}"
-            )
 
     # -- the thread
     def _serve(self) -> None:
