@@ -208,7 +208,7 @@ class FakeUsbRig(Rig):
 class HttpRig(Rig):
     """A network device: one of the HTTP simulators on loopback."""
 
-    timeout = 1.0
+    timeout = 0.75
 
     def __init__(self, kind: str, **sim_options: Any) -> None:
         self.kind = kind

@@ -166,7 +166,11 @@ def test_an_out_of_tree_backend_runs_the_suite_and_a_broken_one_fails_it(
     )
     monkeypatch.setenv("PYTHONPATH", str(site))
     pytester.makepyfile(test_toy=TOY_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-rf")
+    # --strict-markers: the suite's markers are declared by labpower's pytest plugin, found
+    # through its entry point like any other
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-q", "-rf", "--strict-markers"
+    )
     # the good one passes every rule; the broken one fails where it switches unasked: at
     # open, and when a board that came back is opened again
     result.stdout.no_fnmatch_line("FAILED *TestToy::*")

@@ -19,11 +19,11 @@ from labpower.backends.serial.kmtronic import KmtronicBackend
 from labpower.backends.serial.lcus import LcusBackend, LcusOptions
 from labpower.backends.serial.numato import NumatoBackend
 from labpower.backends.serial.port import SerialBackend
-from labpower.backends.sim import PtySimulator, Switch
+from labpower.backends.sim import SIMULATORS, PtySimulator, Switch
 
 pytestmark = pytest.mark.anyio
 
-KINDS = ["lcus", "numato", "kmtronic", "devantech"]
+KINDS = sorted(SIMULATORS)
 
 
 def device(kind: str, board: PtySimulator, timeout: float = 0.5, **options: Any) -> Device:
