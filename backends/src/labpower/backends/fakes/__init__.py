@@ -16,8 +16,10 @@ which returns the real library unless a fake bus is active:
 
 Nothing else switches the fakes on: no environment variable, no flag of the programs.
 
-The fakes model the boards byte for byte (:mod:`.boards`): report numbers and the offset they
-add through hidapi, IDs, state masks, ID persistence, YKUSH replies, hub port status bits.
+The fakes play the boards byte for byte: the boards' own behaviour comes from their models
+(:mod:`labpower.backends.models`, shared with the simulators), and :mod:`.boards` adds what
+the host side sees: report numbers and the offset they add through hidapi, strings, where a
+board is plugged in, and every switching command it received (``board["switches"]``).
 """
 
 from __future__ import annotations

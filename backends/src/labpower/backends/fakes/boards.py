@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from labpower.backends.models import UsbRelayModel, lcus_frame
+from labpower.backends.models import (
+    BoardModel,
+    UsbHubModel,
+    UsbRelayModel,
+    YkushModel,
+    lcus_frame,
+)
 
 Board = dict[str, Any]
 
@@ -20,11 +26,6 @@ LCUS_HID_VID, LCUS_HID_PID = 0x5131, 0x2007
 YKUSH_VID = 0x04D8
 YKUSH_PIDS = {"YKUSH": 0xF2F7, "YKUSH3": 0xF11B, "YKUSHXS": 0xF0CD}
 YKUSH_PORTS = {"YKUSH": 3, "YKUSH3": 3, "YKUSHXS": 1}
-YKUSH_REPORT = 64
-
-
-class Stall(Exception):
-    """The device answered the control request with a STALL (it does not support it)."""
 
 
 def usbrelay(
@@ -195,43 +196,15 @@ def lcus_hid_out(board: Board, data: list[int]) -> None:
 # -- YKUSH: 64-byte reports, one reply per command
 def ykush_out(board: Board, data: list[int]) -> None:
     """An OUT report reached the YKUSH: queue its 64-byte reply."""
-    data = (list(data) + [0] * YKUSH_REPORT)[:YKUSH_REPORT]
-    cmd = data[0]
     ports: list[bool] = board["ports"]
-    hi, n = cmd >> 4, cmd & 0x0F
-    reply = [0x00, cmd]  # status 0: not understood
-    if cmd == 0xF0:
-        reply = [0x01, *board["firmware"]]
-    elif cmd == 0xF1:
-        reply = [0x01, len(ports)]
-    elif hi in (0, 1) and (1 <= n <= len(ports) or n == 0x0A):
-        for i in range(len(ports)) if n == 0x0A else [n - 1]:
-            record_switch(board, i + 1, hi == 1)
-            ports[i] = hi == 1
-        reply = [0x01, cmd]
-    elif hi == 2 and 1 <= n <= len(ports):
-        reply = [0x01, (0x10 | n) if ports[n - 1] else n]
-    elif cmd == 0x2A:
-        reply = [0x01, *[(0x10 | i + 1) if up else i + 1 for i, up in enumerate(ports)]]
-    board["pending"].append((reply + [0] * YKUSH_REPORT)[:YKUSH_REPORT])
+    model = YkushModel(len(ports), tuple(board["firmware"]))
+    _load(model, ports)
+    reply = model.command(bytes(data))
+    _store(board, model, "ports")
+    board["pending"].append(list(reply))
 
 
-# -- USB hub class requests (USB 2.0 spec 11.24, USB 3.2 spec 10.16)
-PORT_POWER = 8
-USB2_POWER_BIT = 1 << 8
-USB3_POWER_BIT = 1 << 9
-
-
-def hub_status(board: Board, port: int) -> int:
-    """wPortStatus of a port. On a USB 3 hub bits 5-8 are the link state, so bit 8 says
-    nothing about power there: a powered, empty port sits in RxDetect (5), a port without
-    power in SS.Disabled (4)."""
-    powered = board["power"][port - 1]
-    if board["usb3"]:
-        return (USB3_POWER_BIT | 5 << 5) if powered else 4 << 5
-    return USB2_POWER_BIT if powered else 0
-
-
+# -- USB hub class requests
 def hub_control(
     board: Board, request_type: int, request: int, value: int, index: int, length: int
 ) -> list[int] | None:
@@ -239,28 +212,21 @@ def hub_control(
 
     :raises Stall: a request the hub refuses.
     """
-    nports = board["nports"]
-    if request_type == 0x23 and request in (1, 3) and value == PORT_POWER:
-        if not 1 <= index <= nports:
-            raise Stall
-        record_switch(board, index, request == 3)
-        if board["per_port"]:
-            board["power"][index - 1] = request == 3
-        else:  # ganged: the port power follows every port
-            board["power"] = [request == 3] * nports
-        return None
-    if request_type == 0xA3 and request == 0 and value == 0:
-        if not 1 <= index <= nports:
-            raise Stall
-        status = hub_status(board, index)
-        return [status & 0xFF, status >> 8, 0, 0][:length]
-    if request_type == 0xA0 and request == 6:
-        characteristics = 0x0001 if board["per_port"] else 0x0000
-        if board["usb3"] and value == 0x2A00:
-            desc = [12, 0x2A, nports, characteristics, 0, 50, 0, 0, 0, 0, 0, 0]
-        elif not board["usb3"] and value == 0x2900:
-            desc = [9, 0x29, nports, characteristics, 0, 50, 100, 0, 0xFF]
-        else:
-            raise Stall
-        return desc[:length]
-    raise Stall
+    model = UsbHubModel(board["nports"], usb3=board["usb3"], per_port=board["per_port"])
+    _load(model, board["power"])
+    try:
+        reply = model.control(request_type, request, value, index, length)
+    finally:
+        _store(board, model, "power")
+    return None if reply is None else list(reply)
+
+
+def _load(model: BoardModel, states: list[bool]) -> None:
+    model.relays = {ch: bool(on) for ch, on in enumerate(states, 1)}
+
+
+def _store(board: Board, model: BoardModel, field: str) -> None:
+    """Write a model's relays back into the board's dict, and note the switches it took."""
+    for switch in model.switches:
+        record_switch(board, switch.channel, switch.on)
+    board[field] = [model.relays[ch] for ch in range(1, model.channels + 1)]

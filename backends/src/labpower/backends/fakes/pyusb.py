@@ -17,6 +17,7 @@ from typing import Any
 from labpower.backends.fakes import boards
 from labpower.backends.fakes.bus import Bus, World
 from labpower.backends.fakes.hidapi import _log
+from labpower.backends.models import Stall
 from usb.core import NoBackendError, USBError, USBTimeoutError
 
 __all__ = ["FakeHubDevice", "FakePyusb", "NoBackendError", "USBError", "USBTimeoutError"]
@@ -104,7 +105,7 @@ class FakeHubDevice:
             _log(world, hub, "ctrl_transfer", [bmRequestType, bRequest, wValue, wIndex, length])
             try:
                 reply = boards.hub_control(hub, bmRequestType, bRequest, wValue, wIndex, length)
-            except boards.Stall:
+            except Stall:
                 raise USBError("Pipe error", -9, errno.EPIPE) from None
             if reply and hub.get("garble"):
                 reply = reply[:1]  # a hub answering nonsense: too short

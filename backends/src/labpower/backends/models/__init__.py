@@ -19,7 +19,14 @@ from labpower.backends.models.serial import (
     NumatoModel,
     SimDialect,
 )
-from labpower.backends.models.usb import UsbRelayModel, lcus_frame, lcus_state_frame
+from labpower.backends.models.usb import (
+    Stall,
+    UsbHubModel,
+    UsbRelayModel,
+    YkushModel,
+    lcus_frame,
+    lcus_state_frame,
+)
 
 __all__ = [
     "DIALECTS",
@@ -29,8 +36,11 @@ __all__ = [
     "LcusModel",
     "NumatoModel",
     "SimDialect",
+    "Stall",
     "Switch",
+    "UsbHubModel",
     "UsbRelayModel",
+    "YkushModel",
     "lcus_frame",
     "lcus_state_frame",
 ]
