@@ -72,12 +72,18 @@ async def settle(condition: Callable[[], bool], what: str) -> None:
 
 
 async def within(seconds: float, call: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
-    """(result or the exception raised, seconds taken) of ``await call()``."""
+    """(result or the exception raised, seconds taken) of ``await call()``, given up after
+    ``seconds`` (the result is then a :class:`TimeoutError` of the suite's own), so that a
+    backend without a deadline fails the test rather than hanging it."""
     started = time.monotonic()
-    try:
-        result: Any = await call()
-    except Exception as exc:
-        result = exc
+    result: Any = None
+    with anyio.move_on_after(seconds) as scope:
+        try:
+            result = await call()
+        except Exception as exc:
+            result = exc
+    if scope.cancelled_caught:
+        result = TimeoutError(f"still running after {seconds:g} s")
     return result, time.monotonic() - started
 
 
