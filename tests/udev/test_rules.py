@@ -1,5 +1,9 @@
-"""labpower's udev rules: valid for udev 254's checker, complete, never world-writable, and
-harmless to the devices they are not for.
+"""labpower's udev rules: made from the backends' USB declarations and saying the same, valid
+for udev 254's checker, complete, never world-writable, and harmless to the devices they are
+not for.
+
+``python -m labpower.backends.udev_rules --check udev/70-labpower.rules`` is what fails when a
+backend's declaration changes and the rules were not made again (or were edited by hand).
 
 Where the rules are applied to real boards (group, mode, /dev/labpower links, labpowerd
 started on plug): tests/vm/test_labhost.py, in a guest with a uhid relay board and a QEMU FTDI
@@ -19,23 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from labpower.backends import registry, udev_rules
+from labpower.backends.usbmatch import CH340, UsbId, UsbMatch
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = sorted((ROOT / "udev").glob("*.rules"))
 NS_RUNNER = Path(__file__).with_name("udevtest_ns.py")
 TEST_GID = 4242
 
-#: every supported board: the match the rules must contain for it
+#: every supported board family: the match the rules must contain for it (written from the
+#: boards' USB IDs, not from the backends' declarations the rules are generated from)
 FAMILIES = {
-    "lcus": ('ATTRS{idVendor}=="1a86"', 'ATTRS{idProduct}=="7523"'),
+    "ch340": ('ATTRS{idVendor}=="1a86"', 'ATTRS{idProduct}=="7523"'),
     "numato": ('ATTRS{idVendor}=="2a19"',),
-    "kmtronic": ('ATTRS{idVendor}=="0403"', 'ATTRS{idProduct}=="6001"'),
+    "ft232r": ('ATTRS{idVendor}=="0403"', 'ATTRS{idProduct}=="6001"'),
+    "kmtronic": ('ATTRS{product}=="*KMTronic*"',),
     "devantech": ('ATTRS{idVendor}=="04d8"', 'ATTRS{idProduct}=="ffee"'),
     "usbrelay": ('KERNELS=="0003:16C0:05DF.*"',),
     "lcus-hid": ('KERNELS=="0003:5131:2007.*"',),
     "ykush": ("0003:04D8:F2F7.*", "0003:04D8:F11B.*", "0003:04D8:F0CD.*"),
     "usbhub": ('SUBSYSTEM=="usb", ENV{DEVTYPE}=="usb_device"', 'ATTR{bDeviceClass}!="09"'),
 }
+#: the shared serial chips and the backends each may be: one rule each, never one per backend
+SHARED = {"ch340": {"lcus", "modbus"}, "ft232r": {"kmtronic", "modbus"}}
 
 
 def rules_text() -> str:
@@ -78,6 +88,20 @@ def test_every_board_family_is_matched(family: str) -> None:
     for match in FAMILIES[family]:
         assert match in text
     assert f'ENV{{LABPOWER_FAMILY}}="{family}"' in text
+
+
+def test_a_shared_chip_is_claimed_once_and_names_its_candidates() -> None:
+    text = rules_text()
+    for family, backends in SHARED.items():
+        (rule,) = [line for line in text.splitlines() if f'LABPOWER_FAMILY}}="{family}"' in line]
+        (candidates,) = re.findall(r'LABPOWER_CANDIDATES\}="([^"]*)"', rule)
+        assert set(candidates.split()) == backends
+        vid_pid = FAMILIES[family]
+        # no other rule gives the same VID:PID to a backend without a product string to go by
+        others = [
+            line for line in text.splitlines() if all(m in line for m in vid_pid) and line != rule
+        ]
+        assert all("ATTRS{product}" in line for line in others), others
 
 
 def test_access_is_group_labpower_and_never_world_writable() -> None:
@@ -189,3 +213,73 @@ def test_udevadm_test_output_shows_broken_rules(tmp_path: Path) -> None:
     broken.write_text(RULES[0].read_text() + 'KERNEL=="tty1", FROBNICATE="yes"\n')
     (result,) = udevadm_test(tmp_path, [broken], HOST_TTYS[:1])
     assert rule_problems(result["output"], Path("/etc/udev/rules.d") / broken.name)
+
+
+# --- made from the backends' declarations ---------------------------------------------
+def check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "labpower.backends.udev_rules", "--check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def own() -> list[tuple[str, UsbMatch]]:
+    return [(name, usb) for name, _, usb in registry.declared(own_only=True)]
+
+
+def test_the_shipped_rules_are_what_the_backends_declare() -> None:
+    result = check(RULES[0])
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_a_rules_file_that_disagrees_fails_the_check(tmp_path: Path) -> None:
+    # a hand edit: Numato's rule dropped
+    edited = tmp_path / "70-labpower.rules"
+    lines = RULES[0].read_text().splitlines(keepends=True)
+    numato = next(line for line in lines if 'LABPOWER_FAMILY}="numato"' in line)
+    edited.write_text("".join(line for line in lines if line != numato))
+    result = check(edited)
+    assert result.returncode == 1
+    assert f"+{numato}" in result.stdout
+
+
+def test_every_declared_backend_is_in_the_rules() -> None:
+    text = RULES[0].read_text()
+    names = [name for name, _ in own()]
+    assert {"lcus", "kmtronic", "modbus", "numato", "devantech"} <= set(names)
+    assert {"usbrelay", "lcus-hid", "ykush", "usbhub"} <= set(names)
+    for name in names:
+        assert any(
+            name in line.partition('LABPOWER_CANDIDATES}="')[2].partition('"')[0].split()
+            for line in text.splitlines()
+        ), name
+
+
+def test_a_new_board_changes_the_rules_and_they_stay_valid(
+    udevadm254: Path, tmp_path: Path
+) -> None:
+    # a backend with its own IDs gets its own rule; one on a shared chip joins the chip's
+    # candidates and adds no second rule for the chip
+    new = UsbMatch("tty", "Example relay", ids=(UsbId(0x1234, 0xABCD),), identity="usb")
+    rs485 = UsbMatch("tty", "Another RS-485 board", chips=(CH340,))
+    text = udev_rules.render([*own(), ("example", new), ("other485", rs485)])
+    assert text != udev_rules.shipped()
+    assert (
+        'ATTRS{idVendor}=="1234", ATTRS{idProduct}=="abcd", ENV{LABPOWER_FAMILY}="example"' in text
+    )
+    ch340 = [line for line in text.splitlines() if 'ENV{LABPOWER_FAMILY}="ch340"' in line]
+    assert len(ch340) == 1
+    assert 'ENV{LABPOWER_CANDIDATES}="lcus modbus other485"' in ch340[0]
+    rules = tmp_path / "70-labpower.rules"
+    rules.write_text(text)
+    result = verify(udevadm254, rules)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_a_declaration_the_rules_cannot_express_is_refused() -> None:
+    odd = UsbMatch("usb", "A USB gadget", ids=(UsbId(0x1234, 0x0001),))
+    with pytest.raises(ValueError, match="gadget"):
+        udev_rules.render([*own(), ("gadget", odd)])

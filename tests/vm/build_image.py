@@ -6,10 +6,10 @@
 - ``initrd.img``: busybox and the modules to reach the root fs (virtio, ext4, 9p), then
   switch_root;
 - ``root.img``: an ext4 image of a mmdebstrap bookworm minbase with systemd, udev, python3,
-  pyserial, hidapi (hidraw), python3-systemd, and a venv at /opt/labpower that has labpower's
-  pure-Python dependencies (anyio...) but not labpower itself: the wheels of the code under
-  test come in through 9p at each boot (tests/vm/guest/boot.sh), so a code change never
-  rebuilds the image.
+  pyserial, hidapi (hidraw), python3-systemd, pyusb and usbutils, and a venv at /opt/labpower
+  that has labpower's pure-Python dependencies (anyio...) but not labpower itself: the wheels
+  of the code under test come in through 9p at each boot (tests/vm/guest/boot.sh), so a code
+  change never rebuilds the image.
 
 The cache key is a hash of the inputs (packages, modules, init, test unit, kernel package
 name, :data:`BUILD_VERSION`), under ``~/.cache/labpower/vm/``. Needs root and mmdebstrap,
@@ -40,6 +40,9 @@ PACKAGES = [
     "libhidapi-hidraw0",
     "python3-systemd",
     "procps",
+    # the usbhub backend's pyusb (and libusb) and lsusb, for the hub behind QEMU's usb-hub
+    "python3-usb",
+    "usbutils",
 ]
 #: pure-Python dependencies of the wheels, from PyPI, into the guest venv at build time
 PYPI = ["anyio>=4.11,<5", "sniffio", "idna", "typing_extensions"]

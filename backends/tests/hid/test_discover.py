@@ -66,6 +66,18 @@ def lab(bus: MemoryBus) -> MemoryBus:
         "serial",
         boards.serial_port("dev", "/dev/ttyACM1", vid=0x04D8, pid=0xFFEE, serial_number="00012345"),
     )
+    bus.add(
+        "serial",
+        boards.serial_port(
+            "kmt",
+            "/dev/ttyUSB2",
+            vid=0x0403,
+            pid=0x6001,
+            serial_number="KMT77",
+            product="KMTronic USB Relay",
+            location="1-11:1.0",
+        ),
+    )
     bus.add("serial", boards.serial_port("modem", "/dev/ttyACM2", vid=0x1234, pid=0x5678))
     bus.clear_log()
     return bus
@@ -74,12 +86,13 @@ def lab(bus: MemoryBus) -> MemoryBus:
 def test_lists_every_family_with_keys(lab: MemoryBus, capsys: pytest.CaptureFixture[str]) -> None:
     assert discover.main(["--json"]) == 0
     found = json.loads(capsys.readouterr().out)
-    by = {(f["backend"], f["keys"].get("usb_port")): f for f in found}
+    by = {(f["backend"] or f["chip"], f["keys"].get("usb_port")): f for f in found}
     assert sorted(by) == sorted(
         [
-            ("lcus", "1-7"),
+            ("CH340", "1-7"),
             ("numato", "1-8"),
-            ("kmtronic", "1-9"),
+            ("FT232R", "1-9"),
+            ("kmtronic", "1-11"),
             ("devantech", "1-6"),
             ("usbrelay", "1-2.1"),
             ("usbrelay", "1-2.2"),
@@ -103,12 +116,20 @@ def test_lists_every_family_with_keys(lab: MemoryBus, capsys: pytest.CaptureFixt
     assert by["lcus-hid", "1-3"]["options"] == {"usb_port": "1-3"}
     assert by["usbhub", "2-1"]["options"] == {"hub": "2-1"}
     assert by["usbhub", "2-1"]["channels"] == 4
-    ch340 = by["lcus", "1-7"]
+    # shared chips: listed once, as the chip, with every backend that may drive it; none chosen
+    ch340 = by["CH340", "1-7"]
     assert ch340["options"] == {"port": "/dev/serial/by-path/pci-0000:00:14.0-usb-0:7:1.0-port0"}
+    assert (ch340["backend"], ch340["candidates"]) == (None, ["lcus", "modbus"])
+    ftdi = by["FT232R", "1-9"]
+    assert (ftdi["backend"], ftdi["candidates"]) == (None, ["kmtronic", "modbus"])
+    assert ftdi["options"]["port"] == "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K2Z-if00-port0"
+    # ... unless the product string names the board
+    named = by["kmtronic", "1-11"]
+    assert (named["chip"], named["candidates"]) == (None, ["kmtronic"])
     numato = by["numato", "1-8"]
     assert numato["options"]["port"].startswith("/dev/serial/by-id/usb-Numato")
     assert numato["keys"]["serial"] == "NL1234"
-    assert "guess" in " ".join(by["kmtronic", "1-9"]["notes"])
+    assert numato["candidates"] == ["numato"]
 
 
 def test_toml_output_is_a_config(lab: MemoryBus, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,7 +139,29 @@ def test_toml_output_is_a_config(lab: MemoryBus, capsys: pytest.CaptureFixture[s
     assert devices["usbrelay-AAAAA"] == {"backend": "usbrelay", "id": "AAAAA", "channels": 4}
     assert devices["ykush-YK20001"] == {"backend": "ykush", "serial": "YK20001", "channels": 3}
     assert devices["usbhub-1-5"] == {"backend": "usbhub", "hub": "1-5", "channels": 4}
-    assert len(devices) == 11
+    # the two shared-chip ports are commented out: the user picks their backend
+    assert len(devices) == 10
+    assert not any(name.startswith(("ch340", "ft232r")) for name in devices)
+
+
+def test_a_shared_chip_is_offered_not_chosen(
+    lab: MemoryBus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert discover.main([]) == 0
+    out = capsys.readouterr().out
+    block = next(b for b in out.split("\n\n") if b.startswith("# CH340 USB serial adapter"))
+    assert "#   may be: lcus, modbus" in block
+    # uncommenting the table makes a config: the first candidate, the others in a comment
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# [devices."))
+    table = "\n".join(line.removeprefix("# ") for line in lines[start:])
+    device = tomllib.loads(table)["devices"]["ch340-1-7"]
+    assert device == {
+        "backend": "lcus",
+        "port": "/dev/serial/by-path/pci-0000:00:14.0-usb-0:7:1.0-port0",
+        "channels": 1,
+    }
+    assert '# backend = "lcus"  # or "modbus"' in block
 
 
 def test_discovery_switches_nothing(lab: MemoryBus, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,6 +38,8 @@ done
 wait "$reload"
 status=0
 /opt/labpower/bin/python "$S"/tests/vm/guest/scenario.py "$OUT" || status=$?
+# the hub with per-port power switching (its own script: tests/vm/guest/usbhub.py)
+/opt/labpower/bin/python "$S"/tests/vm/guest/usbhub.py "$OUT" || status=$?
 journalctl -o json --no-pager > "$OUT/journal.json" || true
 echo "$status" > "$OUT/status"
 exit "$status"

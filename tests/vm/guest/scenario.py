@@ -25,7 +25,7 @@ from typing import Any
 from labpower.backends.sim.uhid import UhidRelayBoard
 
 HID_LINK = "/dev/labpower/usbrelay-SIM01"
-SERIAL_LINK = "/dev/labpower/kmtronic-KMT01"
+SERIAL_LINK = "/dev/labpower/ft232r-KMT01"
 CONTROL = "labpower.ctl"
 #: ``python -c CLIENT TARGET OP [TARGET OP]...``: switch with the library, read each back
 CLIENT = """

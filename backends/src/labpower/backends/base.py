@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 from labpower.backends.errors import HardwareTimeout, NotSupportedError
 from labpower.backends.options import NoOptions
+from labpower.backends.usbmatch import UsbMatch
 
 T = TypeVar("T")
 
@@ -61,6 +62,9 @@ class Backend(ABC):
     #: network device sets it, so that one that stops answering is seen unavailable, and one
     #: that comes back available, without anyone calling.
     health_interval: float | None = None
+    #: How the board shows on the USB bus (IDs, subsystem, identity), for
+    #: ``labpower-discover`` and the udev rules; None for boards that are not USB devices.
+    usb: ClassVar[UsbMatch | None] = None
 
     def __init__(self, name: str, channels: int, options: Any, timeout: float = 5.0) -> None:
         self.name = name

@@ -1,10 +1,17 @@
 """``labpower-discover``: list every supported board plugged in, with a config snippet for each.
 
-Serial boards are recognised by USB VID:PID from pyserial's port list (the serial backends are
-not imported), HID boards through hidapi, hub ports through pyusb. Each board comes with its
-stable match keys (board ID or USB serial, hidraw node, USB port, /dev/serial links). The
-plain output is valid TOML (descriptions are comments): paste the tables you want into
-labpowerd.toml. ``--json`` prints the same as JSON.
+What to look for comes from the backends themselves: each declares its boards' USB IDs,
+subsystem and identity (:attr:`labpower.backends.base.Backend.usb`, see
+:mod:`labpower.backends.usbmatch`), and this module goes through the registered backends'
+declarations: serial ports (pyserial's port list) by VID:PID and product string, HID boards
+through hidapi, hubs through pyusb by device class. Each board comes with its stable match
+keys (board ID or USB serial, hidraw node, USB port, /dev/serial links). The plain output is
+valid TOML (descriptions are comments): paste the tables you want into labpowerd.toml.
+``--json`` prints the same as JSON.
+
+A port on a shared chip (a CH340 or FT232R, which LCUS and KMTronic boards and RS-485 Modbus
+adapters are all built around) is listed once, as that chip with the backends it may be, and
+its table is commented out: the user picks the backend, nothing here guesses.
 
 Discovery switches nothing: it only enumerates, reads dcttech board IDs and relay states
 (GET_REPORT) and hub descriptors. ``--set-id NEW`` (with ``--id``/``--path``/``--usb-port``)
@@ -22,26 +29,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from labpower.backends import registry
 from labpower.backends.errors import BackendError
-from labpower.backends.hid import _lib, _select, lcus_hid, usbrelay, ykush
+from labpower.backends.hid import _lib, _select, usbrelay
+from labpower.backends.hid._base import HidBackend
 from labpower.backends.usb import usbhub
+from labpower.backends.usbmatch import Chip, UsbMatch
 
-# USB VID:PID (pid None = any) of the serial families, as docs/hardware.md gives them
-_SERIAL = [
-    (
-        (0x1A86, 0x7523),
-        "lcus",
-        "CH340 serial adapter: an LCUS relay board (or another CH340 device: check before use)",
-    ),
-    ((0x2A19, None), "numato", "Numato Lab relay module"),
-    ((0x04D8, 0xFFEE), "devantech", "Devantech USB-RLY relay board"),
-    (
-        (0x0403, 0x6001),
-        "kmtronic",
-        "FTDI serial adapter: guessed to be a KMTronic relay board "
-        "(any FT232 matches: check before use)",
-    ),
-]
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")  # bare TOML keys: no dots
 
 
@@ -49,7 +43,8 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")  # bare TOML keys: no dots
 class Found:
     """One board present."""
 
-    backend: str
+    #: the backend that drives it; None for a port on a shared chip (see :attr:`candidates`)
+    backend: str | None
     description: str
     #: stable match keys: id / serial, path, usb_port, by-id, by-path...
     keys: dict[str, str]
@@ -59,6 +54,10 @@ class Found:
     notes: list[str] = field(default_factory=list)
     #: what the board reports of its outputs, where it was read (never switched)
     state: dict[str, bool] | None = None
+    #: the backends that may drive it: [backend] when known, several for a shared chip
+    candidates: list[str] = field(default_factory=list)
+    #: the shared chip it is on (``CH340``), when its USB IDs say no more than that
+    chip: str | None = None
 
 
 def _serial_links(device: str) -> dict[str, str]:
@@ -77,18 +76,40 @@ def _serial_links(device: str) -> dict[str, str]:
     return links
 
 
-def _serial_family(port: Any) -> tuple[str, str, bool] | None:
-    """(backend, description, named KMTronic in its product string) of a serial port."""
-    if "kmtronic" in (port.product or "").lower():
-        return "kmtronic", "KMTronic relay board", True
-    for (vid, pid), backend, what in _SERIAL:
-        if port.vid == vid and pid in (None, port.pid):
-            return backend, what, False
+@dataclass(frozen=True, slots=True)
+class _SerialMatch:
+    """Who a serial port belongs to: one backend, or a shared chip and who may drive it."""
+
+    backends: list[str]
+    description: str
+    chip: Chip | None = None
+
+
+def _serial_match(port: Any, declared: list[tuple[str, UsbMatch]]) -> _SerialMatch | None:
+    """A product string naming the board wins, then the board's own USB IDs, then a shared
+    chip (several candidates, none chosen)."""
+    product = (port.product or "").lower()
+    for name, usb in declared:
+        ids = [*usb.ids, *(i for chip in usb.chips for i in chip.ids)]
+        if (
+            usb.product
+            and usb.product.lower() in product
+            and any(i.matches(port.vid, port.pid) for i in ids)
+        ):
+            return _SerialMatch([name], usb.description)
+    for name, usb in declared:
+        if any(i.matches(port.vid, port.pid) for i in usb.ids):
+            return _SerialMatch([name], usb.description)
+    for _, usb in declared:
+        for chip in usb.chips:
+            if any(i.matches(port.vid, port.pid) for i in chip.ids):
+                names = [n for n, u in declared if chip in u.chips]
+                return _SerialMatch(names, f"{chip.name} USB serial adapter", chip)
     return None
 
 
-def serial_boards() -> list[Found]:
-    """Serial relay boards, by VID:PID (and product string for KMTronic)."""
+def serial_boards(declared: list[tuple[str, UsbMatch]]) -> list[Found]:
+    """Serial boards, by VID:PID and product string, as the tty backends declare them."""
     try:
         ports = _lib.comports()
     except ImportError:
@@ -97,97 +118,82 @@ def serial_boards() -> list[Found]:
     for port in ports:
         if port.vid is None:
             continue
-        family = _serial_family(port)
-        if family is None:
+        match = _serial_match(port, declared)
+        if match is None:
             continue
-        backend, what, kmtronic = family
         keys = {"device": port.device, **_serial_links(port.device)}
         if port.serial_number:
             keys["serial"] = port.serial_number
         if port.location:
             keys["usb_port"] = str(port.location).partition(":")[0]
-        notes = [] if kmtronic or backend != "kmtronic" else ["guess: matched by VID:PID only"]
+        notes = []
+        if match.chip is not None:
+            notes.append(
+                f"a {match.chip.name} is a generic USB serial chip: the board behind it may be "
+                f"{' or '.join(match.backends)}; uncomment the table and keep the backend it is"
+            )
         # a USB serial makes by-id unique to the board; without one only the port is stable
         stable = keys.get("by-id") if port.serial_number else keys.get("by-path")
         if stable is None:
             notes.append("no stable /dev/serial link found: the tty name changes on replug")
         found.append(
             Found(
-                backend,
-                f"{what} ({port.vid:04x}:{port.pid:04x}"
+                match.backends[0] if match.chip is None else None,
+                f"{match.description} ({port.vid:04x}:{port.pid:04x}"
                 f"{', ' + port.product if port.product else ''})",
                 keys,
                 {"port": stable or port.device},
                 1,
                 [*notes, "set channels to the board's relay count"],
+                candidates=match.backends,
+                chip=match.chip.name if match.chip else None,
             )
         )
     return found
 
 
-def hid_boards(lib: Any) -> list[Found]:
-    """dcttech, LCUS HID and YKUSH boards; reads dcttech IDs and states, switches nothing."""
+def hid_boards(lib: Any, declared: list[tuple[str, type[HidBackend]]]) -> list[Found]:
+    """The HID boards of every HID backend; reads board IDs and states, switches nothing."""
     found = []
-    relays = _select.candidates(lib, usbrelay.KIND, lambda dev: usbrelay.read_report(dev)[0])
-    counts = Counter(c.id for c in relays if c.id is not None)
-    for c in relays:
-        n = usbrelay.relay_count(c) or 1
-        keys = _hid_keys(c, "id")
-        notes = []
-        if c.id is None:
-            notes.append("could not read the board ID (permission?)")
+    for name, cls in declared:
+        usb = cls.usb
+        assert usb is not None  # only declared backends are passed
+        boards = _select.candidates(lib, cls.kind, cls.id_reader())
+        counts = Counter(c.id for c in boards if c.id is not None)
+        for c in boards:
+            facts = cls.facts(lib, c)
+            notes = list(facts.notes)
+            id_option = cls.kind.id_option
             options: dict[str, Any] = _port_or_path(c)
-        elif counts[c.id] > 1:
-            notes.append(
-                f"ID {c.id!r} is shared by {counts[c.id]} boards: selected by USB "
-                f"port; give it its own ID with `labpower-discover --set-id NEW "
-                f"--usb-port {c.usb_port}`"
+            if id_option and c.id is None and cls.id_reader() is not None:
+                notes.append(f"could not read the board {id_option.upper()} (permission?)")
+            elif id_option and c.id is not None and counts[c.id] > 1:
+                notes.append(
+                    f"{id_option.upper()} {c.id!r} is shared by {counts[c.id]} boards: "
+                    f"selected by USB port"
+                    + (
+                        f"; give it its own ID with `labpower-discover --set-id NEW "
+                        f"--usb-port {c.usb_port}`"
+                        if cls is usbrelay.UsbRelayBackend
+                        else ""
+                    )
+                )
+            elif id_option and c.id is not None:
+                options = {id_option: c.id}
+            state = None if facts.state is None else {str(ch): on for ch, on in facts.state.items()}
+            found.append(
+                Found(
+                    name,
+                    f"{usb.description} ({c.product or f'{c.vendor_id:04x}:{c.product_id:04x}'})",
+                    _hid_keys(c, id_option),
+                    options,
+                    facts.channels or 1,
+                    notes,
+                    state,
+                    candidates=[name],
+                )
             )
-            options = _port_or_path(c)
-        else:
-            options = {"id": c.id}
-        mask = _relay_mask(lib, c)
-        state = (
-            None
-            if mask is None
-            else {str(ch): bool(mask >> (ch - 1) & 1) for ch in range(1, n + 1)}
-        )
-        found.append(
-            Found("usbrelay", f"dcttech {c.product} relay board", keys, options, n, notes, state)
-        )
-    for c in _select.candidates(lib, lcus_hid.KIND):
-        found.append(
-            Found(
-                "lcus-hid",
-                "LCUS HID relay board",
-                _hid_keys(c, ""),
-                _port_or_path(c),
-                1,
-                ["the board cannot report its state or relay count: set channels"],
-            )
-        )
-    for c in _select.candidates(lib, ykush.KIND):
-        ports = {"YKUSH": 3, "YKUSH3": 3, "YKUSHXS": 1}.get(c.product.replace(" ", ""), 3)
-        options = {"serial": c.serial} if c.serial else _port_or_path(c)
-        found.append(
-            Found(
-                "ykush",
-                f"Yepkit {c.product or 'YKUSH'} USB port switch",
-                _hid_keys(c, "serial"),
-                options,
-                ports,
-            )
-        )
     return found
-
-
-def _relay_mask(lib: Any, c: _select.Candidate) -> int | None:
-    """The relay mask of a dcttech board (GET_REPORT, a read); None if unreadable."""
-    try:
-        with _select.opened(lib, c.path, c.raw_path) as dev:
-            return usbrelay.read_report(dev)[1]
-    except (BackendError, OSError, ValueError):
-        return None
 
 
 def _hid_keys(c: _select.Candidate, id_key: str) -> dict[str, str]:
@@ -203,8 +209,13 @@ def _port_or_path(c: _select.Candidate) -> dict[str, Any]:
     return {"usb_port": c.usb_port} if c.usb_port else {"path": c.path}
 
 
-def hubs() -> list[Found]:
-    """USB hubs (not root hubs) with their port count and power switching mode."""
+def hubs(declared: list[tuple[str, UsbMatch]]) -> list[Found]:
+    """USB hubs (not root hubs) with their port count and power switching mode, for the
+    backends that declare the hub class."""
+    classes = {usb.device_class: name for name, usb in declared if usb.device_class is not None}
+    if usbhub.HUB_CLASS not in classes:
+        return []
+    backend = classes[usbhub.HUB_CLASS]
     try:
         lib = _lib.pyusb()
         devices = list(lib.find(find_all=True, bDeviceClass=usbhub.HUB_CLASS))
@@ -224,12 +235,13 @@ def hubs() -> list[Found]:
         except (lib.USBError, BackendError) as exc:
             found.append(
                 Found(
-                    "usbhub",
+                    backend,
                     f"{kind} hub {dev.idVendor:04x}:{dev.idProduct:04x}",
                     keys,
                     {"hub": where},
                     1,
                     [f"cannot read its hub descriptor: {exc}"],
+                    candidates=[backend],
                 )
             )
             continue
@@ -253,6 +265,7 @@ def hubs() -> list[Found]:
                 {"hub": where},
                 ports,
                 notes,
+                candidates=[backend],
             )
         )
     return found
@@ -263,13 +276,20 @@ def discover() -> list[Found]:
 
     :raises ImportError: hidapi is not installed (serial and USB are skipped when missing).
     """
+    declared = registry.declared()
+    by_subsystem: dict[str, list[tuple[str, UsbMatch]]] = {"tty": [], "hidraw": [], "usb": []}
+    hid: list[tuple[str, type[HidBackend]]] = []
+    for name, cls, usb in declared:
+        by_subsystem[usb.subsystem].append((name, usb))
+        if usb.subsystem == "hidraw" and issubclass(cls, HidBackend):
+            hid.append((name, cls))
     try:
         hid_lib = _lib.hidapi()
     except ImportError:
         hid_boards_found: list[Found] = []
     else:
-        hid_boards_found = hid_boards(hid_lib)
-    return [*serial_boards(), *hid_boards_found, *hubs()]
+        hid_boards_found = hid_boards(hid_lib, hid)
+    return [*serial_boards(by_subsystem["tty"]), *hid_boards_found, *hubs(by_subsystem["usb"])]
 
 
 def device_name(board: Found, taken: set[str]) -> str:
@@ -280,7 +300,8 @@ def device_name(board: Found, taken: set[str]) -> str:
         or board.keys.get("usb_port")
         or board.keys.get("device", "board")
     )
-    base = _NAME_BAD.sub("-", f"{board.backend}-{os.path.basename(str(ident))}").strip("-")
+    kind = board.backend or (board.chip or "port").lower()
+    base = _NAME_BAD.sub("-", f"{kind}-{os.path.basename(str(ident))}").strip("-")
     name, n = base, 2
     while name in taken:
         name, n = f"{base}-{n}", n + 1
@@ -297,10 +318,18 @@ def _toml(value: Any) -> str:
 
 
 def snippet(board: Found, name: str) -> str:
-    """The TOML table configuring ``board`` as device ``name``."""
-    lines = [f"[devices.{name}]", f"backend = {_toml(board.backend)}"]
+    """The TOML table configuring ``board`` as device ``name``. For a port on a shared chip
+    the table is commented out, with the backends it may be: the user picks one."""
+    if board.backend is not None:
+        backend = f"backend = {_toml(board.backend)}"
+    else:
+        first, *others = board.candidates
+        backend = f"backend = {_toml(first)}  # or " + ", ".join(_toml(o) for o in others)
+    lines = [f"[devices.{name}]", backend]
     lines += [f"{k} = {_toml(v)}" for k, v in board.options.items()]
     lines.append(f"channels = {board.channels}")
+    if board.backend is None:
+        lines = [f"# {line}" for line in lines]
     return "\n".join(lines)
 
 
@@ -317,6 +346,8 @@ def render(boards: list[Found]) -> str:
                 "#   state: "
                 + ", ".join(f"{ch} {'on' if on else 'off'}" for ch, on in b.state.items())
             )
+        if b.backend is None:
+            head.append(f"#   may be: {', '.join(b.candidates)}")
         head += [f"#   note: {n}" for n in b.notes]
         blocks.append("\n".join([*head, snippet(b, device_name(b, taken))]))
     return "\n\n".join(blocks) + "\n"

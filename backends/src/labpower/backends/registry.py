@@ -6,6 +6,7 @@ import functools
 from importlib.metadata import EntryPoint, entry_points
 
 from labpower.backends.base import Backend
+from labpower.backends.usbmatch import UsbMatch
 
 GROUP = "labpower.backends"
 
@@ -34,3 +35,25 @@ def load(name: str) -> type[Backend]:
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise LookupError(f"entry point {name!r} of {GROUP} is not a Backend subclass")
     return cls
+
+
+#: The distribution whose backends the shipped udev rules are made from.
+OWN_DISTRIBUTION = "labpower-backends"
+
+
+def declared(own_only: bool = False) -> list[tuple[str, type[Backend], UsbMatch]]:
+    """Every installed backend that declares a USB match (:attr:`Backend.usb`), by name.
+
+    ``own_only``: only labpower-backends' own, for the udev rules labpower ships (a third
+    party's backend installed beside it would otherwise change them).
+
+    :raises ImportError: a backend's module cannot be imported.
+    """
+    out = []
+    for name, ep in sorted(_entry_points().items()):
+        if own_only and (ep.dist is None or ep.dist.name != OWN_DISTRIBUTION):
+            continue
+        cls = load(name)
+        if cls.usb is not None:
+            out.append((name, cls, cls.usb))
+    return out

@@ -15,6 +15,7 @@ in full again, so it is found without restarting the daemon. None of this switch
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from labpower.backends.base import Backend
@@ -32,10 +33,32 @@ from labpower.backends.hid._select import (
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class BoardFacts:
+    """What ``labpower-discover`` learns of one board present, without switching it."""
+
+    #: its outputs, where the board tells (None: the config must say)
+    channels: int | None = None
+    #: its outputs' states, where they could be read
+    state: dict[int, bool] | None = None
+    notes: tuple[str, ...] = ()
+
+
 class HidBackend(Backend):
     """Base of the HID backends. Subclasses set :attr:`kind` and implement :meth:`selector`."""
 
     kind: ClassVar[BoardKind]
+
+    @classmethod
+    def id_reader(cls) -> Callable[[Any], str] | None:
+        """For discovery: what reads a board's own ID from an opened device, for boards that
+        keep one outside the USB serial (None: the USB serial is the ID). Never switches."""
+        return None
+
+    @classmethod
+    def facts(cls, lib: Any, board: Candidate) -> BoardFacts:
+        """For discovery: what the board tells of itself (reads only, never switches)."""
+        return BoardFacts()
 
     def __init__(self, name: str, channels: int, options: Any, timeout: float = 5.0) -> None:
         super().__init__(name, channels, options, timeout)

@@ -18,6 +18,7 @@ from typing import Any
 
 from labpower.backends.errors import DeviceUnavailableError, OptionError
 from labpower.backends.hid import _lib
+from labpower.backends.usbmatch import Identity, UsbId, UsbMatch
 
 #: A USB device's name in sysfs: bus, dash, port path (``1-2.4``).
 USB_PORT = re.compile(r"[0-9]+-[0-9]+(\.[0-9]+){0,6}")
@@ -39,6 +40,18 @@ class BoardKind:
     product_prefix: str = ""
     #: option name of the board's own identity ("id", "serial"), "" when it has none
     id_option: str = ""
+
+    def usb_match(self, description: str, identity: Identity) -> UsbMatch:
+        """The declaration of this family for discovery and udev (see
+        :mod:`labpower.backends.usbmatch`)."""
+        return UsbMatch(
+            "hidraw",
+            description,
+            ids=tuple(UsbId(self.vendor_id, p) for p in sorted(self.product_ids)),
+            identity=identity,
+            product=self.product_prefix,
+            option=self.id_option or "usb_port",
+        )
 
 
 @dataclass(frozen=True, slots=True)

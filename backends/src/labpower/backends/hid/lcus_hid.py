@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from labpower.backends.hid._base import HidBackend
-from labpower.backends.hid._select import BoardKind, Selector, check_selector
+from labpower.backends.hid._base import BoardFacts, HidBackend
+from labpower.backends.hid._select import BoardKind, Candidate, Selector, check_selector
 
 KIND = BoardKind("LCUS HID", 0x5131, frozenset({0x2007}))
 
@@ -39,12 +39,17 @@ def frame(channel: int, on: bool) -> list[int]:
 class LcusHidBackend(HidBackend):
     readback = False
     max_channels = 8
+    usb = KIND.usb_match("LCUS HID relay board", identity="none")
     Options = LcusHidOptions
     kind = KIND
 
     def selector(self) -> Selector:
         sel: Selector = self.options.selector
         return sel
+
+    @classmethod
+    def facts(cls, lib: Any, board: Candidate) -> BoardFacts:
+        return BoardFacts(notes=("the board cannot report its state or relay count: set channels",))
 
     async def set(self, channel: int, on: bool) -> None:
         def send(dev: Any, _: object) -> None:

@@ -14,13 +14,13 @@ least one. Factory IDs are often duplicated: :func:`set_board_id` (``labpower-di
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from labpower.backends.errors import OperationError, OptionError
+from labpower.backends.errors import BackendError, OperationError, OptionError
 from labpower.backends.hid import _lib
-from labpower.backends.hid._base import HidBackend
+from labpower.backends.hid._base import BoardFacts, HidBackend
 from labpower.backends.hid._select import (
     BoardKind,
     Candidate,
@@ -96,6 +96,7 @@ def relay_count(board: Candidate) -> int | None:
 class UsbRelayBackend(HidBackend):
     readback = True
     max_channels = 8
+    usb = KIND.usb_match("dcttech USBRelay board", identity="board")
     Options = UsbRelayOptions
     kind = KIND
 
@@ -105,6 +106,22 @@ class UsbRelayBackend(HidBackend):
 
     def read_id(self, dev: Any) -> str:
         return read_report(dev)[0]
+
+    @classmethod
+    def id_reader(cls) -> Callable[[Any], str]:
+        return lambda dev: read_report(dev)[0]
+
+    @classmethod
+    def facts(cls, lib: Any, board: Candidate) -> BoardFacts:
+        """Its relay count (from the product string) and states (GET_REPORT, a read)."""
+        n = relay_count(board) or 1
+        try:
+            with opened(lib, board.path, board.raw_path) as dev:
+                mask: int | None = read_report(dev)[1]
+        except (BackendError, OSError, ValueError):
+            mask = None
+        state = None if mask is None else {ch: bool(mask >> (ch - 1) & 1) for ch in range(1, n + 1)}
+        return BoardFacts(n, state)
 
     def check(self, dev: Any, board: Candidate) -> None:
         relays = relay_count(board)

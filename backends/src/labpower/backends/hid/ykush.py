@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labpower.backends.errors import HardwareTimeout, OperationError
-from labpower.backends.hid._base import HidBackend
+from labpower.backends.hid._base import BoardFacts, HidBackend
 from labpower.backends.hid._select import BoardKind, Candidate, Selector, check_selector
 
 # YKUSH, YKUSH3, YKUSH XS (docs/hardware.md; pykush lists f0cd as a bootloader PID: either way a
@@ -43,12 +43,19 @@ class YkushOptions:
 class YkushBackend(HidBackend):
     readback = True
     max_channels = 4
+    usb = KIND.usb_match("Yepkit YKUSH USB port switch", identity="usb")
     Options = YkushOptions
     kind = KIND
 
     def selector(self) -> Selector:
         sel: Selector = self.options.selector
         return sel
+
+    @classmethod
+    def facts(cls, lib: Any, board: Candidate) -> BoardFacts:
+        """Its port count, from the model in the product string (asking would be a command)."""
+        ports = {"YKUSH": 3, "YKUSH3": 3, "YKUSHXS": 1}.get(board.product.replace(" ", ""), 3)
+        return BoardFacts(ports)
 
     def exchange(self, dev: Any, command: int) -> list[int]:
         """Send one command, return the board's reply.

@@ -34,6 +34,7 @@ from labpower.backends.modbus.protocol import (
     tcp_rest,
 )
 from labpower.backends.serial.port import SerialPort
+from labpower.backends.usbmatch import CH340, FT232R, UsbMatch
 
 #: Most coils (function 01) and registers (function 03) one read may ask for.
 MAX_READ = {"coil": 2000, "register": 125}
@@ -47,6 +48,8 @@ def silent_interval(baud: int) -> float:
 
 class ModbusBackend(Backend):
     readback = True
+    #: Modbus RTU: a USB RS-485 adapter (Modbus TCP boards are not on the USB bus)
+    usb = UsbMatch("tty", "Modbus RTU board on a USB RS-485 adapter", chips=(CH340, FT232R))
     Options: ClassVar[type[ModbusOptions]] = ModbusOptions
     max_channels = 2000
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from labpower.backends.errors import OperationError
 from labpower.backends.serial.port import SerialBackend, SerialPort
+from labpower.backends.usbmatch import UsbId, UsbMatch
 
 GET_VERSION = b"\x5a"
 GET_STATES = b"\x5b"
@@ -44,6 +45,13 @@ async def read_states(port: SerialPort, channels: int) -> dict[int, bool]:
 class DevantechBackend(SerialBackend):
     readback = True
     max_channels = 8
+    usb = UsbMatch(
+        "tty",
+        "Devantech USB-RLY relay board",
+        ids=(UsbId(0x04D8, 0xFFEE),),
+        identity="usb",
+        interface=0,
+    )
 
     async def set(self, channel: int, on: bool) -> None:
         self.check_channel(channel)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from labpower.backends.errors import OperationError
 from labpower.backends.serial.port import SerialBackend, SerialPort
+from labpower.backends.usbmatch import FT232R, UsbMatch
 
 START = 0xFF
 STATUS_ALL = b"\xff\x09\x00"
@@ -57,6 +58,7 @@ def parse_status(data: bytes, channels: int) -> dict[int, bool]:
 class KmtronicBackend(SerialBackend):
     readback = True
     max_channels = 8
+    usb = UsbMatch("tty", "KMTronic USB relay board", chips=(FT232R,), product="KMTronic")
 
     async def set(self, channel: int, on: bool) -> None:
         self.check_channel(channel)

@@ -24,6 +24,7 @@ from typing import ClassVar, Literal
 
 from labpower.backends.errors import OperationError, OptionError
 from labpower.backends.serial.port import SerialBackend, SerialOptions, SerialPort
+from labpower.backends.usbmatch import CH340, UsbMatch
 
 Dialect = Literal["ascii", "raw", "feedback", "none"]
 
@@ -155,6 +156,7 @@ class LcusOptions(SerialOptions):
 
 class LcusBackend(SerialBackend):
     readback = True
+    usb = UsbMatch("tty", "LCUS relay board", chips=(CH340,))
     Options: ClassVar[type[LcusOptions]] = LcusOptions
     max_channels = 8
 

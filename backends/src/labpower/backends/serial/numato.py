@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from labpower.backends.errors import OperationError
 from labpower.backends.serial.port import SerialBackend, SerialOptions, SerialPort
+from labpower.backends.usbmatch import UsbId, UsbMatch
 
 PROMPT = b">"
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
@@ -100,6 +101,9 @@ class NumatoOptions(SerialOptions):
 
 class NumatoBackend(SerialBackend):
     readback = True
+    usb = UsbMatch(
+        "tty", "Numato Lab relay module", ids=(UsbId(0x2A19),), identity="usb", interface=0
+    )
     Options: ClassVar[type[NumatoOptions]] = NumatoOptions
     max_channels = 64
 

@@ -1,15 +1,26 @@
-"""Per-port VBUS switching on USB hubs through hub class requests, as uhubctl does.
+"""Per-port VBUS switching on USB hubs.
 
 A channel is a downstream port of the hub at ``hub = "1-2.4"`` (its USB location: bus, dash,
-port path; stable as long as the cabling stays). Switching is SetPortFeature /
-ClearPortFeature(PORT_POWER) to the port; the state is read back from GetPortStatus: bit 8 on a
-USB 2 hub, bit 9 on a USB 3 hub (bcdUSB >= 3.0; there bits 5-8 are the link state). Only hubs
-with per-port power switching really cut VBUS; a ganged hub switches all ports together, which
-the read-back shows. A USB 3 hub is two hubs (a USB 2 and a SuperSpeed half on different
-buses): configure a device for each half to cut both.
+port path; stable as long as the cabling stays). Only hubs with per-port power switching
+really cut VBUS; a ganged hub switches all ports together, which the read-back shows. A USB 3
+hub is two hubs (a USB 2 and a SuperSpeed half on different buses): configure a device for
+each half to cut both.
 
-Control requests to a port need no claimed interface: the hub driver stays bound. The hub is
-looked up by its location on every call, so a hub replugged under a new devnum is found again.
+On Linux the port is switched through the kernel: its sysfs attribute
+``/sys/bus/usb/devices/<hub>:1.0/<hub>-port<N>/disable`` (Linux 5.6 and later). Writing 1
+disconnects the device, clears PORT_POWER and records the port as off in the hub driver, so
+the driver keeps it off; reading it asks the hub (GetPortStatus) whether the port has power.
+A ClearPortFeature(PORT_POWER) sent past the driver (through usbfs, as uhubctl does) does not
+hold: the driver sees the connect change, takes it for a port that lost power by accident and
+switches it back on, and powers every port it believes on whenever it resumes or resets the
+hub (measured in the lab-host VM, tests/vm/test_labhost.py; docs/manual.md, "USB hubs").
+The udev rules give the ``disable`` attributes to group labpower.
+
+Where the hub has no such attribute (another OS, an older kernel), the switch is a hub class
+request through pyusb, as uhubctl does it: SetPortFeature / ClearPortFeature(PORT_POWER), the
+state read back from GetPortStatus (bit 8 on a USB 2 hub, bit 9 on a USB 3 hub, bcdUSB >=
+3.0). Those need no claimed interface: the hub driver stays bound. The hub is looked up by its
+location on every call, so a hub replugged under a new devnum is found again.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from labpower.backends.base import Backend
@@ -28,6 +40,7 @@ from labpower.backends.errors import (
 )
 from labpower.backends.hid import _lib
 from labpower.backends.hid._select import USB_PORT
+from labpower.backends.usbmatch import UsbMatch
 
 T = TypeVar("T")
 
@@ -82,9 +95,24 @@ def hub_descriptor(dev: Any, timeout_ms: int) -> tuple[int, int]:
     return desc[2], desc[3] & 0x03
 
 
+def port_switch(hub: str, port: int) -> Path:
+    """The kernel's power switch of ``port`` of ``hub`` (its sysfs ``disable`` attribute)."""
+    return (
+        _lib.sys_root() / "bus" / "usb" / "devices" / f"{hub}:1.0" / f"{hub}-port{port}" / "disable"
+    )
+
+
 class UsbHubBackend(Backend):
     readback = True
     max_channels = 15  # a USB 3 hub has at most 15 ports
+    #: any hub (class 09) but a root hub, told apart by where it is plugged (its location)
+    usb = UsbMatch(
+        "usb",
+        "USB hub with per-port power switching",
+        device_class=HUB_CLASS,
+        identity="none",
+        option="hub",
+    )
     Options = UsbHubOptions
 
     def _ms(self) -> int:
@@ -144,11 +172,58 @@ class UsbHubBackend(Backend):
 
         return await self.in_thread(call)
 
+    def _in_sysfs(self) -> bool:
+        """The kernel has a power switch for the configured ports (see the module's doc)."""
+        return port_switch(self.options.hub, 1).exists()
+
+    async def _sysfs(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a sysfs access) in a worker thread; its errors as the backend's.
+
+        :raises DeviceUnavailableError, OperationError:
+        """
+        hub = self.options.hub
+
+        def call() -> T:
+            try:
+                return fn()
+            except PermissionError as exc:
+                raise DeviceUnavailableError(
+                    f"no permission for the port power switches of hub {hub} ({exc.filename}):"
+                    " install labpower's udev rules and replug the hub or run udevadm trigger"
+                ) from exc
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise DeviceUnavailableError(f"hub {hub} is gone ({exc.filename})") from exc
+            except OSError as exc:
+                if exc.errno in _GONE:
+                    raise DeviceUnavailableError(f"hub {hub} is gone: {exc}") from exc
+                raise OperationError(f"hub {hub}: {exc}") from exc
+
+        return await self.in_thread(call)
+
+    def _sysfs_powered(self, channel: int) -> bool:
+        value = port_switch(self.options.hub, channel).read_text().strip()
+        if value not in ("0", "1"):
+            raise OperationError(f"hub {self.options.hub} port {channel}: disable is {value!r}")
+        return value == "0"
+
     async def open(self) -> None:
         """Check the hub is there and has the ports configured; switches nothing.
 
         :raises DeviceUnavailableError, OperationError:
         """
+        if self._in_sysfs():
+
+            def count() -> None:
+                root = _lib.sys_root() / "bus" / "usb" / "devices" / self.options.hub
+                ports = int((root / "maxchild").read_text())
+                if self.channels > ports:
+                    raise OperationError(
+                        f"hub {self.options.hub} has {ports} ports, but the "
+                        f"config says channels = {self.channels}"
+                    )
+
+            await self._sysfs(count)
+            return
 
         def check(dev: Any) -> None:
             ports, mode = hub_descriptor(dev, self._ms())
@@ -167,6 +242,10 @@ class UsbHubBackend(Backend):
         await self.with_hub(check)
 
     async def set(self, channel: int, on: bool) -> None:
+        if self._in_sysfs():
+            path = port_switch(self.options.hub, channel)
+            await self._sysfs(lambda: path.write_text("0" if on else "1"))
+            return
         await self.with_hub(
             lambda dev: dev.ctrl_transfer(
                 TO_PORT, SET_FEATURE if on else CLEAR_FEATURE, PORT_POWER, channel, None, self._ms()
@@ -181,9 +260,15 @@ class UsbHubBackend(Backend):
         return bool(word & (USB3_POWER_BIT if is_usb3(dev) else USB2_POWER_BIT))
 
     async def get(self, channel: int) -> bool | None:
+        if self._in_sysfs():
+            return await self._sysfs(lambda: self._sysfs_powered(channel))
         return await self.with_hub(lambda dev: self._powered(dev, channel))
 
     async def get_all(self) -> dict[int, bool | None]:
+        if self._in_sysfs():
+            return await self._sysfs(
+                lambda: {ch: self._sysfs_powered(ch) for ch in range(1, self.channels + 1)}
+            )
         return await self.with_hub(
             lambda dev: {ch: self._powered(dev, ch) for ch in range(1, self.channels + 1)}
         )
