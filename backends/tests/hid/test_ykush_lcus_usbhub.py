@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from labpower.backends import (
     Device,
     DeviceUnavailableError,
     HardwareTimeout,
+    OperationError,
     OptionError,
     parse_options,
 )
@@ -137,3 +140,46 @@ def test_hub_location_checked() -> None:
     assert info.value.key == "hub"
     with pytest.raises(OptionError, match="required"):
         parse_options(UsbHubOptions, {})
+
+
+def kernel_hub(bus: MemoryBus, where: str, ports: int) -> Path:
+    """A hub as Linux shows it in sysfs: its port count and one power switch (``disable``,
+    0 = powered) per port. Returns the devices directory."""
+    devices = bus.root / "sys" / "bus" / "usb" / "devices"
+    (devices / where).mkdir(parents=True)
+    (devices / where / "maxchild").write_text(f"{ports}\n")
+    for port in range(1, ports + 1):
+        switch = devices / f"{where}:1.0" / f"{where}-port{port}" / "disable"
+        switch.parent.mkdir(parents=True)
+        switch.write_text("0\n")
+    return devices
+
+
+async def test_hub_ports_switch_through_the_kernel_where_it_has_them(bus: MemoryBus) -> None:
+    # the same hub through usbfs too: the backend must not go past the kernel's driver
+    bus.add("hubs", boards.hub("h", location="1-4", ports=4))
+    devices = kernel_hub(bus, "1-4", ports=4)
+    dev = hub("1-4")
+    assert await dev.open()
+    assert await dev.switch(2, False) is False
+    assert (devices / "1-4:1.0" / "1-4-port2" / "disable").read_text() == "1"
+    assert await dev.states() == {1: True, 2: False, 3: True, 4: True}
+    assert await dev.switch(2, True) is True
+    assert (devices / "1-4:1.0" / "1-4-port2" / "disable").read_text() == "0"
+    # nothing went past the kernel's hub driver
+    assert calls(bus, "h", "ctrl_transfer") == []
+    assert bus.board("h")["power"] == [True, True, True, True]
+    too_many = hub("1-4", channels=5)
+    assert not await too_many.open()
+    assert too_many.problem is not None
+    assert "4 ports" in too_many.problem
+    # the kernel answering nonsense is the board answering nonsense
+    (devices / "1-4:1.0" / "1-4-port3" / "disable").write_text("maybe\n")
+    backend = UsbHubBackend("hub", 4, parse_options(UsbHubOptions, {"hub": "1-4"}))
+    with pytest.raises(OperationError, match="port 3"):
+        await backend.get(3)
+    # unplugged: gone from sysfs and from usbfs
+    shutil.rmtree(devices / "1-4:1.0")
+    bus.unplug("h")
+    with pytest.raises(DeviceUnavailableError):
+        await dev.switch(1, False)

@@ -7,7 +7,7 @@ scenario.py) has the hub as device ``hub``, target ``dongle`` on port 1. From th
 view (sysfs, lsusb) this checks that ``labpower off dongle`` makes the keyboard leave the bus
 and keeps it off, that ``labpower on dongle`` makes it enumerate again, and what the kernel's
 hub driver does with a port switched off behind its back (a raw ClearPortFeature, as uhubctl
-and usbfs programs send it).
+sends it).
 """
 
 from __future__ import annotations
@@ -16,14 +16,20 @@ import grp
 import json
 import os
 import stat
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import usb.core
+
+# scenario.py, next to this script (its directory is on sys.path): the same helpers
+if TYPE_CHECKING:
+    from tests.vm.guest.scenario import as_alice as scenario_as_alice
+    from tests.vm.guest.scenario import run, sh, wait_for
+else:
+    from scenario import as_alice as scenario_as_alice
+    from scenario import run, sh, wait_for
 
 HUB = "1-2"
 PORT = 1
@@ -33,26 +39,8 @@ SWITCH = Path(f"/sys/bus/usb/devices/{HUB}:1.0/{HUB}-port{PORT}/disable")
 HOLD = 10.0
 
 
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> float:
-    """Bounded poll (sysfs gives this process no event to wait on); seconds taken.
-
-    :raises TimeoutError:
-    """
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"{what}: not after {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
-def sh(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
-
-
 def as_alice(*cmd: str) -> dict[str, Any]:
-    proc = sh("setpriv", "--reuid=alice", "--regid=alice", "--init-groups", "--reset-env", *cmd)
-    return {"rc": proc.returncode, "out": proc.stdout + proc.stderr}
+    return run(scenario_as_alice(*cmd))
 
 
 def enumerated() -> bool:
@@ -72,25 +60,53 @@ def bus_view() -> dict[str, Any]:
     }
 
 
-def watch_gone(seconds: float) -> list[float]:
-    """Watch the port for ``seconds``: the times (from the start) the device was seen back."""
-    seen, start = [], time.monotonic()
-    while time.monotonic() - start < seconds:
-        if DEVICE.exists():
-            seen.append(round(time.monotonic() - start, 2))
+def watch(seconds: float) -> list[list[Any]]:
+    """Watch the bus for ``seconds`` (a window in which nothing is expected to happen): each
+    change of the keyboard's presence as [seconds from the start, present], the first one the
+    state at the start."""
+    changes: list[list[Any]] = []
+    start = time.monotonic()
+    while (now := time.monotonic() - start) < seconds:
+        present = DEVICE.exists()
+        if not changes or changes[-1][1] != present:
+            changes.append([round(now, 2), present])
         time.sleep(0.05)
-    return seen
+    return changes
 
 
-def raw_port_power_off() -> None:
-    """ClearPortFeature(PORT_POWER) to the port, through usbfs, behind the hub driver's back."""
+def hub_device() -> usb.core.Device:
     bus, ports = HUB.split("-")
     hub = usb.core.find(
         custom_match=lambda d: d.bus == int(bus) and tuple(d.port_numbers or ()) == (int(ports),)
     )
     if hub is None:
         raise RuntimeError(f"pyusb finds no hub at {HUB}")
-    hub.ctrl_transfer(0x23, 1, 8, PORT, None, 1000)
+    return hub
+
+
+def port_powered() -> bool:
+    """GetPortStatus, straight from the hub: the PORT_POWER bit (8, a USB 2 hub)."""
+    status = bytes(hub_device().ctrl_transfer(0xA3, 0, 0, PORT, 4, 1000))
+    return bool((status[0] | status[1] << 8) & 0x100)
+
+
+def raw_port_power_off() -> None:
+    """ClearPortFeature(PORT_POWER) to the port through usbfs, behind the hub driver's back
+    (what uhubctl sends)."""
+    hub_device().ctrl_transfer(0x23, 1, 8, PORT, None, 1000)
+
+
+def devnum() -> str | None:
+    """The keyboard's device number: a new one means it left the bus and enumerated again."""
+    try:
+        return (DEVICE / "devnum").read_text().strip()
+    except OSError:
+        return None
+
+
+def kernel_log(since: int) -> list[str]:
+    """The kernel's lines about the keyboard's port from line ``since`` of dmesg on."""
+    return [line for line in sh("dmesg").stdout.splitlines()[since:] if f"{HUB}.{PORT}" in line]
 
 
 def main(out: Path) -> int:
@@ -121,36 +137,41 @@ def main(out: Path) -> int:
         discover=as_alice("labpower-discover", "--json"),
     )
 
+    # the daemon's way: the port's sysfs `disable`
     off = as_alice("labpower", "--json", "off", "dongle")
     took = wait_for("the keyboard leaving the bus", gone)
-    step("off", **off, seconds=round(took, 2), **bus_view())
-    back_while_off = watch_gone(HOLD)
+    step("off", **off, seconds=round(took, 2), powered=port_powered(), **bus_view())
     step(
         "held",
-        seen_back=back_while_off,
-        status=as_alice("labpower", "--json", "status", "dongle"),
+        bus=watch(HOLD),
+        status=as_alice("labpower", "--json", "status", "--refresh", "dongle"),
+        powered=port_powered(),
         **bus_view(),
     )
-
     on = as_alice("labpower", "--json", "on", "dongle")
     took = wait_for("the keyboard enumerating again", enumerated)
-    step("on", **on, seconds=round(took, 2), **bus_view())
+    step("on", **on, seconds=round(took, 2), powered=port_powered(), **bus_view())
 
-    # behind the driver's back: does the port stay off?
+    # the raw way, behind the driver's back
+    before, lines = devnum(), len(sh("dmesg").stdout.splitlines())
     raw_port_power_off()
-    left = wait_for("the keyboard leaving after the raw request", gone, timeout=30)
     try:
-        came_back: float | None = round(wait_for("the keyboard back", enumerated, 30), 2)
+        took = wait_for(
+            "the keyboard enumerating under a new number",
+            lambda: enumerated() and devnum() not in (None, before),
+            timeout=HOLD,
+        )
+        back: float | None = round(took, 2)
     except TimeoutError:
-        came_back = None
+        back = None
     step(
         "raw",
-        left=round(left, 2),
-        came_back=came_back,
-        status=as_alice("labpower", "--json", "status", "dongle"),
-        kernel=[
-            line for line in sh("dmesg").stdout.splitlines()[-60:] if HUB in line or "usb" in line
-        ][-20:],
+        devnum_before=before,
+        devnum_after=devnum(),
+        back=back,
+        powered=port_powered(),
+        status=as_alice("labpower", "--json", "status", "--refresh", "dongle"),
+        kernel=kernel_log(lines),
         **bus_view(),
     )
     return 0

@@ -45,15 +45,22 @@ def declared(own_only: bool = False) -> list[tuple[str, type[Backend], UsbMatch]
     """Every installed backend that declares a USB match (:attr:`Backend.usb`), by name.
 
     ``own_only``: only labpower-backends' own, for the udev rules labpower ships (a third
-    party's backend installed beside it would otherwise change them).
+    party's backend installed beside it would otherwise change them); then a backend that
+    cannot be imported is an error. Otherwise (discovery) it is left out: a backend whose
+    library is missing drives no board here.
 
-    :raises ImportError: a backend's module cannot be imported.
+    :raises ImportError: ``own_only`` and one of labpower's backends cannot be imported.
     """
     out = []
     for name, ep in sorted(_entry_points().items()):
         if own_only and (ep.dist is None or ep.dist.name != OWN_DISTRIBUTION):
             continue
-        cls = load(name)
+        try:
+            cls = load(name)
+        except ImportError:
+            if own_only:
+                raise
+            continue
         if cls.usb is not None:
             out.append((name, cls, cls.usb))
     return out

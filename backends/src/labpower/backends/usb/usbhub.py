@@ -12,9 +12,11 @@ disconnects the device, clears PORT_POWER and records the port as off in the hub
 the driver keeps it off; reading it asks the hub (GetPortStatus) whether the port has power.
 A ClearPortFeature(PORT_POWER) sent past the driver (through usbfs, as uhubctl does) does not
 hold: the driver sees the connect change, takes it for a port that lost power by accident and
-switches it back on, and powers every port it believes on whenever it resumes or resets the
-hub (measured in the lab-host VM, tests/vm/test_labhost.py; docs/manual.md, "USB hubs").
-The udev rules give the ``disable`` attributes to group labpower.
+switches it back on (in the lab-host VM the device is back on the bus within a second, while a
+port switched through ``disable`` stays off: tests/vm/test_labhost.py); and when it resets or
+re-activates the hub it powers the ports its own record says are on (``hub_power_on``), which
+``disable`` updates and a raw request does not. The udev rules give the ``disable``
+attributes to group labpower.
 
 Where the hub has no such attribute (another OS, an older kernel), the switch is a hub class
 request through pyusb, as uhubctl does it: SetPortFeature / ClearPortFeature(PORT_POWER), the
