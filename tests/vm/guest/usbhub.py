@@ -84,10 +84,34 @@ def hub_device() -> usb.core.Device:
     return hub
 
 
-def port_powered() -> bool:
-    """GetPortStatus, straight from the hub: the PORT_POWER bit (8, a USB 2 hub)."""
+def port_status() -> tuple[int, int]:
+    """GetPortStatus, straight from the hub: (wPortStatus, wPortChange)."""
     status = bytes(hub_device().ctrl_transfer(0xA3, 0, 0, PORT, 4, 1000))
-    return bool((status[0] | status[1] << 8) & 0x100)
+    return status[0] | status[1] << 8, status[2] | status[3] << 8
+
+
+def port_powered() -> bool:
+    """The PORT_POWER bit (8, a USB 2 hub) of the port's status."""
+    return bool(port_status()[0] & 0x100)
+
+
+def status_trace(seconds: float) -> list[list[Any]]:
+    """The port's status as it changes for ``seconds``: [seconds, wPortStatus, wPortChange]."""
+    trace: list[list[Any]] = []
+    start = time.monotonic()
+    while (now := time.monotonic() - start) < seconds:
+        status, change = port_status()
+        if not trace or trace[-1][1:] != [f"{status:04x}", f"{change:04x}"]:
+            trace.append([round(now, 3), f"{status:04x}", f"{change:04x}"])
+    return trace
+
+
+def hub_debug() -> None:
+    """The hub driver's debug messages (port events, power) into the kernel log."""
+    debug = Path("/sys/kernel/debug")
+    if not (debug / "dynamic_debug").exists():
+        sh("mount", "-t", "debugfs", "debugfs", str(debug))
+    (debug / "dynamic_debug" / "control").write_text("file drivers/usb/core/hub.c +p\n")
 
 
 def raw_port_power_off() -> None:
@@ -105,8 +129,8 @@ def devnum() -> str | None:
 
 
 def kernel_log(since: int) -> list[str]:
-    """The kernel's lines about the keyboard's port from line ``since`` of dmesg on."""
-    return [line for line in sh("dmesg").stdout.splitlines()[since:] if f"{HUB}.{PORT}" in line]
+    """The kernel's lines about the hub and the keyboard from line ``since`` of dmesg on."""
+    return [line for line in sh("dmesg").stdout.splitlines()[since:] if f" {HUB}" in line][-40:]
 
 
 def main(out: Path) -> int:
@@ -138,9 +162,19 @@ def main(out: Path) -> int:
     )
 
     # the daemon's way: the port's sysfs `disable`
+    hub_debug()
+    lines = len(sh("dmesg").stdout.splitlines())
     off = as_alice("labpower", "--json", "off", "dongle")
     took = wait_for("the keyboard leaving the bus", gone)
-    step("off", **off, seconds=round(took, 2), powered=port_powered(), **bus_view())
+    step(
+        "off",
+        **off,
+        seconds=round(took, 2),
+        trace=status_trace(3.0),
+        powered=port_powered(),
+        kernel=kernel_log(lines),
+        **bus_view(),
+    )
     step(
         "held",
         bus=watch(HOLD),
@@ -155,6 +189,7 @@ def main(out: Path) -> int:
     # the raw way, behind the driver's back
     before, lines = devnum(), len(sh("dmesg").stdout.splitlines())
     raw_port_power_off()
+    trace = status_trace(3.0)
     try:
         took = wait_for(
             "the keyboard enumerating under a new number",
@@ -169,6 +204,7 @@ def main(out: Path) -> int:
         devnum_before=before,
         devnum_after=devnum(),
         back=back,
+        trace=trace,
         powered=port_powered(),
         status=as_alice("labpower", "--json", "status", "--refresh", "dongle"),
         kernel=kernel_log(lines),

@@ -170,13 +170,7 @@ def hid_boards(lib: Any, declared: list[tuple[str, type[HidBackend]]]) -> list[F
             elif id_option and c.id is not None and counts[c.id] > 1:
                 notes.append(
                     f"{id_option.upper()} {c.id!r} is shared by {counts[c.id]} boards: "
-                    f"selected by USB port"
-                    + (
-                        f"; give it its own ID with `labpower-discover --set-id NEW "
-                        f"--usb-port {c.usb_port}`"
-                        if cls is usbrelay.UsbRelayBackend
-                        else ""
-                    )
+                    f"selected by USB port{cls.duplicate_hint(c)}"
                 )
             elif id_option and c.id is not None:
                 options = {id_option: c.id}

@@ -56,6 +56,11 @@ class HidBackend(Backend):
         return None
 
     @classmethod
+    def duplicate_hint(cls, board: Candidate) -> str:
+        """For discovery: what to do about a board whose ID another board has too."""
+        return ""
+
+    @classmethod
     def facts(cls, lib: Any, board: Candidate) -> BoardFacts:
         """For discovery: what the board tells of itself (reads only, never switches)."""
         return BoardFacts()

@@ -112,6 +112,13 @@ class UsbRelayBackend(HidBackend):
         return lambda dev: read_report(dev)[0]
 
     @classmethod
+    def duplicate_hint(cls, board: Candidate) -> str:
+        return (
+            "; give it its own ID with "
+            f"`labpower-discover --set-id NEW --usb-port {board.usb_port}`"
+        )
+
+    @classmethod
     def facts(cls, lib: Any, board: Candidate) -> BoardFacts:
         """Its relay count (from the product string) and states (GET_REPORT, a read)."""
         n = relay_count(board) or 1
