@@ -129,8 +129,10 @@ def devnum() -> str | None:
 
 
 def kernel_log(since: int) -> list[str]:
-    """The kernel's lines about the hub and the keyboard from line ``since`` of dmesg on."""
-    return [line for line in sh("dmesg").stdout.splitlines()[since:] if f" {HUB}" in line][-40:]
+    """The kernel's lines about the keyboard and its port from line ``since`` of dmesg on."""
+    ours = (f" {HUB}.{PORT}:", f" {HUB}-port{PORT}:")
+    lines = sh("dmesg").stdout.splitlines()[since:]
+    return [line for line in lines if any(o in line for o in ours)][:60]
 
 
 def main(out: Path) -> int:
@@ -186,7 +188,11 @@ def main(out: Path) -> int:
     took = wait_for("the keyboard enumerating again", enumerated)
     step("on", **on, seconds=round(took, 2), powered=port_powered(), **bus_view())
 
-    # the raw way, behind the driver's back
+    # the raw way, behind the driver's back. The hub and the keyboard are kept awake (no
+    # runtime suspend, which the status polls above keep waking the hub from): the driver
+    # handles the port's change when it happens, not at its next resume of the hub
+    for device in (Path(hub), DEVICE):
+        (device / "power" / "control").write_text("on\n")
     before, lines = devnum(), len(sh("dmesg").stdout.splitlines())
     raw_port_power_off()
     trace = status_trace(3.0)
