@@ -83,6 +83,8 @@ class _SerialMatch:
     backends: list[str]
     description: str
     chip: Chip | None = None
+    #: the config option that names the port (every serial backend calls it ``port``)
+    option: str = "port"
 
 
 def _serial_match(port: Any, declared: list[tuple[str, UsbMatch]]) -> _SerialMatch | None:
@@ -96,10 +98,10 @@ def _serial_match(port: Any, declared: list[tuple[str, UsbMatch]]) -> _SerialMat
             and usb.product.lower() in product
             and any(i.matches(port.vid, port.pid) for i in ids)
         ):
-            return _SerialMatch([name], usb.description)
+            return _SerialMatch([name], usb.description, option=usb.option)
     for name, usb in declared:
         if any(i.matches(port.vid, port.pid) for i in usb.ids):
-            return _SerialMatch([name], usb.description)
+            return _SerialMatch([name], usb.description, option=usb.option)
     for _, usb in declared:
         for chip in usb.chips:
             if any(i.matches(port.vid, port.pid) for i in chip.ids):
@@ -129,7 +131,7 @@ def serial_boards(declared: list[tuple[str, UsbMatch]]) -> list[Found]:
         notes = []
         if match.chip is not None:
             notes.append(
-                f"a {match.chip.name} is a generic USB serial chip: the board behind it may be "
+                f"{match.chip.name} is a generic USB serial chip: the board behind it may be "
                 f"{' or '.join(match.backends)}; uncomment the table and keep the backend it is"
             )
         # a USB serial makes by-id unique to the board; without one only the port is stable
@@ -142,7 +144,7 @@ def serial_boards(declared: list[tuple[str, UsbMatch]]) -> list[Found]:
                 f"{match.description} ({port.vid:04x}:{port.pid:04x}"
                 f"{', ' + port.product if port.product else ''})",
                 keys,
-                {"port": stable or port.device},
+                {match.option: stable or port.device},
                 1,
                 [*notes, "set channels to the board's relay count"],
                 candidates=match.backends,
@@ -210,6 +212,7 @@ def hubs(declared: list[tuple[str, UsbMatch]]) -> list[Found]:
     if usbhub.HUB_CLASS not in classes:
         return []
     backend = classes[usbhub.HUB_CLASS]
+    option = next(usb.option for name, usb in declared if name == backend)
     try:
         lib = _lib.pyusb()
         devices = list(lib.find(find_all=True, bDeviceClass=usbhub.HUB_CLASS))
@@ -232,7 +235,7 @@ def hubs(declared: list[tuple[str, UsbMatch]]) -> list[Found]:
                     backend,
                     f"{kind} hub {dev.idVendor:04x}:{dev.idProduct:04x}",
                     keys,
-                    {"hub": where},
+                    {option: where},
                     1,
                     [f"cannot read its hub descriptor: {exc}"],
                     candidates=[backend],
@@ -256,7 +259,7 @@ def hubs(declared: list[tuple[str, UsbMatch]]) -> list[Found]:
                 "usbhub",
                 f"{kind} hub {dev.idVendor:04x}:{dev.idProduct:04x} with per-port power switching",
                 keys,
-                {"hub": where},
+                {option: where},
                 ports,
                 notes,
                 candidates=[backend],
