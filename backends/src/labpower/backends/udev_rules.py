@@ -2,7 +2,8 @@
 
 ``python -m labpower.backends.udev_rules`` prints the rules; ``-o FILE`` writes them;
 ``--check FILE`` exits 1 with a diff when FILE (the shipped ``udev/70-labpower.rules``) is not
-what the backends declare. The rules are a pure function of the declarations: a new board is
+what the backends declare; ``--all`` makes them for every installed backend, third parties'
+too (labpower ships only its own). The rules are a pure function of the declarations: a new board is
 added to its backend, never to the rules file.
 
 What the rules do for a board: group ``labpower``, mode 0660, links under ``/dev/labpower/``,
@@ -247,9 +248,10 @@ def render(declarations: Sequence[tuple[str, UsbMatch]]) -> str:
     return HEADER + "\n" + "\n\n".join("\n".join(s) for s in sections) + "\n"
 
 
-def shipped() -> str:
-    """The rules for labpower's own backends (what ``udev/70-labpower.rules`` must be)."""
-    return render([(name, usb) for name, _, usb in registry.declared(own_only=True)])
+def shipped(own_only: bool = True) -> str:
+    """The rules for labpower's own backends (what ``udev/70-labpower.rules`` must be), or
+    with ``own_only`` false for every backend installed (third parties' too)."""
+    return render([(name, usb) for name, _, usb in registry.declared(own_only=own_only)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,8 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument(
         "--check", type=Path, metavar="FILE", help="exit 1 with a diff if FILE differs"
     )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every installed backend, third parties' too (for /etc/udev/rules.d/)",
+    )
     args = parser.parse_args(argv)
-    text = shipped()
+    if args.all and args.check is not None:
+        parser.error("--check compares labpower's own rules: not with --all")
+    text = shipped(own_only=not args.all)
     if args.check is not None:
         try:
             current = args.check.read_text()
