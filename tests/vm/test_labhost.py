@@ -342,9 +342,12 @@ def test_usb_hub_port_power(guest_run: GuestRun) -> None:
     assert (on["device"], on["disable"], on["powered"]) == (True, "0", True), on
     assert any("0627:0001" in line for line in on["lsusb"]), on["lsusb"]
 
+    # the status polls resumed the idle hub again and again: the driver left the port off
+    assert all(not int(status, 16) & 0x100 for _, status, _ in off["trace"]), off["trace"]
     # a raw ClearPortFeature(PORT_POWER) behind the driver's back does not hold: the hub cuts
-    # the power (status without bit 8), the driver sees the keyboard go, powers the port again
-    # and the keyboard enumerates under a new number (why the backend uses `disable`)
+    # the power (status without bit 8); at its next resume of the hub the driver finds the
+    # port unpowered, drops the keyboard, powers the port again and the keyboard enumerates
+    # under a new number (why the backend uses `disable`)
     raw = r["raw"]
     statuses = [int(status, 16) for _, status, _ in raw["trace"]]
     assert any(not s & 0x100 for s in statuses), raw["trace"]

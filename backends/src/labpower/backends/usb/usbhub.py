@@ -11,9 +11,10 @@ On Linux the port is switched through the kernel: its sysfs attribute
 disconnects the device, clears PORT_POWER and records the port as off in the hub driver, so
 the driver keeps it off; reading it asks the hub (GetPortStatus) whether the port has power.
 A ClearPortFeature(PORT_POWER) sent past the driver (through usbfs, as uhubctl does) does not
-hold: the driver sees the connect change, takes it for a port that lost power by accident and
-switches it back on (in the lab-host VM the device is back on the bus within a second, while a
-port switched through ``disable`` stays off: tests/vm/test_labhost.py); and when it resets or
+hold: the driver finds the device gone from a port it believes powered, takes it for a port
+that lost power by accident and switches it back on (in the lab-host VM at its next resume of
+the idle hub, and the device is back on the bus within a second, while a port switched
+through ``disable`` stays off: tests/vm/test_labhost.py); and when it resets or
 re-activates the hub it powers the ports its own record says are on (``hub_power_on``), which
 ``disable`` updates and a raw request does not. The udev rules give the ``disable``
 attributes to group labpower.
