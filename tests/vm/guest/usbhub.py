@@ -195,9 +195,11 @@ def main(out: Path) -> int:
     raw_port_power_off()
     trace = status_trace(HOLD / 2)
     try:
+        # the poll of the port's status resumes the hub (once the keyboard has autosuspended,
+        # 2 s after its last use, the idle hub suspends too)
         took = wait_for(
             "the keyboard enumerating under a new number",
-            lambda: enumerated() and devnum() not in (None, before),
+            lambda: port_powered() and enumerated() and devnum() not in (None, before),
             timeout=HOLD,
         )
         back: float | None = round(took, 2)
