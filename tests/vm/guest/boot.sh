@@ -17,6 +17,9 @@ install=$!
 udevadm settle
 # packaging/ and udev/, where a Debian package would put them
 cp "$S"/packaging/systemd/labpowerd.service "$S"/packaging/systemd/labpowerd.socket /etc/systemd/system/
+# the lab host switches hub ports (usbhub): the shipped drop-in that lets the daemon do so
+mkdir -p /etc/systemd/system/labpowerd.service.d
+cp "$S"/packaging/systemd-dropins/labpowerd.service.d/usbhub.conf /etc/systemd/system/labpowerd.service.d/
 cp "$S"/packaging/sysusers.d/labpower.conf /usr/lib/sysusers.d/
 cp "$S"/packaging/tmpfiles.d/labpower.conf /usr/lib/tmpfiles.d/
 # the group first: udev resolves GROUP="labpower" when it reads the rules

@@ -17,7 +17,8 @@ the idle hub, and the device is back on the bus within a second, while a port sw
 through ``disable`` stays off: tests/vm/test_labhost.py); and when it resets or
 re-activates the hub it powers the ports its own record says are on (``hub_power_on``), which
 ``disable`` updates and a raw request does not. The udev rules give the ``disable``
-attributes to group labpower.
+attributes to group labpower; labpowerd.service needs its drop-in ``usbhub.conf`` to write
+them (the unit makes /sys read-only).
 
 Where the hub has no such attribute (another OS, an older kernel), the switch is a hub class
 request through pyusb, as uhubctl does it: SetPortFeature / ClearPortFeature(PORT_POWER), the
@@ -199,6 +200,12 @@ class UsbHubBackend(Backend):
             except OSError as exc:
                 if exc.errno in _GONE:
                     raise DeviceUnavailableError(f"hub {hub} is gone: {exc}") from exc
+                if exc.errno == errno.EROFS:
+                    raise DeviceUnavailableError(
+                        f"the port power switches of hub {hub} are read-only here "
+                        f"({exc.filename}): labpowerd.service needs the shipped drop-in "
+                        "labpowerd.service.d/usbhub.conf (ReadWritePaths=/sys/devices)"
+                    ) from exc
                 raise OperationError(f"hub {hub}: {exc}") from exc
 
         return await self.in_thread(call)
