@@ -64,7 +64,8 @@ class Chip:
         return self.name.lower()
 
 
-#: WCH CH340/CH341 in serial mode (ch341 driver, /dev/ttyUSB*): no USB serial number.
+#: WCH CH340/CH341 in serial mode (ch341 driver, /dev/ttyUSB*): no USB serial number
+#: (docs/hardware.md, LCUS).
 CH340 = Chip("CH340", (UsbId(0x1A86, 0x7523),), identity="none")
 #: FTDI FT232R (ftdi_sio, /dev/ttyUSB*): a USB serial number programmed at the factory.
 FT232R = Chip("FT232R", (UsbId(0x0403, 0x6001),), identity="usb")
