@@ -9,66 +9,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
 import sys
 from collections.abc import Sequence
 
 import anyio
 from anyio.abc import SocketListener
 from labpower.client._protocol import socket_path
+from labpower.client.listen import StartupError, listening_socket, parse_listen
 from labpower.client.pdudaemon.service import PduService
 
 DEFAULT_LISTEN = "127.0.0.1:16421"
-_LISTEN_FD = 3
-
-
-class StartupError(Exception):
-    """The service cannot start: the message says why."""
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT``. :raises argparse.ArgumentTypeError:"""
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"not HOST:PORT (for example {DEFAULT_LISTEN}): {text!r}")
-    return host, int(port)
-
-
-def activated_socket() -> socket.socket | None:
-    """The TCP socket systemd passed ($LISTEN_FDS for this $LISTEN_PID), else None.
-
-    :raises StartupError: what was passed is not a listening TCP socket.
-    """
-    fds, pid = os.environ.pop("LISTEN_FDS", None), os.environ.pop("LISTEN_PID", None)
-    os.environ.pop("LISTEN_FDNAMES", None)
-    if not fds or pid != str(os.getpid()) or fds == "0":
-        return None
-    try:
-        sock = socket.socket(fileno=_LISTEN_FD)
-    except OSError as exc:
-        raise StartupError(f"the socket passed by systemd is unusable: {exc}") from exc
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not sock.getsockopt(
-        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-    ):
-        sock.detach()
-        raise StartupError("the socket passed by systemd is not a listening TCP socket")
-    return sock
 
 
 async def run(service: PduService, listen: tuple[str, int]) -> None:
     """Serve on the socket systemd passed, else on ``listen``. :raises StartupError:"""
-    sock = activated_socket()
-    where = "the socket systemd passed"
-    if sock is None:
-        host, port = listen
-        where = f"{host}:{port}"
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            sock = socket.create_server((host, port), family=family, backlog=512)
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+    sock, where = listening_socket(listen)
     listener = await SocketListener.from_socket(sock)
     logging.getLogger("labpower.pdudaemon").info(
         "listening on %s, switching through %s", where, service.socket

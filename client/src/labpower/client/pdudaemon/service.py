@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener
+from anyio.abc import ByteStream, SocketListener
 from labpower.client.aio import AsyncClient
 from labpower.client.errors import LabpowerError, TargetNotFound
+from labpower.client.listen import peer_name
 from labpower.client.pdudaemon import protocol as p
 from labpower.client.pdudaemon.address import find_alias, find_target, port_number
 from labpower.client.types import Target
@@ -62,7 +63,7 @@ class PduService:
     async def _connection(self, stream: ByteStream) -> None:
         try:
             async with stream:
-                peer = _peer(stream)
+                peer = peer_name(stream)
                 # the deadline is for the client's request only: carrying it out is bounded
                 # by the daemon calls' own deadlines (a reboot may wait up to an hour)
                 with anyio.fail_after(READ_TIMEOUT):
@@ -296,11 +297,3 @@ def _head_end(data: bytes) -> int:
         if at >= 0:
             return at + len(sep)
     return -1
-
-
-def _peer(stream: ByteStream) -> str:
-    try:
-        address = stream.extra(SocketAttribute.remote_address)
-    except anyio.TypedAttributeLookupError:
-        return "?"
-    return str(address[0]) if isinstance(address, tuple) else str(address)

@@ -1,0 +1,80 @@
+"""Where the services beside labpowerd (``labpower-pdudaemon``, ``labpower-web``) listen:
+the TCP socket systemd passed (socket activation), else ``--listen HOST:PORT``.
+
+Under systemd the port belongs to the .socket unit, so the service itself can run with
+``PrivateNetwork=yes``: it accepts on the passed socket and opens no network socket of its
+own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute
+
+_LISTEN_FD = 3
+
+
+class StartupError(Exception):
+    """The service cannot start: the message says why."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` (port 0: any free port, logged at start).
+
+    :raises argparse.ArgumentTypeError:
+    """
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT (for example 127.0.0.1:9100): {text!r}")
+    return host, int(port)
+
+
+def activated_socket() -> socket.socket | None:
+    """The TCP socket systemd passed ($LISTEN_FDS for this $LISTEN_PID), else None.
+
+    :raises StartupError: what was passed is not a listening TCP socket.
+    """
+    fds, pid = os.environ.pop("LISTEN_FDS", None), os.environ.pop("LISTEN_PID", None)
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if not fds or pid != str(os.getpid()) or fds == "0":
+        return None
+    try:
+        sock = socket.socket(fileno=_LISTEN_FD)
+    except OSError as exc:
+        raise StartupError(f"the socket passed by systemd is unusable: {exc}") from exc
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
+        sock.detach()
+        raise StartupError("the socket passed by systemd is not a listening TCP socket")
+    return sock
+
+
+def listening_socket(listen: tuple[str, int]) -> tuple[socket.socket, str]:
+    """The socket systemd passed, else a new one on ``listen``; and where it is, for the
+    log. :raises StartupError:"""
+    sock = activated_socket()
+    if sock is not None:
+        return sock, "the socket systemd passed"
+    host, port = listen
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=512)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    host, port = sock.getsockname()[:2]
+    return sock, f"{host}:{port}"
+
+
+def peer_name(stream: ByteStream) -> str:
+    """The client's address, for the log ("?" when the stream has none)."""
+    try:
+        address = stream.extra(SocketAttribute.remote_address)
+    except anyio.TypedAttributeLookupError:
+        return "?"
+    return str(address[0]) if isinstance(address, tuple) else str(address)

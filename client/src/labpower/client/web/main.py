@@ -1,0 +1,130 @@
+"""``labpower-web``: the lab page and Prometheus metrics, served beside labpowerd.
+
+It reads the daemons over varlink like any client (so their access rules apply: it sees the
+targets its user may read) and switches nothing. It listens on loopback unless told
+otherwise; under systemd the port comes from labpower-web.socket. It has no authentication
+of its own: to show it to others, put it behind a reverse proxy that has (see the manual).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import anyio
+from anyio.abc import SocketListener
+from labpower.client._protocol import socket_path
+from labpower.client.lab import InventoryError, load
+from labpower.client.listen import StartupError, listening_socket, parse_listen
+from labpower.client.web.service import WebService
+from labpower.client.web.watch import LabWatch, Settings
+
+DEFAULT_LISTEN = "127.0.0.1:9100"
+#: the host's name on the page and in metrics when no inventory is given
+LOCAL_HOST = "local"
+
+
+async def run(
+    hosts: Sequence[tuple[str, str]], settings: Settings, listen: tuple[str, int]
+) -> None:
+    """Serve the lab of ``hosts`` on the socket systemd passed, else on ``listen``.
+
+    :raises StartupError:
+    """
+    sock, where = listening_socket(listen)
+    listener = await SocketListener.from_socket(sock)
+    shown = ", ".join(f"{name} ({address})" for name, address in hosts)
+    logging.getLogger("labpower.web").info("listening on %s, showing %s", where, shown)
+    async with listener:
+        await WebService(LabWatch(hosts, settings)).serve(listener)
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not within {low:g} to {high:g} s")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labpower-web",
+        description="Serve a read-only page of the lab's targets (state, leases, switches, "
+        "a live log, readings) and Prometheus metrics at /metrics, read from labpowerd over "
+        "varlink. No authentication: keep it on loopback or behind an authenticating proxy.",
+    )
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=parse_listen(DEFAULT_LISTEN),
+        metavar="HOST:PORT",
+        help=f"where to listen (default {DEFAULT_LISTEN}; ignored under socket activation)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--socket",
+        help="labpowerd's socket (default $LABPOWER_SOCKET, else /run/labpower/labpower.sock)",
+    )
+    where.add_argument(
+        "--lab",
+        metavar="FILE",
+        help="a lab inventory (labpower's lab.toml): show every host it lists",
+    )
+    parser.add_argument(
+        "--poll",
+        type=_seconds(0.1, 3600),
+        default=5.0,
+        help="seconds between state checks when no log entry says something changed (default 5)",
+    )
+    parser.add_argument(
+        "--read-interval",
+        type=_seconds(0.1, 3600),
+        default=5.0,
+        help="seconds between readings of each target (default 5)",
+    )
+    parser.add_argument(
+        "--window",
+        type=_seconds(10, 86400),
+        default=900.0,
+        help="seconds of readings the plots show (default 900)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr
+    )
+    if args.lab is not None:
+        try:
+            hosts = [(h.name, h.socket) for h in load(args.lab).values()]
+        except InventoryError as exc:
+            print(f"labpower-web: {exc}", file=sys.stderr)
+            return 2
+    else:
+        hosts = [(LOCAL_HOST, socket_path(args.socket))]
+    settings = Settings(poll=args.poll, read_interval=args.read_interval, window=args.window)
+    try:
+        anyio.run(run, hosts, settings, args.listen)
+    except StartupError as exc:
+        print(f"labpower-web: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
