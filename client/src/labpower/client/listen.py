@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 
 import anyio
@@ -78,3 +79,12 @@ def peer_name(stream: ByteStream) -> str:
     except anyio.TypedAttributeLookupError:
         return "?"
     return str(address[0]) if isinstance(address, tuple) else str(address)
+
+
+async def stop_on_signals(scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` at SIGTERM (systemd stopping the service) or SIGINT: a clean stop,
+    exit status 0."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return

@@ -17,7 +17,12 @@ import anyio
 from anyio.abc import SocketListener
 from labpower.client._protocol import socket_path
 from labpower.client.lab import InventoryError, load
-from labpower.client.listen import StartupError, listening_socket, parse_listen
+from labpower.client.listen import (
+    StartupError,
+    listening_socket,
+    parse_listen,
+    stop_on_signals,
+)
 from labpower.client.web.service import WebService
 from labpower.client.web.watch import LabWatch, Settings
 
@@ -37,7 +42,8 @@ async def run(
     listener = await SocketListener.from_socket(sock)
     shown = ", ".join(f"{name} ({address})" for name, address in hosts)
     logging.getLogger("labpower.web").info("listening on %s, showing %s", where, shown)
-    async with listener:
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(stop_on_signals, tg.cancel_scope)
         await WebService(LabWatch(hosts, settings)).serve(listener)
 
 

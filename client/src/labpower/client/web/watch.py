@@ -196,9 +196,9 @@ class LabWatch:
     # -- the daemons
     async def _follow_logs(self, host: HostWatch) -> None:
         while True:
+            client = AsyncClient(host.address, timeout=self.settings.call_timeout)
             try:
-                client = AsyncClient(host.address, timeout=self.settings.call_timeout)
-                async with client, aclosing(client.stream(power_call("Logs"))) as replies:
+                async with aclosing(client.stream(power_call("Logs"))) as replies:
                     await anext(replies)  # the empty first reply: the subscription is live
                     # what came before it, from the daemon's history; then the live entries
                     seen = self._restart_log(host, await client.history(limit=LOG_KEEP))
@@ -208,6 +208,9 @@ class LabWatch:
                             self._add_entry(host, entry)
             except (LabpowerError, StopAsyncIteration) as exc:
                 log.debug("%s: log stream ended: %s", host.name, exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await client.aclose()
             await anyio.sleep(RETRY)
 
     def _restart_log(self, host: HostWatch, past: list[LogEntry]) -> set[tuple[int, str]]:

@@ -36,6 +36,10 @@ function time(text) {
   return isNaN(when) ? String(text) : when.toLocaleString();
 }
 
+function span(seconds) {
+  return seconds < 120 ? `${Math.round(seconds)} s` : `${Math.round(seconds / 60)} min`;
+}
+
 function yesNo(value) {
   return el("span", { class: value ? "yes" : "no" }, value ? "yes" : "no");
 }
@@ -127,7 +131,7 @@ function renderSnapshot(snap) {
   readInterval = snap.read_interval;
   windowSeconds = snap.window;
   document.getElementById("window").textContent =
-    `(apparent power and current, last ${Math.round(windowSeconds / 60)} min)`;
+    `(apparent power in blue, current in orange; the last ${span(windowSeconds)})`;
   renderState(snap);
   const log = document.getElementById("log");
   log.replaceChildren(...snap.log.map(logRow));
@@ -158,7 +162,7 @@ function plot(key, samples, now) {
   };
   label(top.toPrecision(3), { x: 2, y: 10 });
   label("0", { x: 2, y: height - bottom });
-  label(`-${Math.round(windowSeconds / 60)} min`, { x: left + 2, y: height - 2 });
+  label(`-${span(windowSeconds)}`, { x: left + 2, y: height - 2 });
   label("now", { x: width - 22, y: height - 2 });
   const last = samples[samples.length - 1];
   const summary = last
