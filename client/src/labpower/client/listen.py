@@ -31,7 +31,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"not HOST:PORT (for example 127.0.0.1:9100): {text!r}")
+        raise argparse.ArgumentTypeError(f"not HOST:PORT (for example 127.0.0.1:16422): {text!r}")
     return host, int(port)
 
 

@@ -26,7 +26,7 @@ from labpower.client.listen import (
 from labpower.client.web.service import WebService
 from labpower.client.web.watch import LabWatch, Settings
 
-DEFAULT_LISTEN = "127.0.0.1:9100"
+DEFAULT_LISTEN = "127.0.0.1:16422"
 #: the host's name on the page and in metrics when no inventory is given
 LOCAL_HOST = "local"
 

@@ -32,6 +32,9 @@ log = logging.getLogger("labpower.web")
 READ_TIMEOUT = 10.0
 #: an idle event stream gets a comment this often (proxies close silent connections)
 KEEPALIVE = 15.0
+#: what is read, at most, of a refused request after the answer (see :func:`_linger`)
+LINGER_BYTES = 1 << 20
+LINGER_SECONDS = 1.0
 #: connections served at once (event streams included)
 MAX_CONNECTIONS = 256
 
@@ -84,6 +87,7 @@ class WebService:
                 except http.BadRequest as exc:
                     log.info("refused a request from %s: %s", peer_name(stream), exc)
                     await http.send_all(stream, http.error(exc.status, str(exc)).encode())
+                    await _linger(stream)
                     return
                 if request.path == "/api/events" and not request.head_only:
                     await self._events(stream)
@@ -123,3 +127,14 @@ class WebService:
                     except anyio.EndOfStream:
                         return  # it fell behind: the browser reconnects to a fresh snapshot
                 await http.send_all(stream, data)
+
+
+async def _linger(stream: ByteStream) -> None:
+    """After refusing a request that was not read whole: say we are done, and read (a
+    bounded amount, briefly) what the client still sends, so that closing with unread
+    bytes does not reset the connection before the client has read our answer."""
+    await stream.send_eof()
+    left = LINGER_BYTES
+    with anyio.move_on_after(LINGER_SECONDS):
+        while left > 0:
+            left -= len(await stream.receive())
