@@ -118,22 +118,25 @@ def test_socket_is_the_default_path_0660_group_labpower() -> None:
     assert s["Socket", "SocketGroup"] == ["labpower"]
 
 
-def test_sysusers_and_tmpfiles_make_the_user_and_its_directories(tmp_path: Path) -> None:
-    (tmp_path / "etc").mkdir()
+def sysusers(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Run the package's sysusers.d file in ``root``: its passwd and group entries by name
+    (each split at its colons)."""
+    (root / "etc").mkdir()
     subprocess.run(
-        ["systemd-sysusers", f"--root={tmp_path}", str(PACKAGING / "sysusers.d/labpower.conf")],
+        ["systemd-sysusers", f"--root={root}", str(PACKAGING / "sysusers.d/labpower.conf")],
         check=True,
         timeout=30,
         capture_output=True,
     )
-    passwd = {
-        line.split(":")[0]: line.split(":")
-        for line in (tmp_path / "etc/passwd").read_text().splitlines()
-    }
-    group = {
-        line.split(":")[0]: line.split(":")
-        for line in (tmp_path / "etc/group").read_text().splitlines()
-    }
+    passwd, group = (
+        {line.split(":")[0]: line.split(":") for line in (root / f).read_text().splitlines()}
+        for f in ("etc/passwd", "etc/group")
+    )
+    return passwd, group
+
+
+def test_sysusers_and_tmpfiles_make_the_user_and_its_directories(tmp_path: Path) -> None:
+    passwd, group = sysusers(tmp_path)
     uid, gid = int(passwd["labpower"][2]), int(group["labpower"][2])
     assert passwd["labpower"][6] == "/usr/sbin/nologin"
     assert uid < 1000, "a system user"

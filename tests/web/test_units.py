@@ -12,8 +12,8 @@ from pathlib import Path
 
 from labpower.daemon.testing import DaemonProcess
 
-from ..system.test_units import analyze
-from ..system.test_units import unit_root as system_unit_root
+from ..pdudaemon.test_units import unit_root as pdudaemon_unit_root
+from ..system.test_units import analyze, sysusers
 from .conftest import eventually
 
 PACKAGING = Path(__file__).parents[2] / "packaging"
@@ -23,8 +23,8 @@ MAX_EXPOSURE = 1.0
 
 
 def unit_root(tmp_path: Path) -> Path:
-    """The system tests' root for systemd-analyze, with a stub labpower-web too."""
-    root = system_unit_root(tmp_path)
+    """labpower-pdudaemon's tests' root for systemd-analyze, with a stub labpower-web too."""
+    root = pdudaemon_unit_root(tmp_path)
     stub = root / "usr/bin/labpower-web"
     stub.write_text("#!/bin/sh\n")
     stub.chmod(0o755)
@@ -51,18 +51,8 @@ def test_socket_is_loopback_only_and_says_there_is_no_authentication() -> None:
 
 
 def test_own_user_in_group_labpower_and_no_network_of_its_own(tmp_path: Path) -> None:
-    (tmp_path / "etc").mkdir()
-    subprocess.run(
-        ["systemd-sysusers", f"--root={tmp_path}", str(PACKAGING / "sysusers.d/labpower.conf")],
-        check=True,
-        timeout=30,
-        capture_output=True,
-    )
-    group = {
-        line.split(":")[0]: line.split(":")[3]
-        for line in (tmp_path / "etc/group").read_text().splitlines()
-    }
-    assert "labpower-web" in group["labpower"].split(",")
+    _, group = sysusers(tmp_path)
+    assert "labpower-web" in group["labpower"][3].split(",")
     text = (PACKAGING / "systemd/labpower-web.service").read_text()
     assert "\nUser=labpower-web\n" in text
     assert "\nPrivateNetwork=yes\n" in text

@@ -9,14 +9,19 @@ own.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute
+from anyio.abc import ByteStream, SocketAttribute, SocketListener
 
 _LISTEN_FD = 3
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class StartupError(Exception):
@@ -88,3 +93,59 @@ async def stop_on_signals(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_listen: str) -> None:
+    """``--listen`` and ``--log-level``, as every such service takes them."""
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=parse_listen(default_listen),
+        metavar="HOST:PORT",
+        help=f"where to listen (default {default_listen}; ignored under socket activation)",
+    )
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+
+
+def run_service(
+    prog: str, log_level: str, serve: Callable[..., Awaitable[None]], *args: Any
+) -> int:
+    """Log to stderr at ``log_level``, run ``serve(*args)`` until it returns or a signal
+    stops it; the exit status (1: it could not start, the reason on stderr)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr
+    )
+    try:
+        anyio.run(serve, *args)
+    except StartupError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+async def serve_connections(
+    listener: SocketListener,
+    handle: Callable[[ByteStream], Awaitable[None]],
+    max_connections: int,
+) -> None:
+    """Accept until cancelled, each connection in a task of its own; at most
+    ``max_connections`` at once (the next waits in the listen backlog)."""
+    slots = anyio.Semaphore(max_connections)
+
+    async def one(stream: ByteStream) -> None:
+        try:
+            await handle(stream)
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as tg:
+        while True:
+            await slots.acquire()
+            try:
+                stream = await listener.accept()
+            except BaseException:
+                slots.release()
+                raise
+            tg.start_soon(one, stream)

@@ -12,10 +12,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import anyio
 from anyio.abc import SocketListener
 from labpower.client._protocol import socket_path
-from labpower.client.listen import StartupError, listening_socket, parse_listen
+from labpower.client.listen import add_arguments, listening_socket, run_service
 from labpower.client.pdudaemon.service import PduService
 
 DEFAULT_LISTEN = "127.0.0.1:16421"
@@ -39,37 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
         "PDUDaemonDriver) by switching labpower targets. No authentication: keep it on "
         "loopback or behind a firewall.",
     )
-    parser.add_argument(
-        "--listen",
-        type=parse_listen,
-        default=parse_listen(DEFAULT_LISTEN),
-        metavar="HOST:PORT",
-        help=f"where to listen (default {DEFAULT_LISTEN}; ignored under socket activation)",
-    )
+    add_arguments(parser, DEFAULT_LISTEN)
     parser.add_argument(
         "--socket",
         help="labpowerd's socket (default $LABPOWER_SOCKET, else /run/labpower/labpower.sock)",
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error")
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr
-    )
     service = PduService(socket_path(args.socket))
-    try:
-        anyio.run(run, service, args.listen)
-    except StartupError as exc:
-        print(f"labpower-pdudaemon: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_service("labpower-pdudaemon", args.log_level, run, service, args.listen)
 
 
 if __name__ == "__main__":

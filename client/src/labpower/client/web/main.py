@@ -18,9 +18,9 @@ from anyio.abc import SocketListener
 from labpower.client._protocol import socket_path
 from labpower.client.lab import InventoryError, load
 from labpower.client.listen import (
-    StartupError,
+    add_arguments,
     listening_socket,
-    parse_listen,
+    run_service,
     stop_on_signals,
 )
 from labpower.client.web.service import WebService
@@ -67,13 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a live log, readings) and Prometheus metrics at /metrics, read from labpowerd over "
         "varlink. No authentication: keep it on loopback or behind an authenticating proxy.",
     )
-    parser.add_argument(
-        "--listen",
-        type=parse_listen,
-        default=parse_listen(DEFAULT_LISTEN),
-        metavar="HOST:PORT",
-        help=f"where to listen (default {DEFAULT_LISTEN}; ignored under socket activation)",
-    )
+    add_arguments(parser, DEFAULT_LISTEN)
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--socket",
@@ -102,17 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=900.0,
         help="seconds of readings the plots show (default 900)",
     )
-    parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error")
-    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr
-    )
     if args.lab is not None:
         try:
             hosts = [(h.name, h.socket) for h in load(args.lab).values()]
@@ -122,14 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         hosts = [(LOCAL_HOST, socket_path(args.socket))]
     settings = Settings(poll=args.poll, read_interval=args.read_interval, window=args.window)
-    try:
-        anyio.run(run, hosts, settings, args.listen)
-    except StartupError as exc:
-        print(f"labpower-web: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return run_service("labpower-web", args.log_level, run, hosts, settings, args.listen)
 
 
 if __name__ == "__main__":

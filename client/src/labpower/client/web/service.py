@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, SocketListener
-from labpower.client.listen import peer_name
+from labpower.client.listen import peer_name, serve_connections
 from labpower.client.web import http
 from labpower.client.web.metrics import exposition, scrape
 from labpower.client.web.watch import LabWatch
@@ -63,20 +63,13 @@ class WebService:
     def __init__(self, watch: LabWatch, max_connections: int = MAX_CONNECTIONS) -> None:
         self.watch = watch
         self._static = _static()
-        self._slots = anyio.Semaphore(max_connections)
+        self.max_connections = max_connections
 
     async def serve(self, listener: SocketListener) -> None:
         """Watch the lab and answer connections until cancelled."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.watch.run)
-            while True:
-                await self._slots.acquire()
-                try:
-                    stream = await listener.accept()
-                except BaseException:
-                    self._slots.release()
-                    raise
-                tg.start_soon(self._connection, stream)
+            await serve_connections(listener, self._connection, self.max_connections)
 
     async def _connection(self, stream: ByteStream) -> None:
         try:
@@ -98,8 +91,6 @@ class WebService:
             log.debug("a client sent no whole request in %s s", READ_TIMEOUT)
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
             log.debug("connection ended early: %r", exc)
-        finally:
-            self._slots.release()
 
     async def _answer(self, request: http.Request) -> http.Response:
         static = self._static.get(request.path)
