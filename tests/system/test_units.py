@@ -18,8 +18,8 @@ SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 def unit_root(tmp_path: Path, extra: str = "") -> Path:
     """A root directory for ``systemd-analyze --root``: the units under test in
-    /etc/systemd/system, the distribution's units, and the binaries they run (a stub
-    /usr/bin/labpowerd, so that the host needs no installed labpowerd)."""
+    /etc/systemd/system, the distribution's units, and the binaries they run (stubs in
+    /usr/bin, so that the host needs no installed labpower)."""
     root = tmp_path / "root"
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
@@ -29,9 +29,10 @@ def unit_root(tmp_path: Path, extra: str = "") -> Path:
         )
     shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)
-    stub = root / "usr/bin/labpowerd"
-    stub.write_text("#!/bin/sh\n")
-    stub.chmod(0o755)
+    for name in ("labpowerd", "labpower-pdudaemon", "labpower-web"):
+        stub = root / "usr/bin" / name
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
     (root / "bin").mkdir(exist_ok=True)
     shutil.copy2(shutil.which("kill") or "/bin/kill", root / "bin/kill")
     return root

@@ -4,7 +4,8 @@ and its targets' readings over the last minutes, kept up to date from the daemon
 Per host, three tasks: one follows the daemon's ``Logs`` (the live log; every entry also
 asks for a fresh ``List``, so a switch or an unplugged board shows at once), one asks
 ``List`` (on such a poke, else every ``poll`` seconds), one samples each target's reading
-every ``read_interval`` seconds (reading never switches a relay). A host that cannot be
+every ``read_interval`` seconds (reading never switches a relay; a target whose board is
+unavailable is not read). A host that cannot be
 reached is shown as such and asked again; the others go on.
 
 Browsers follow the page through :meth:`LabWatch.subscribe`: a bounded queue of
@@ -254,7 +255,10 @@ class LabWatch:
             while True:
                 started = anyio.current_time()
                 for target in list(host.targets):
-                    await self._read(host, client, target.name, keep)
+                    # an absent board is left alone: asking it would only count failures
+                    # (and re-open attempts) against it that nobody asked for
+                    if target.available:
+                        await self._read(host, client, target.name, keep)
                 for gone in set(host.readings) - {t.name for t in host.targets}:
                     del host.readings[gone]
                 await anyio.sleep_until(started + self.settings.read_interval)
