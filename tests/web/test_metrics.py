@@ -6,6 +6,7 @@ Run: ``.venv/bin/pytest tests/web/test_metrics.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..conftest import StartDaemon, mock_config
+from ..conftest import STANDARD, StartDaemon, mock_config
 from ..robustness.users import run_as
 from .conftest import StartWeb, eventually
 
@@ -207,6 +208,42 @@ def test_a_daemon_that_is_down_is_up_0_and_the_rest_still_checks(
     assert not [
         labels for name, labels in found if ("host", "bench2") in labels and name != "labpower_up"
     ]
+    # the page has both hosts too: bench1's targets, bench2 with why it cannot be asked
+    hosts = json.loads(web.get("/api/state")[2])["hosts"]
+    assert [h["name"] for h in hosts] == ["bench1", "bench2"]
+    assert {t["name"] for t in hosts[0]["targets"]} == {t for t in STANDARD["targets"]}
+    assert hosts[0]["error"] is None
+    assert hosts[1]["targets"] == []
+    assert "nobody.sock" in hosts[1]["error"]
+
+
+def test_a_restarted_daemon_is_followed_again(
+    start_daemon: StartDaemon, start_web: StartWeb
+) -> None:
+    daemon = start_daemon(
+        mock_config({"bench": {"channels": 1}}, {"dut": {"device": "bench", "channel": 1}})
+    )
+    web = start_web(["--socket", daemon.socket_path, "--poll", "0.2"])
+
+    def up() -> float:
+        return value(samples(web.get("/metrics")[2].decode()), "labpower_up", host="local")
+
+    assert up() == 1
+    assert daemon.stop() == 0
+    assert up() == 0
+    daemon.start()
+    eventually(lambda: up() == 1, 10.0, "labpower_up 1 once the daemon is back")
+    with daemon.client(timeout=10) as lab:
+        lab.on("dut")
+
+    def switched() -> bool:
+        state = json.loads(web.get("/api/state")[2])
+        return (
+            any(e["target"] == "dut" and e["op"] == "on" for e in state["switches"])
+            and state["hosts"][0]["targets"][0]["state"] == "on"
+        )
+
+    eventually(switched, 10.0, "the new daemon's switch on the page")
 
 
 def test_stats_shows_only_the_targets_the_caller_may_read_and_their_devices() -> None:

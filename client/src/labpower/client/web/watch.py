@@ -5,8 +5,8 @@ Per host, three tasks: one follows the daemon's ``Logs`` (the live log; every en
 asks for a fresh ``List``, so a switch or an unplugged board shows at once), one asks
 ``List`` (on such a poke, else every ``poll`` seconds), one samples each target's reading
 every ``read_interval`` seconds (reading never switches a relay; a target whose board is
-unavailable is not read). A host that cannot be
-reached is shown as such and asked again; the others go on.
+unavailable is not read). A host that cannot be reached is shown as such and asked again;
+the others go on.
 
 Browsers follow the page through :meth:`LabWatch.subscribe`: a bounded queue of
 Server-Sent Events each; one that falls behind is dropped (its browser reconnects and gets
