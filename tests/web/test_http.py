@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from labpower.daemon.testing import DaemonProcess
 
-from .conftest import WebProcess
+from .conftest import StartWeb, WebProcess
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,9 @@ def test_it_switches_nothing_and_refuses_what_is_not_get_or_head(
     with shared_daemon.client() as lab:
         before = [(t.name, t.state, t.since) for t in lab.targets()]
     for method in ("POST", "PUT", "DELETE"):
-        answer = raw(web, f"{method} /api/state HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        answer = raw(web, f"{method} /api/state HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
         assert answer.startswith(b"HTTP/1.1 405 "), answer[:100]
-    head = raw(web, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = raw(web, b"HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert head.endswith(b"\r\n\r\n")  # no body
     for path in ("/api/state", "/api/readings", "/metrics"):
@@ -76,3 +76,19 @@ def test_an_oversized_or_garbled_request_is_refused(web: WebProcess) -> None:
     assert raw(web, b"\x16\x03\x01 hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     # and it still serves
     assert web.get("/")[0] == 200
+
+
+def test_a_request_for_another_host_name_is_refused_against_dns_rebinding(
+    web: WebProcess, shared_daemon: DaemonProcess, start_web: StartWeb
+) -> None:
+    # a page on evil.example whose name now points at 127.0.0.1 asks for our state
+    refused = raw(web, b"GET /api/state HTTP/1.1\r\nHost: evil.example:16422\r\n\r\n")
+    assert refused.startswith(b"HTTP/1.1 421 ")
+    assert b"targets" not in refused
+    for host in (b"localhost:16422", b"127.0.0.1", b"[::1]:16422"):
+        answer = raw(web, b"GET /api/state HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 "), host
+    # a reverse proxy's public name, when given
+    proxied = start_web(["--socket", shared_daemon.socket_path, "--allow-host", "Lab.Example.org"])
+    answer = raw(proxied, b"GET /api/state HTTP/1.1\r\nHost: lab.example.org\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ")

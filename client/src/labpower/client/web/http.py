@@ -8,6 +8,8 @@ Why not a framework: the service needs four routes and nothing of what a framewo
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +24,7 @@ _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    421: "Misdirected Request",
     408: "Request Timeout",
     431: "Request Header Fields Too Large",
     503: "Service Unavailable",
@@ -88,6 +91,24 @@ def parse_head(data: bytes) -> Request:
         raise BadRequest(400, "the request target must be a path")
     split = urlsplit(target)
     return Request(method, split.path, parse_qs(split.query), headers)
+
+
+def host_allowed(header: str | None, allowed: Collection[str]) -> bool:
+    """Whether a request's ``Host`` names this service: an IP address, ``localhost``, or a
+    name in ``allowed`` (lower case). Any other name is what a DNS rebinding attack sends: a
+    page on another site whose name the attacker points at 127.0.0.1, to read ours."""
+    if not header:
+        return True  # HTTP/1.0 without Host: no browser sends that
+    host = header.strip().lower()
+    if host.startswith("[") and "]" in host:  # [v6]:port
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:  # name:port, v4:port
+        host = host.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or host.rstrip(".") in allowed
+    return True
 
 
 async def read_request(stream: ByteStream) -> Request:

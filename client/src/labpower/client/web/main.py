@@ -32,7 +32,10 @@ LOCAL_HOST = "local"
 
 
 async def run(
-    hosts: Sequence[tuple[str, str]], settings: Settings, listen: tuple[str, int]
+    hosts: Sequence[tuple[str, str]],
+    settings: Settings,
+    listen: tuple[str, int],
+    allowed_hosts: Sequence[str],
 ) -> None:
     """Serve the lab of ``hosts`` on the socket systemd passed, else on ``listen``.
 
@@ -44,7 +47,7 @@ async def run(
     logging.getLogger("labpower.web").info("listening on %s, showing %s", where, shown)
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(stop_on_signals, tg.cancel_scope)
-        await WebService(LabWatch(hosts, settings)).serve(listener)
+        await WebService(LabWatch(hosts, settings), allowed_hosts).serve(listener)
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
@@ -79,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a lab inventory (labpower's lab.toml): show every host it lists",
     )
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name requests may be addressed to, besides IP addresses and localhost "
+        "(a reverse proxy's public name); others are refused, against DNS rebinding",
+    )
+    parser.add_argument(
         "--poll",
         type=_seconds(0.1, 3600),
         default=5.0,
@@ -110,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         hosts = [(LOCAL_HOST, socket_path(args.socket))]
     settings = Settings(poll=args.poll, read_interval=args.read_interval, window=args.window)
-    return run_service("labpower-web", args.log_level, run, hosts, settings, args.listen)
+    return run_service(
+        "labpower-web", args.log_level, run, hosts, settings, args.listen, args.allow_host
+    )
 
 
 if __name__ == "__main__":

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from importlib.resources import files
 from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, SocketListener
+from labpower.client.escape import escape
 from labpower.client.listen import peer_name, serve_connections
 from labpower.client.web import http
 from labpower.client.web.metrics import exposition, scrape
@@ -60,8 +62,16 @@ def _json(payload: dict[str, Any]) -> http.Response:
 class WebService:
     """Serves the page and the metrics of ``watch``'s lab."""
 
-    def __init__(self, watch: LabWatch, max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        watch: LabWatch,
+        allowed_hosts: Collection[str] = (),
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        """``allowed_hosts``: the names (besides IP addresses and localhost) that a
+        request's ``Host`` may give, such as a reverse proxy's public name."""
         self.watch = watch
+        self.allowed_hosts = frozenset(h.lower().rstrip(".") for h in allowed_hosts)
         self._static = _static()
         self.max_connections = max_connections
 
@@ -81,6 +91,15 @@ class WebService:
                     log.info("refused a request from %s: %s", peer_name(stream), exc)
                     await http.send_all(stream, http.error(exc.status, str(exc)).encode())
                     await _linger(stream)
+                    return
+                if not http.host_allowed(request.headers.get("host"), self.allowed_hosts):
+                    log.warning(
+                        "refused a request from %s for host %s (see --allow-host)",
+                        peer_name(stream),
+                        escape(request.headers.get("host", "")),
+                    )
+                    refusal = http.error(421, "this service does not answer to that host name")
+                    await http.send_all(stream, refusal.encode())
                     return
                 if request.path == "/api/events" and not request.head_only:
                     await self._events(stream)

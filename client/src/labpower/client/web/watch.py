@@ -97,7 +97,7 @@ class HostWatch:
 
 
 def entry_json(host: str, entry: LogEntry) -> dict[str, Any]:
-    return {"host": host, **entry.to_dict()}
+    return {**entry.to_dict(), "host": host}
 
 
 def is_switch(entry: LogEntry) -> bool:
