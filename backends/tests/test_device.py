@@ -112,6 +112,7 @@ async def test_not_supported_leaves_the_board_alone() -> None:
         await dev.measure(1)
     assert dev.available is True
     assert board(dev).closed == 0
+    assert not dev.errors  # the board cannot: no failure
 
 
 async def test_deadline_of_a_hung_board() -> None:
@@ -231,3 +232,27 @@ async def test_a_blocking_library_call_is_abandoned_at_the_deadline() -> None:
                 continue
     assert backend.switched[0] is True
     assert backend.switched[-1] is False
+
+
+async def test_failures_are_counted_by_kind_and_reopens_as_reconnects() -> None:
+    """What monitoring reads (labpowerd's Stats): failures by kind, opens after the first."""
+    dev = device(timeout=0.05, unavailable=True)
+    await dev.open()
+    with pytest.raises(DeviceUnavailableError):
+        await dev.switch(1, True)
+    assert (dict(dev.errors), dev.reconnects) == ({"unavailable": 2}, 0)
+    board(dev).unavailable = False
+    await dev.switch(1, True)  # the first open that worked: no reconnect
+    assert dev.reconnects == 0
+    board(dev).fail.add("set")
+    with pytest.raises(OperationError):
+        await dev.switch(1, True)
+    board(dev).fail.clear()
+    board(dev).delay = 10.0
+    with pytest.raises(HardwareTimeout):
+        await dev.switch(1, True)  # closed after the failure: re-opening it hangs
+    assert dev.reconnects == 0
+    board(dev).delay = 0.0
+    await dev.switch(1, False)  # opened again, and it works
+    assert dict(dev.errors) == {"unavailable": 2, "error": 1, "timeout": 1}
+    assert dev.reconnects == 1

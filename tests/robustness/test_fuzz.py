@@ -73,6 +73,7 @@ METHODS = [
             "History",
             "Acquire",
             "Release",
+            "Stats",
         )
     ),
 ]

@@ -115,7 +115,7 @@ def test_slow_subscriber_gets_a_dropped_notice_and_slows_nobody(
             assert done.wait(30), "the healthy subscriber did not get every entry"
             reader.join()
             # it may lose some too at this small queue (see the report), but never silently
-            check_no_silent_gap(fast)
+            fast_dropped = check_no_silent_gap(fast)
 
             # the slow one reads again: a notice says what it missed, nothing silently
             slow_entries: list[dict[str, Any]] = []
@@ -130,6 +130,8 @@ def test_slow_subscriber_gets_a_dropped_notice_and_slows_nobody(
         dropped = check_no_silent_gap(slow_entries)
         assert dropped > 0
         assert lab.get("a").name == "a"
+        # monitoring counts every entry dropped, for whichever subscriber (Stats)
+        assert lab.call(Call(f"{POWER}.Stats", {}))["dropped"] == dropped + fast_dropped
 
 
 def test_max_connections(start_daemon: StartDaemon) -> None:

@@ -18,8 +18,8 @@ SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 def unit_root(tmp_path: Path, extra: str = "") -> Path:
     """A root directory for ``systemd-analyze --root``: the units under test in
-    /etc/systemd/system, the distribution's units, and the binaries they run (a stub
-    /usr/bin/labpowerd, so that the host needs no installed labpowerd)."""
+    /etc/systemd/system, the distribution's units, and the binaries they run (stubs in
+    /usr/bin, so that the host needs no installed labpower)."""
     root = tmp_path / "root"
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
@@ -29,9 +29,10 @@ def unit_root(tmp_path: Path, extra: str = "") -> Path:
         )
     shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)
-    stub = root / "usr/bin/labpowerd"
-    stub.write_text("#!/bin/sh\n")
-    stub.chmod(0o755)
+    for name in ("labpowerd", "labpower-pdudaemon", "labpower-web"):
+        stub = root / "usr/bin" / name
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
     (root / "bin").mkdir(exist_ok=True)
     shutil.copy2(shutil.which("kill") or "/bin/kill", root / "bin/kill")
     return root
@@ -118,22 +119,25 @@ def test_socket_is_the_default_path_0660_group_labpower() -> None:
     assert s["Socket", "SocketGroup"] == ["labpower"]
 
 
-def test_sysusers_and_tmpfiles_make_the_user_and_its_directories(tmp_path: Path) -> None:
-    (tmp_path / "etc").mkdir()
+def sysusers(root: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Run the package's sysusers.d file in ``root``: its passwd and group entries by name
+    (each split at its colons)."""
+    (root / "etc").mkdir()
     subprocess.run(
-        ["systemd-sysusers", f"--root={tmp_path}", str(PACKAGING / "sysusers.d/labpower.conf")],
+        ["systemd-sysusers", f"--root={root}", str(PACKAGING / "sysusers.d/labpower.conf")],
         check=True,
         timeout=30,
         capture_output=True,
     )
-    passwd = {
-        line.split(":")[0]: line.split(":")
-        for line in (tmp_path / "etc/passwd").read_text().splitlines()
-    }
-    group = {
-        line.split(":")[0]: line.split(":")
-        for line in (tmp_path / "etc/group").read_text().splitlines()
-    }
+    passwd, group = (
+        {line.split(":")[0]: line.split(":") for line in (root / f).read_text().splitlines()}
+        for f in ("etc/passwd", "etc/group")
+    )
+    return passwd, group
+
+
+def test_sysusers_and_tmpfiles_make_the_user_and_its_directories(tmp_path: Path) -> None:
+    passwd, group = sysusers(tmp_path)
     uid, gid = int(passwd["labpower"][2]), int(group["labpower"][2])
     assert passwd["labpower"][6] == "/usr/sbin/nologin"
     assert uid < 1000, "a system user"

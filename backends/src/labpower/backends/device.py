@@ -11,6 +11,7 @@ again once it is back, without restarting anything. Re-opening never switches a 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,11 +19,22 @@ import anyio
 from labpower.backends.base import Backend, Measurement
 from labpower.backends.errors import (
     BackendError,
+    DeviceUnavailableError,
     HardwareTimeout,
     NotSupportedError,
 )
 
 T = TypeVar("T")
+
+
+def error_kind(exc: BackendError) -> str:
+    """The kind of a hardware failure, as monitoring counts it: ``timeout``,
+    ``unavailable`` (absent, cannot be opened) or ``error`` (answered wrongly)."""
+    if isinstance(exc, HardwareTimeout):
+        return "timeout"
+    if isinstance(exc, DeviceUnavailableError):
+        return "unavailable"
+    return "error"
 
 
 class Device:
@@ -40,6 +52,12 @@ class Device:
         self._opened = False
         #: Why the device is not available; None while it answers.
         self.problem: str | None = "not opened yet"
+        #: failures so far, by :func:`error_kind` (for monitoring; NotSupported is no failure)
+        self.errors: Counter[str] = Counter()
+        #: successful opens after the first: the board came back after a failure, an unplug
+        #: or a hot-plug check
+        self.reconnects = 0
+        self._ever_opened = False
 
     @property
     def name(self) -> str:
@@ -122,12 +140,16 @@ class Device:
                 await self.backend.open()
         except TimeoutError as exc:
             self.problem = f"open timed out after {self.timeout:g} s"
+            self.errors["timeout"] += 1
             raise HardwareTimeout(self.timeout, "opening the board") from exc
         except BackendError as exc:
             self.problem = str(exc) or type(exc).__name__
+            self.errors[error_kind(exc)] += 1
             raise
         self._opened = True
         self.problem = None
+        self.reconnects += self._ever_opened
+        self._ever_opened = True
 
     async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """One operation on the board under the deadline; on failure mark the board and
@@ -149,6 +171,7 @@ class Device:
             failure = HardwareTimeout(self.timeout)
             self.problem = f"no answer within {self.timeout:g} s"
         if failure is not None:
+            self.errors[error_kind(failure)] += 1
             await self._close()
             raise failure
         self.problem = None

@@ -65,6 +65,31 @@ method Acquire(target: string, name: ?string, timeout: ?float) -> (target: Targe
 # force: break the lease whoever holds it (root and daemon.admin_groups only; logged)
 method Release(target: string, token: ?string, force: ?bool) -> (target: Target)
 
+# Counters for monitoring (labpower-web turns them into Prometheus metrics): the daemon's
+# since it started; each target's and device's since it was configured (a reload that
+# changes one starts it again). Only the targets the caller may read, and their devices.
+method Stats() -> (
+  version: string,
+  uptime: float,           # seconds since the daemon started
+  connections: int,        # connections open now (this one included)
+  streams: int,            # Read and Logs streams open now
+  subscribers: int,        # Logs subscriptions open now
+  dropped: int,            # log entries dropped for subscribers that read too slowly
+  targets: []TargetStats,
+  devices: []DeviceStats
+)
+
+# A target's switches of its board: a cycle counts twice (off, on), a start-up switch as
+# op "start"; result: ok, timeout, unavailable, error, mismatch, not_supported
+type TargetStats (name: string, switches: []SwitchCount, latency: Latency)
+type SwitchCount (op: string, result: string, count: int)
+# How long the switches took: counts[i] took at most bounds[i] seconds (and more than the
+# bound before); the last count, longer than every bound; sum: seconds in all
+type Latency (bounds: []float, counts: []int, sum: float)
+# errors by kind: timeout, unavailable, error; reconnects: opened again after the first open
+type DeviceStats (name: string, backend: string, available: bool, problem: ?string,
+  errors: [string]int, reconnects: int)
+
 error TargetNotFound (target: string)
 error DeviceUnavailable (device: string, reason: string)
 error Timeout (target: string, seconds: float)

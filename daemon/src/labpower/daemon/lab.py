@@ -37,6 +37,7 @@ from labpower.daemon.connection import Connection
 from labpower.daemon.logbus import CallContext, current_call, rfc3339
 from labpower.daemon.shared import SharedReads
 from labpower.daemon.state import Remembered, StateStore
+from labpower.daemon.stats import SwitchStats
 
 log = logging.getLogger("labpower.daemon.lab")
 
@@ -50,6 +51,8 @@ class TargetState:
     since: str | None = None
     #: serialises operations on the target (a cycle holds it through its off-time)
     lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
+    #: its switches, for monitoring (:mod:`labpower.daemon.stats`)
+    stats: SwitchStats = field(default_factory=SwitchStats)
 
     @property
     def name(self) -> str:
@@ -331,10 +334,12 @@ class Lab:
         durable = self.store is not None and t.config.start == "restore"
         if durable:
             await self._save_intent(t, wanted, ctx, where)
+        started = time.monotonic()
         try:
             with self._hardware(t):
                 physical = await t.device.switch(t.config.channel, on != t.config.invert)
         except ApiError as exc:
+            t.stats.record(op, exc.name, time.monotonic() - started)
             t.state, t.verified = "unknown", False
             self._remember(t, ctx)
             if durable:
@@ -348,10 +353,12 @@ class Lab:
             )
             raise
         t.record(physical, on)
+        mismatch = t.verified and t.state != wanted
+        t.stats.record(op, "StateMismatch" if mismatch else None, time.monotonic() - started)
         self._remember(t, ctx)
         if durable:
             await self._save(t, where)
-        if t.verified and t.state != wanted:
+        if mismatch:
             log.error(
                 "%s by %s: the board reports %s",
                 _doing(op, wanted),

@@ -115,14 +115,17 @@ class Subscriber:
             and (self.visible is None or self.visible(entry.get("target")))
         )
 
-    def push(self, data: bytes, seq: int) -> None:
-        if len(self.queue) >= self.limit or self.queued_bytes + len(data) > self.limit_bytes:
-            self.dropped += 1
-            self._last_dropped_seq = seq
-        else:
+    def push(self, data: bytes, seq: int) -> bool:
+        """Queue an entry; False: dropped (the subscriber is too far behind)."""
+        queued = len(self.queue) < self.limit and self.queued_bytes + len(data) <= self.limit_bytes
+        if queued:
             self.queue.append(data)
             self.queued_bytes += len(data)
+        else:
+            self.dropped += 1
+            self._last_dropped_seq = seq
         self._wakeup.set()
+        return queued
 
     async def next_batch(self) -> bytes:
         """What is queued (up to :data:`BATCH_BYTES`), as one buffer to send; waits while
@@ -161,6 +164,8 @@ class LogBus(logging.Handler):
         self.history: deque[tuple[dict[str, Any], int]] = deque(maxlen=history or None)
         self._keep_history = history > 0
         self.subscribers: set[Subscriber] = set()
+        #: entries dropped for subscribers that read too slowly, all of them together
+        self.dropped = 0
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
         #: extra sinks (e.g. journald) called with (entry, record) on the loop thread
@@ -227,7 +232,8 @@ class LogBus(logging.Handler):
             if sub.wants(entry, levelno):
                 # encoded once, shared by every subscriber that wants it
                 data = data or encode_reply({"entry": entry}, continues=True)
-                sub.push(data, seq)
+                if not sub.push(data, seq):
+                    self.dropped += 1
         for sink in self.sinks:
             sink(entry, record)
         return seq

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +37,7 @@ from labpower.daemon.lab import Lab
 from labpower.daemon.limits import ConnectionLimits, InputBudget
 from labpower.daemon.logbus import BATCH_BYTES, CallContext, LogBus, Subscriber, current_call
 from labpower.daemon.memory import trimmer
+from labpower.daemon.stats import lab_stats
 
 log = logging.getLogger("labpower.daemon.server")
 
@@ -174,6 +176,8 @@ class Server:
         self._streams: dict[int, int] = {}
         #: where History finds past entries (the daemon switches it to the journal)
         self.history: HistorySource = MemoryHistory(bus)
+        #: for Stats' uptime
+        self.started = time.monotonic()
         self._methods: dict[str, Handler] = {
             f"{SERVICE}.GetInfo": self._get_info,
             f"{SERVICE}.GetInterfaceDescription": self._get_description,
@@ -187,6 +191,7 @@ class Server:
             f"{POWER}.History": self._history,
             f"{POWER}.Acquire": self._acquire,
             f"{POWER}.Release": self._release,
+            f"{POWER}.Stats": self._stats,
         }
 
     async def idle(self) -> None:
@@ -418,6 +423,18 @@ class Server:
             if last:
                 return None
             await anyio.sleep_until(deadline)
+
+    async def _stats(self, call: Call, conn: Connection) -> dict[str, Any]:
+        Params(call.parameters, ())
+        return {
+            "version": VERSION,
+            "uptime": time.monotonic() - self.started,
+            "connections": self.limits.open,
+            "streams": sum(self._streams.values()),
+            "subscribers": len(self.bus.subscribers),
+            "dropped": self.bus.dropped,
+            **lab_stats(self.lab, conn),
+        }
 
     async def _history(self, call: Call, conn: Connection) -> dict[str, Any]:
         p = Params(call.parameters, ("targets", "level", "limit", "since"))

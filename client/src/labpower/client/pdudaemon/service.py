@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener
+from anyio.abc import ByteStream, SocketListener
 from labpower.client.aio import AsyncClient
 from labpower.client.errors import LabpowerError, TargetNotFound
+from labpower.client.listen import peer_name, serve_connections
 from labpower.client.pdudaemon import protocol as p
 from labpower.client.pdudaemon.address import find_alias, find_target, port_number
 from labpower.client.types import Target
@@ -42,27 +43,19 @@ class PduService:
 
     def __init__(self, socket: str, max_connections: int = 256) -> None:
         self.socket = socket
-        self._slots = anyio.Semaphore(max_connections)
+        self.max_connections = max_connections
         self._lines = Lines()
         #: the daemon's targets as last listed (for their pdudaemon names)
         self._known: list[Target] = []
 
     async def serve(self, listener: SocketListener) -> None:
         """Accept connections until cancelled; at most ``max_connections`` at once."""
-        async with anyio.create_task_group() as tg:
-            while True:
-                await self._slots.acquire()
-                try:
-                    stream = await listener.accept()
-                except BaseException:
-                    self._slots.release()
-                    raise
-                tg.start_soon(self._connection, stream)
+        await serve_connections(listener, self._connection, self.max_connections)
 
     async def _connection(self, stream: ByteStream) -> None:
         try:
             async with stream:
-                peer = _peer(stream)
+                peer = peer_name(stream)
                 # the deadline is for the client's request only: carrying it out is bounded
                 # by the daemon calls' own deadlines (a reboot may wait up to an hour)
                 with anyio.fail_after(READ_TIMEOUT):
@@ -76,8 +69,6 @@ class PduService:
             log.debug("a client sent no whole request in %s s", READ_TIMEOUT)
         except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
             log.debug("connection ended early: %r", exc)
-        finally:
-            self._slots.release()
 
     # -- TCP
     async def _tcp(self, stream: ByteStream, data: bytes, peer: str) -> None:
@@ -296,11 +287,3 @@ def _head_end(data: bytes) -> int:
         if at >= 0:
             return at + len(sep)
     return -1
-
-
-def _peer(stream: ByteStream) -> str:
-    try:
-        address = stream.extra(SocketAttribute.remote_address)
-    except anyio.TypedAttributeLookupError:
-        return "?"
-    return str(address[0]) if isinstance(address, tuple) else str(address)
