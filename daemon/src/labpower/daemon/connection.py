@@ -101,8 +101,22 @@ class Connection:
         raise NotImplementedError
 
     async def wait_input(self) -> None:
-        """Return once the peer sent something more or hung up (nothing is consumed)."""
+        """Return once the peer sent something more or hung up (nothing is consumed), or
+        :meth:`wake` was called, or for no reason: callers look again at what they wait for.
+        """
         raise NotImplementedError
+
+    def wake(self) -> None:
+        """Make a :meth:`wait_input` in progress return (call on the event loop's thread)."""
+        raise NotImplementedError
+
+    def input_pending(self) -> bool:
+        """The peer sent something that :meth:`receive` has not returned yet, or hung up."""
+        raise NotImplementedError
+
+    def writable(self) -> bool:
+        """:meth:`send` would not wait (as far as the connection knows)."""
+        return True
 
     def on_close(self, callback: Callable[[Connection], None]) -> None:
         """Call ``callback(self)`` when the connection closes (once per callback)."""
@@ -137,11 +151,12 @@ async def accept(sock: socket.socket) -> Connection:
 class SocketConnection(Connection):
     """A raw non-blocking socket; works on any event loop anyio supports."""
 
-    __slots__ = ()
+    __slots__ = ("_waiting",)
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         super().__init__(sock)
+        self._waiting: anyio.CancelScope | None = None
 
     async def receive(self) -> bytes:
         sock = self.sock
@@ -166,7 +181,25 @@ class SocketConnection(Connection):
             view = view[sent:]
 
     async def wait_input(self) -> None:
-        await anyio.wait_readable(self.sock)
+        self._waiting = anyio.CancelScope()
+        try:
+            with self._waiting:
+                await anyio.wait_readable(self.sock)
+        finally:
+            self._waiting = None
+
+    def wake(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def input_pending(self) -> bool:
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:  # broken: receive() says how
+            return True
+        return True  # a byte, or b"" at the end
 
     def _release(self) -> None:
         anyio.notify_closing(self.sock)
@@ -214,6 +247,7 @@ class _Protocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self.conn.writing_paused = False
         self.conn.drained()
+        self.conn.wake()
 
 
 class AsyncioConnection(Connection):
@@ -256,15 +290,22 @@ class AsyncioConnection(Connection):
             drain.set_result(None)
 
     async def wait_input(self) -> None:
-        while not self.received and not self.eof:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        if self.received or self.eof:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def input_pending(self) -> bool:
+        return bool(self.received) or self.eof
+
+    def writable(self) -> bool:
+        return not self.writing_paused
 
     async def receive(self) -> bytes:
-        if not self.received:
+        while not self.received and not self.eof:
             await self.wait_input()
         if self.received:
             data = self.received[0] if len(self.received) == 1 else b"".join(self.received)

@@ -6,9 +6,10 @@ only, never on the root logger, so records a client library re-emits in the same
 the call being served (a context variable, which anyio copies into worker threads) supplies
 the target, device and caller, and learns the seq of the last entry it produced.
 
-Every subscriber has its own bounded queue of pre-encoded reply bytes: the producer never
-waits for a subscriber, a slow subscriber never slows another, and one that falls behind by
-more than its limit gets an explicit "N entries dropped" entry instead of silent loss.
+Every subscriber has its own bounded queue of references to pre-encoded reply bytes (each
+entry is encoded once and shared by all subscribers): the producer never waits for a
+subscriber, a slow subscriber never slows another, and one that falls behind by more than its
+limit gets an explicit "N entries dropped" entry instead of silent loss.
 """
 
 from __future__ import annotations
@@ -84,7 +85,26 @@ def rfc3339(ts: float) -> str:
 
 
 class Subscriber:
-    """One live ``Logs`` call: a filter and its own queue of encoded replies."""
+    """One live ``Logs`` call: a filter and its own queue of encoded replies.
+
+    It holds no task, event or buffer of its own (a thousand idle subscribers cost a
+    thousand small objects, not a thousand task groups): :meth:`push` calls ``wake`` when
+    the subscriber goes from having nothing to send to having something, and whoever serves
+    it :meth:`take` s what is queued when it can send.
+    """
+
+    __slots__ = (
+        "_last_dropped_seq",
+        "_wake",
+        "dropped",
+        "levelno",
+        "limit",
+        "limit_bytes",
+        "queue",
+        "queued_bytes",
+        "targets",
+        "visible",
+    )
 
     def __init__(
         self,
@@ -93,6 +113,7 @@ class Subscriber:
         limit: int = SUBSCRIBER_LIMIT,
         visible: Callable[[str | None], bool] | None = None,
         limit_bytes: int = SUBSCRIBER_BYTES,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.targets = frozenset(targets) if targets is not None else None
         #: which targets' entries the subscriber may see (None: all)
@@ -100,13 +121,14 @@ class Subscriber:
         self.levelno = LEVELS[level] if level else logging.NOTSET
         self.limit = limit
         self.limit_bytes = limit_bytes
+        #: entries to send, each the one bytes object every subscriber shares
         self.queue: deque[bytes] = deque()
         #: bytes in the queue (entries are shared between subscribers, so this is what the
         #: subscriber could cost, not what it does)
         self.queued_bytes = 0
         self.dropped = 0
         self._last_dropped_seq = 0
-        self._wakeup = anyio.Event()
+        self._wake = wake
 
     def wants(self, entry: dict[str, Any], levelno: int) -> bool:
         return (
@@ -117,6 +139,7 @@ class Subscriber:
 
     def push(self, data: bytes, seq: int) -> bool:
         """Queue an entry; False: dropped (the subscriber is too far behind)."""
+        idle = not self.queue and not self.dropped
         queued = len(self.queue) < self.limit and self.queued_bytes + len(data) <= self.limit_bytes
         if queued:
             self.queue.append(data)
@@ -124,16 +147,18 @@ class Subscriber:
         else:
             self.dropped += 1
             self._last_dropped_seq = seq
-        self._wakeup.set()
+        # only the first entry after a drained queue wakes the server: one that is still
+        # sending, or waits for the peer to read, looks at the queue again when done
+        if idle and self._wake is not None:
+            self._wake()
         return queued
 
-    async def next_batch(self) -> bytes:
-        """What is queued (up to :data:`BATCH_BYTES`), as one buffer to send; waits while
-        there is nothing."""
-        while not self.queue and not self.dropped:
-            await self._wakeup.wait()
-            self._wakeup = anyio.Event()
+    def take(self) -> bytes:
+        """What is queued (up to :data:`BATCH_BYTES`), as one buffer to send, with the
+        notice of dropped entries after it once the queue is empty; b"" when nothing is."""
         queue = self.queue
+        if not queue and not self.dropped:
+            return b""
         parts: list[bytes] = []
         size = 0
         while queue and size < BATCH_BYTES:
@@ -152,7 +177,7 @@ class Subscriber:
             }
             parts.append(encode_reply({"entry": notice}, continues=True))
             self.dropped = 0
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class LogBus(logging.Handler):

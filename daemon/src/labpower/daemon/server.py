@@ -466,36 +466,29 @@ class Server:
     async def _subscribe(
         self, conn: Connection, targets: list[str] | None, level: str | None
     ) -> None:
+        """Send entries as they come, until the peer sends anything or hangs up.
+
+        One task waits on one thing, the connection, which the bus wakes when entries come:
+        a subscriber costs no task group, second task or event of its own, so a thousand of
+        them hold little memory (and leave none pinned behind when they go)."""
         sub = Subscriber(
             targets,
             level,
             self.lab.config.daemon.subscriber_queue,
             self.lab.visible_to(conn),
             self.lab.config.daemon.subscriber_bytes,
+            conn.wake,
         )
         self.bus.subscribers.add(sub)
         try:
             await conn.send(encode_reply({}, continues=True))
-            if conn.pipelined:
-                # it sent more after Logs: that ends the subscription like any later input
-                # (already read from the socket, so waiting for it to be readable would hang)
-                raise anyio.EndOfStream
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._until_peer_leaves, conn, tg.cancel_scope)
-                try:
-                    while True:
-                        await conn.send(await sub.next_batch())
-                except _HANGUP:
-                    tg.cancel_scope.cancel()
+            # more input after Logs ends the subscription, like a hang-up; input that came
+            # with the call was already read from the socket (pipelined)
+            while not (conn.pipelined or conn.input_pending()):
+                if conn.writable() and (batch := sub.take()):
+                    await conn.send(batch)
+                else:  # for entries, for the peer to read what was sent, or for its input
+                    await conn.wait_input()
         finally:
             self.bus.subscribers.discard(sub)
             trimmer.released(sub.queued_bytes + BATCH_BYTES)
-
-    @staticmethod
-    async def _until_peer_leaves(conn: Connection, scope: anyio.CancelScope) -> None:
-        """A subscriber sends nothing more; anything it sends, or its hang-up, ends it."""
-        try:
-            await conn.wait_input()
-        except _HANGUP:
-            pass
-        scope.cancel()
