@@ -17,6 +17,7 @@ holds, is written to stderr instead. Each outage gets one notice on stderr.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -28,7 +29,7 @@ import sys
 import threading
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -242,6 +243,21 @@ class _Stderr:
             self._sock.close()
 
 
+def _no_loop(fn: Callable[[], None]) -> None:
+    raise RuntimeError("LogOutput.run() is not running")
+
+
+def _call_soon_function() -> Callable[[Callable[[], None]], object]:
+    """How the running event loop is asked to call a function soon, from its own thread:
+    asyncio's ``call_soon``, trio's ``run_sync_soon``."""
+    try:
+        return asyncio.get_running_loop().call_soon
+    except RuntimeError:  # not asyncio: anyio runs on trio then
+        import trio.lowlevel
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+
+
 class LogOutput(logging.Handler):
     """Writes every record to journald or stderr (see the module docstring)."""
 
@@ -264,6 +280,8 @@ class LogOutput(logging.Handler):
         # call being served has sent its reply (see run()); elsewhere, at once.
         self._loop_thread: int | None = None
         self._pending: list[logging.LogRecord] = []
+        self._flush_scheduled = False
+        self._call_soon: Callable[[Callable[[], None]], object] = _no_loop
         self._wakeup: anyio.Event | None = None
 
     def handle(self, record: logging.LogRecord) -> bool:
@@ -271,31 +289,33 @@ class LogOutput(logging.Handler):
         if self.filter(record):
             if self._loop_thread == threading.get_ident():
                 self._pending.append(record)
-                if self._wakeup is not None:
-                    self._wakeup.set()
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._call_soon(self._scheduled_flush)
             else:
                 self.emit(record)
         return True
 
     async def run(self) -> None:
-        """Write records logged on this event loop from a task of their own, so that a
-        switching call sends its reply before its log lines are written (a reply waits for
-        no disk, pipe or journald), and offer held entries to journald again every
-        :data:`RETRY_SECONDS`. The records keep their order; nothing is lost at stop."""
+        """While this runs, records logged on its event loop are written by a callback the
+        loop runs once the task that logged them yields: a switching call sends its reply
+        before its log lines are written (a reply waits for no disk, pipe or journald), at
+        the cost of one callback per batch of records (no task wakes up for them). This
+        task offers held entries to journald again every :data:`RETRY_SECONDS`. The records
+        keep their order; nothing is lost at stop."""
+        self._call_soon = _call_soon_function()
         self._loop_thread = threading.get_ident()
         try:
             while True:
-                if not self._pending:
-                    self._wakeup = anyio.Event()
-                    # held entries are retried soon; a record held by another thread
-                    # (which cannot wake this task) waits at most HELD_CHECK_SECONDS
-                    if self.journal is None:  # stderr: nothing is held, no deadline to keep
+                self._wakeup = anyio.Event()
+                # held entries are retried soon; a record held by another thread
+                # (which cannot wake this task) waits at most HELD_CHECK_SECONDS
+                if self.journal is None:  # stderr: nothing is held, no deadline to keep
+                    await self._wakeup.wait()
+                else:
+                    wait = RETRY_SECONDS if self._held else HELD_CHECK_SECONDS
+                    with anyio.move_on_after(wait):
                         await self._wakeup.wait()
-                    else:
-                        wait = RETRY_SECONDS if self._held else HELD_CHECK_SECONDS
-                        with anyio.move_on_after(wait):
-                            await self._wakeup.wait()
-                self._flush()
                 if self._held:
                     with self._lock, contextlib.suppress(OSError):
                         self._send_held()
@@ -303,6 +323,12 @@ class LogOutput(logging.Handler):
             self._loop_thread = None
             self._wakeup = None
             self._flush()
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
+        if self._held and self._wakeup is not None:
+            self._wakeup.set()  # retry them at RETRY_SECONDS, not HELD_CHECK_SECONDS
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
