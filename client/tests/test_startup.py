@@ -1,6 +1,6 @@
 """The ``labpower`` command and ``import labpower.client`` start without what they do not use:
-no async client (anyio), no logging, no subprocess, no inventory parsing. Asserted on the
-modules imported, not on time (the start-up time is a benchmark row)."""
+no async client (anyio), no logging, no threads, no subprocess, no inventory parsing. Asserted
+on the modules imported, not on time (the start-up time is a benchmark row)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ NOT_AT_START = (
     "logging",
     "subprocess",
     "tempfile",
+    "threading",  # the log stream's thread: imported when one starts
     "tomllib",
     "pathlib",
     "urllib",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
+from _thread import allocate_lock
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, RemoteProtocolError
@@ -23,6 +23,9 @@ from labpower.client.timing import BUSY_WAIT, ReplyPoller
 from labpower.client.transport import Channel, connect
 from labpower.client.types import LogEntry, Reading, Target
 from labpower.client.wire import Call, Reply
+
+if TYPE_CHECKING:
+    import threading
 
 __all__ = ["BUSY_WAIT", "LOG_WAIT_SECONDS", "Client", "LogStream", "TargetHandle"]
 
@@ -131,7 +134,9 @@ class Client:
         self.timeout = timeout
         self.busy_wait = busy_wait
         self._conn: _Connection | None = None
-        self._lock = threading.Lock()
+        # threading is imported by a log stream only: a command that switches once starts
+        # without it (the lock is the same either way)
+        self._lock = allocate_lock()
         self._streams: list[LogStream] = []
         #: lease tokens sent with switching calls: inherited from $LABPOWER_LEASES, and
         #: those of leases this client acquired
@@ -331,6 +336,8 @@ class LogStream:
     re-emits each entry through Python logging (see :meth:`Client.log_stream`)."""
 
     def __init__(self, client: Client, targets: Iterable[str] | None, level: str | None) -> None:
+        import threading
+
         self.client = client
         self._filter = p.EntryFilter(targets, level)
         self._cond = threading.Condition()
@@ -350,6 +357,8 @@ class LogStream:
             conn.close()
             raise
         self._conn = conn
+        import threading
+
         self._thread = threading.Thread(target=self._run, name="labpower-log-stream", daemon=True)
         self._thread.start()
         self.client._streams.append(self)
@@ -361,6 +370,8 @@ class LogStream:
         self.close()
 
     def close(self) -> None:
+        import threading
+
         if self in self.client._streams:
             self.client._streams.remove(self)
         if self._conn is not None:
