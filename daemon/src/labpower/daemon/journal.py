@@ -332,25 +332,37 @@ class LogOutput(logging.Handler):
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
+        if self.journal is None and len(pending) > 1:
+            # on stderr, a switch's lines go out in one write
+            lines = [stderr_line(r, m) for r in pending if (m := self._message(r)) is not None]
+            if lines:
+                self.stderr.write("\n".join(lines))
+            return
         for record in pending:
             self.emit(record)
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def _message(self, record: logging.LogRecord) -> str | None:
+        """The record's message as written: one line, escaped; None if it cannot be
+        formatted (reported through :meth:`handleError`)."""
         entry = record.__dict__.get(ENTRY_ATTR)
         if entry is not None and not record.exc_info:
             # the bus escaped this very message with the same limit (MESSAGE_LIMIT)
-            message: str = entry["message"]
-        else:
-            try:
-                message = record.getMessage()
-                if record.exc_info:
-                    message += "\n" + logging.Formatter().formatException(record.exc_info)
-            except Exception:
-                self.handleError(record)
-                return
-            # one line, whatever a client or a file put in it: no forged lines on stderr, no
-            # NUL turning the journal's MESSAGE into a blob, no terminal escapes
-            message = escape(message, MAX_MESSAGE)
+            return entry["message"]  # type: ignore[no-any-return]  # set by the bus
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+        except Exception:
+            self.handleError(record)
+            return None
+        # one line, whatever a client or a file put in it: no forged lines on stderr, no
+        # NUL turning the journal's MESSAGE into a blob, no terminal escapes
+        return escape(message, MAX_MESSAGE)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self._message(record)
+        if message is None:
+            return
         if self.journal is not None:
             datagram = encode(fields(record, message))
             with self._lock:
