@@ -12,8 +12,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -280,9 +279,9 @@ class Server:
             raise ApiError(f"{SERVICE}.InterfaceNotFound", interface=name)
         return {"description": DESCRIPTIONS[name]}
 
-    @contextmanager
-    def _stream(self, conn: Connection) -> Iterator[None]:
-        """Count a stream of the caller's user for as long as it runs.
+    def _open_stream(self, conn: Connection) -> None:
+        """Count a stream of the caller's user until :meth:`_close_stream` (plain calls
+        rather than a context manager: a thousand open streams then hold no generator each).
 
         :raises ApiError: TooManyStreams, when the user has ``max_streams_per_user`` open.
         """
@@ -299,14 +298,13 @@ class Server:
                 conn.pid,
                 limit,
             )
-        try:
-            yield
-        finally:
-            left = self._streams[uid] - 1
-            if left:
-                self._streams[uid] = left
-            else:
-                del self._streams[uid]
+
+    def _close_stream(self, conn: Connection) -> None:
+        left = self._streams[conn.uid] - 1
+        if left:
+            self._streams[conn.uid] = left
+        else:
+            del self._streams[conn.uid]
 
     # -- io.labpower.Power
     async def _list(self, call: Call, conn: Connection) -> dict[str, Any]:
@@ -400,8 +398,11 @@ class Server:
         self.lab.check_readable(name, conn, "read")
         if not call.more:
             return {"reading": await self.lab.read(name)}
-        with self._stream(conn):
+        self._open_stream(conn)
+        try:
             await self._read_stream(conn, name, interval, count)
+        finally:
+            self._close_stream(conn)
         return None
 
     async def _read_stream(
@@ -459,8 +460,11 @@ class Server:
         targets, level = p.strings("targets"), p.level("level")
         if not call.more:
             raise ApiError(f"{SERVICE}.ExpectedMore")
-        with self._stream(conn):
+        self._open_stream(conn)
+        try:
             await self._subscribe(conn, targets, level)
+        finally:
+            self._close_stream(conn)
         raise anyio.EndOfStream
 
     async def _subscribe(
