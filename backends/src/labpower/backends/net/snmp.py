@@ -1,10 +1,16 @@
 """SNMP PDUs (APC, Raritan, Eaton, ServerTech, CyberPower, or any other through ``custom``
-OIDs), SNMP v1, v2c and v3, over pysnmp 7's asyncio API.
+OIDs), SNMP v1, v2c and v3.
 
 Switching is a SET of the profile's control OID; the read-back a GET of its state OID (see
 :mod:`labpower.backends.net.snmp_profiles` for the OIDs and values). Every channel's state
-comes in one GET. Outlet names are read from the PDU when it is opened. pysnmp runs on its
-own asyncio loop thread (:mod:`labpower.backends.net.aioloop`), so this works under trio too.
+comes in one GET. Outlet names are read from the PDU when it is opened.
+
+v1 and v2c run on the caller's loop with labpower's own messages
+(:mod:`labpower.backends.net.snmp_community`): a few microseconds and no memory to speak of
+per request. SNMPv3 needs USM's authentication and privacy, which pysnmp 7's asyncio API
+does: it is imported only when a v3 device is configured (it costs about 50 MB and two
+seconds at import) and runs on its own asyncio loop thread
+(:mod:`labpower.backends.net.aioloop`), so this works under trio too.
 """
 
 from __future__ import annotations
@@ -22,10 +28,8 @@ from labpower.backends.errors import (
 )
 from labpower.backends.net.aioloop import SNMP_LOOP
 from labpower.backends.net.base import NetOptions, NetworkBackend
+from labpower.backends.net.snmp_community import CommunitySession
 from labpower.backends.net.snmp_profiles import FAMILIES, PROFILE_NAMES, PROFILES, Meter, Profile
-
-# pysnmp takes seconds to import: at config load, not within a device's first deadline
-from labpower.backends.net.snmp_session import Session
 from labpower.backends.secret import Secret
 
 AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
@@ -136,19 +140,24 @@ class SnmpBackend(NetworkBackend):
         )
         #: outlet names read from the PDU at open (channel -> name)
         self.outlet_names: dict[int, str] = {}
-        self._session: Session | None = None
+        self._session: CommunitySession | None = None
+        #: SNMPv3: pysnmp's session (labpower.backends.net.snmp_session.Session)
+        self._v3: Any = None
+        if opts.version == "3":
+            # pysnmp takes seconds to import: at config load, not within a first deadline
+            from labpower.backends.net import snmp_session
 
-    # -- pysnmp plumbing (runs on the SNMP loop thread)
-    async def _open_session(self) -> Session:
-        return await Session.create(self.options, self.address, self.timeout)
+            self._v3_module: Any = snmp_session
 
     async def _call(self, op: str, pairs: list[tuple[str, int | None]]) -> list[Any]:
         """GET (values None) or SET the OIDs; the values in order (None where the agent has
         no such object)."""
-        if self._session is None:
-            raise DeviceUnavailableError(f"{self.address} is not open")
         try:
-            result: list[Any] = await SNMP_LOOP.run(self._session.request(op, pairs))
+            if self._session is not None:
+                return await self._session.request(op, pairs)
+            if self._v3 is None:
+                raise DeviceUnavailableError(f"{self.address} is not open")
+            result: list[Any] = await SNMP_LOOP.run(self._v3.request(op, pairs))
         except (TimeoutError, HardwareTimeout) as exc:
             raise HardwareTimeout(self.timeout, f"SNMP {op} to {self.address}") from exc
         except OSError as exc:
@@ -213,7 +222,17 @@ class SnmpBackend(NetworkBackend):
 
     # -- lifecycle
     async def open(self) -> None:
-        self._session = await SNMP_LOOP.run(self._open_session())
+        if self.options.version == "3":
+            self._v3 = await SNMP_LOOP.run(
+                self._v3_module.Session.create(self.options, self.address, self.timeout)
+            )
+        else:
+            session = CommunitySession(self.options, self.address, self.timeout)
+            try:
+                await session.open()
+            except OSError as exc:
+                raise self.unreachable(exc) from exc
+            self._session = session
         try:
             if self.profile is None:
                 self.profile = await self._detect()
@@ -262,7 +281,10 @@ class SnmpBackend(NetworkBackend):
     async def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
-            await SNMP_LOOP.run(session.close())
+            await session.close()
+        v3, self._v3 = self._v3, None
+        if v3 is not None:
+            await SNMP_LOOP.run(v3.close())
 
 
 def _scaled(value: Any, meter: Meter, digits: Any) -> float:

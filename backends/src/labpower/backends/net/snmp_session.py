@@ -1,4 +1,5 @@
-"""pysnmp 7 glue for :mod:`labpower.backends.net.snmp`: one engine and target per device, a
+"""pysnmp 7 glue for :mod:`labpower.backends.net.snmp`'s SNMPv3 devices (v1 and v2c need no
+pysnmp: see :mod:`labpower.backends.net.snmp_community`): one engine and target per device, a
 request that returns plain values, and pysnmp's errors sorted into the backend contract.
 Everything here runs on the SNMP loop thread."""
 

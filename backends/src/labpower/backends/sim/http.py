@@ -10,6 +10,10 @@ Faults a test (or a user trying a config) can switch on and off at any time:
 - :meth:`HttpSimulator.fail`: every reply is an HTTP error status (500 by default);
 - :meth:`HttpSimulator.truncate`: replies are cut in half (invalid JSON, consistent headers);
 - :meth:`HttpSimulator.ignore_next_switch`: the next switching command changes nothing.
+
+``latency`` (seconds) makes every reply take that long, as a real device's firmware does
+(tens of milliseconds for most PDUs): with it, several simulated devices show whether their
+calls overlap.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,7 +78,10 @@ class HttpSimulator:
         channels: int = 1,
         user: str = "admin",
         password: str | None = None,
+        latency: float = 0.0,
     ) -> None:
+        if not 0 <= latency <= 60:
+            raise ValueError(f"latency: 0..60 seconds, not {latency}")
         if not 1 <= channels <= self.max_channels:
             raise ValueError(
                 f"{self.kind} devices have 1..{self.max_channels} channels, not {channels}"
@@ -83,6 +91,7 @@ class HttpSimulator:
         self.channels = channels
         self.user = user
         self.password = password
+        self.latency = latency
         self.realm = f"{self.kind}-{secrets.token_hex(3)}"
         #: relay states, channel 1 first
         self.relays: dict[int, bool] = dict.fromkeys(range(1, channels + 1), False)
@@ -301,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         sim.requests.append((method, self.path))
         sim._healed.wait()
+        if sim.latency:
+            time.sleep(sim.latency)
         if sim._server is None:  # stopped while hanging: the connection is cut
             self.close_connection = True
             return
