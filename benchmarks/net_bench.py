@@ -163,8 +163,9 @@ def http_requests(kind: str, address: str, on: bool) -> list[bytes]:
     ]
 
 
-def snmp_messages(profile: str, on: bool) -> list[bytes]:
-    """SNMPv2c SET of the control OID and GET of the state OID of outlet 1, encoded once."""
+def snmp_messages(profile: str, on: bool, request_id: int) -> list[bytes]:
+    """SNMPv2c SET of the control OID and GET of the state OID of outlet 1, encoded with
+    pysnmp's own protocol API (pyasn1), not labpower's."""
     from labpower.backends.net.snmp_profiles import PROFILES
     from pyasn1.codec.ber import encoder
     from pysnmp.proto import api
@@ -173,12 +174,12 @@ def snmp_messages(profile: str, on: bool) -> list[bytes]:
     p = PROFILES[profile]
     template, value = p.on if on else p.off
     messages = []
-    for oid, val in ((p.oid(template, 1), v2c.Integer(value)), (p.oid(p.state, 1), None)):
+    for n, (oid, val) in enumerate(((p.oid(template, 1), value), (p.oid(p.state, 1), None))):
         pdu = v2c.SetRequestPDU() if val is not None else v2c.GetRequestPDU()
         v2c.apiPDU.set_defaults(pdu)
-        v2c.apiPDU.set_varbinds(
-            pdu, [(v2c.ObjectIdentifier(oid), v2c.Null("") if val is None else val)]
-        )
+        v2c.apiPDU.set_request_id(pdu, request_id * 2 + n)
+        binding = v2c.Null("") if val is None else v2c.Integer(val)
+        v2c.apiPDU.set_varbinds(pdu, [(v2c.ObjectIdentifier(oid), binding)])
         message = v2c.Message()
         v2c.apiMessage.set_defaults(message)
         v2c.apiMessage.set_community(message, COMMUNITY)
@@ -273,10 +274,13 @@ def snmp_overhead(directory: Path, calls: int, warmup: int) -> list[Figure]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bare:
             bare.connect((agent.host, agent.port))
             bare.settimeout(10)
-            messages = {on: snmp_messages(profile, on) for on in (True, False)}
+            # each call with request ids of its own, as any client sends them (encoded
+            # before the timing starts)
+            messages = [snmp_messages(profile, i % 2 == 0, i + 1) for i in range(calls + warmup)]
+            sent = iter(messages)
 
             def exchange(on: bool) -> None:
-                for message in messages[on]:
+                for message in next(sent):
                     bare.send(message)
                     bare.recv(65536)
 
@@ -404,14 +408,25 @@ def start(directory: Path) -> list[Figure]:
             devices[f"u{i}"]["timeout"] = UNREACHABLE_TIMEOUT
         targets = {f"{name}_1": {"device": name, "channel": 1} for name in devices}
         config = {"daemon": {"log_level": "warning"}, "devices": devices, "targets": targets}
+        path = directory / "start.toml"
+        path.write_text(to_toml(config))
+        (directory / "start").mkdir()
+        # a first start fills the bytecode cache, as an installed package has it
+        first = Labpowerd(path, directory / "start")
+        first.start()
+        first.stop()
+        lab = Labpowerd(path, directory / "start")
         started = time.perf_counter()
-        with daemon(directory / "start", config) as (lab, ready):
+        ready = lab.start()
+        try:
             with Client(lab.socket, timeout=60) as client:
                 state = client.get("s0_1")
                 serving = time.perf_counter() - started
                 if not state.available:
                     raise RuntimeError(f"a reachable PDU is unavailable after start: {state}")
             rss, _ = lab.memory()
+        finally:
+            lab.stop()
     limit = 1.0 + UNREACHABLE_TIMEOUT
     return [
         Figure(

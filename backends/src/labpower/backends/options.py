@@ -13,6 +13,7 @@ is given as ``password``, ``password_file`` or ``password_credential``; see
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -61,9 +62,15 @@ def _is_secret(hint: Any) -> bool:
     return hint is Secret or Secret in typing.get_args(hint)
 
 
+@functools.cache
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    # evaluating the annotations costs milliseconds: once per class, not once per device
+    return typing.get_type_hints(cls)
+
+
 def secret_fields(cls: type[Any]) -> list[str]:
     """The names of the options of ``cls`` (a dataclass) that are secrets."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     return [f.name for f in dataclasses.fields(cls) if _is_secret(hints[f.name])]
 
 
@@ -72,7 +79,7 @@ def parse_options(cls: type[T], table: Mapping[str, Any]) -> T:
 
     :raises OptionError: unknown, missing or mistyped key, or a value ``cls`` refuses.
     """
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     secrets = {name for name in fields if _is_secret(hints[name])}
     keys = {*fields, *(s + suffix for s in secrets for suffix, _ in SUFFIXES)}

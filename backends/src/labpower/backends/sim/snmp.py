@@ -27,10 +27,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from labpower.backends.net.snmp_ber import encode_request
 from labpower.backends.net.snmp_profiles import ENTERPRISES, PROFILES
 
 MODULES = Path(__file__).with_name("snmpsim_modules")
 START_TIMEOUT = 30.0
+SYS_DESCR_OID = "1.3.6.1.2.1.1.1.0"
 SYS_DESCR = {
     "apc-ms": ("APC Web/SNMP Management Card (MN:AP9211)", "318.1.3.4.3"),
     "apc-rpdu": ("APC Web/SNMP Management Card (MN:AP7920)", "318.1.3.4.5"),
@@ -183,7 +185,27 @@ class SnmpAgent:
                 raise RuntimeError(f"snmpsim did not start: {self.output[-2000:]!r}")
             time.sleep(0.02)
             self.output = self.log.read_bytes()
+        # snmpsim prints that line before its socket is bound: ask until it answers
+        while not self._answers():
+            if time.monotonic() > end or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"snmpsim does not answer: {self.log.read_bytes()[-2000:]!r}")
+            time.sleep(0.02)
         return self
+
+    def _answers(self) -> bool:
+        """Whether the agent answers a GET of sysDescr (SNMPv2c; v3 agents answer v2c too,
+        with the community as their context)."""
+        request = encode_request("2c", self.community.encode(), 1, "get", [(SYS_DESCR_OID, None)])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.settimeout(0.2)
+            try:
+                probe.connect((self.host, self.port))
+                probe.send(request)
+                probe.recv(65536)
+            except OSError:  # refused (not bound yet) or no answer yet
+                return False
+        return True
 
     def pause(self) -> None:
         """The agent stops answering (SIGSTOP), as a PDU that hangs."""
