@@ -64,6 +64,8 @@ PDUS, OUTLETS = 32, 8
 START_DEVICES, UNREACHABLE = 100, 5
 UNREACHABLE_TIMEOUT = 2.0
 COMMUNITY = "bench"
+#: the outlet the bare clients switch (labpower switches outlet 1 of the same device)
+OUTLET = 2
 
 # -- simulators in a process of their own
 
@@ -148,23 +150,27 @@ def http_post(address: str, path: str, body: str) -> bytes:
     ).encode()
 
 
-def http_requests(kind: str, address: str, on: bool) -> list[bytes]:
-    """What labpower's backend sends for one switch with read-back."""
+def http_requests(kind: str, address: str, outlet: int, on: bool) -> list[bytes]:
+    """What labpower's backend sends for one switch of ``outlet`` with read-back."""
     if kind == "gude":
-        return [http_get(address, f"/status.json?components=1&cmd=1&p=1&s={int(on)}")]
+        return [http_get(address, f"/status.json?components=1&cmd=1&p={outlet}&s={int(on)}")]
     value = "true" if on else "false"
     return [
         http_post(
             address,
             "/rpc",
-            f'{{"id":1,"method":"Switch.Set","params":{{"id":0,"on":{value}}}}}',
+            f'{{"id":1,"method":"Switch.Set","params":{{"id":{outlet - 1},"on":{value}}}}}',
         ),
-        http_post(address, "/rpc", '{"id":2,"method":"Switch.GetStatus","params":{"id":0}}'),
+        http_post(
+            address,
+            "/rpc",
+            f'{{"id":2,"method":"Switch.GetStatus","params":{{"id":{outlet - 1}}}}}',
+        ),
     ]
 
 
 def snmp_messages(profile: str, on: bool, request_id: int) -> list[bytes]:
-    """SNMPv2c SET of the control OID and GET of the state OID of outlet 1, encoded with
+    """SNMPv2c SET of the control OID and GET of the state OID of outlet 2, encoded with
     pysnmp's own protocol API (pyasn1), not labpower's."""
     from labpower.backends.net.snmp_profiles import PROFILES
     from pyasn1.codec.ber import encoder
@@ -174,7 +180,8 @@ def snmp_messages(profile: str, on: bool, request_id: int) -> list[bytes]:
     p = PROFILES[profile]
     template, value = p.on if on else p.off
     messages = []
-    for n, (oid, val) in enumerate(((p.oid(template, 1), value), (p.oid(p.state, 1), None))):
+    pairs = ((p.oid(template, OUTLET), value), (p.oid(p.state, OUTLET), None))
+    for n, (oid, val) in enumerate(pairs):
         pdu = v2c.SetRequestPDU() if val is not None else v2c.GetRequestPDU()
         v2c.apiPDU.set_defaults(pdu)
         v2c.apiPDU.set_request_id(pdu, request_id * 2 + n)
@@ -211,26 +218,35 @@ def community_file(directory: Path) -> str:
     return str(path)
 
 
-def alternate(calls: int, warmup: int, call: Callable[[bool], None]) -> list[float]:
-    """Seconds per call of ``call(on)``, alternating on and off, after ``warmup`` calls."""
-    took = []
+def interleaved(
+    calls: int, warmup: int, bare: Callable[[int, bool], None], lab: Callable[[bool], None]
+) -> tuple[list[float], list[float]]:
+    """Seconds per call of ``bare(i, on)`` and of ``lab(on)``, one after the other for each
+    ``i`` (on and off in turn), after ``warmup`` of each: a simulator whose speed drifts
+    (the machine's load, its own caches) moves both alike."""
+    bare_times, lab_times = [], []
     for i in range(warmup + calls):
+        on = i % 2 == 0
         started = time.perf_counter()
-        call(i % 2 == 0)
+        bare(i, on)
+        middle = time.perf_counter()
+        lab(on)
+        ended = time.perf_counter()
         if i >= warmup:
-            took.append(time.perf_counter() - started)
-    return took
+            bare_times.append(middle - started)
+            lab_times.append(ended - middle)
+    return bare_times, lab_times
 
 
-def through_labpower(lab: Labpowerd, calls: int, warmup: int) -> list[float]:
-    with Client(lab.socket, timeout=30) as client:
+def lab_switch(client: Client) -> Callable[[bool], None]:
+    """One On or Off of target ``t1`` through the daemon, read back."""
 
-        def switch(on: bool) -> None:
-            target = client.on("t1") if on else client.off("t1")
-            if not target.verified:
-                raise RuntimeError(f"switch not verified: {target}")
+    def switch(on: bool) -> None:
+        target = client.on("t1") if on else client.off("t1")
+        if not target.verified:
+            raise RuntimeError(f"switch not verified: {target}")
 
-        return alternate(calls, warmup, switch)
+    return switch
 
 
 def overhead_figures(
@@ -248,43 +264,50 @@ def overhead_figures(
 
 
 def http_overhead(directory: Path, kind: str, calls: int, warmup: int) -> list[Figure]:
-    with http_devices([(kind, 1, 0.0)]) as (address,):
-        bare = RawHttp(address)
-        try:
-            messages = {on: http_requests(kind, address, on) for on in (True, False)}
-            bare_times = alternate(
-                calls, warmup, lambda on: [bare.exchange(m) for m in messages[on]] and None
-            )
-        finally:
-            bare.close()
+    """labpower switches outlet 1, the bare client outlet 2 of the same device."""
+    with http_devices([(kind, 2, 0.0)]) as (address,):
         config = {
             "daemon": {"log_level": "warning"},
-            "devices": {"d": {"backend": kind, "host": address, "channels": 1}},
+            "devices": {"d": {"backend": kind, "host": address, "channels": 2}},
             "targets": {"t1": {"device": "d", "channel": 1}},
         }
-        with daemon(directory / f"http-{kind}", config) as (lab, _):
-            lab_times = through_labpower(lab, calls, warmup)
+        raw = RawHttp(address)
+        messages = {on: http_requests(kind, address, OUTLET, on) for on in (True, False)}
+
+        def bare(_: int, on: bool) -> None:
+            for message in messages[on]:
+                raw.exchange(message)
+
+        try:
+            with (
+                daemon(directory / f"http-{kind}", config) as (lab, _),
+                Client(lab.socket, timeout=30) as client,
+            ):
+                bare_times, lab_times = interleaved(calls, warmup, bare, lab_switch(client))
+        finally:
+            raw.close()
     label = f"network: {kind} switch + read-back"
     return overhead_figures(f"http_{kind}", label, lab_times, bare_times)
 
 
 def snmp_overhead(directory: Path, calls: int, warmup: int) -> list[Figure]:
+    """labpower switches outlet 1, the bare client outlet 2 of the same agent."""
     profile = "eaton"
-    with SnmpAgent(directory / "snmp-agent", profile, outlets=8, community=COMMUNITY) as agent:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bare:
-            bare.connect((agent.host, agent.port))
-            bare.settimeout(10)
-            # each call with request ids of its own, as any client sends them (encoded
-            # before the timing starts)
-            messages = [snmp_messages(profile, i % 2 == 0, i + 1) for i in range(calls + warmup)]
-            sent = iter(messages)
+    with (
+        SnmpAgent(directory / "snmp-agent", profile, outlets=8, community=COMMUNITY) as agent,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        sock.connect((agent.host, agent.port))
+        sock.settimeout(10)
+        # each call with request ids of its own, as any client sends them (encoded before
+        # the timing starts)
+        messages = [snmp_messages(profile, i % 2 == 0, i + 1) for i in range(calls + warmup)]
 
-            def exchange(on: bool) -> None:
-                for message in next(sent):
-                    bare.send(message)
-                    bare.recv(65536)
+        def bare(i: int, _: bool) -> None:
+            for message in messages[i]:
+                sock.send(message)
+                sock.recv(65536)
 
-            bare_times = alternate(calls, warmup, exchange)
         config = {
             "daemon": {"log_level": "warning"},
             "devices": {
@@ -298,8 +321,11 @@ def snmp_overhead(directory: Path, calls: int, warmup: int) -> list[Figure]:
             },
             "targets": {"t1": {"device": "pdu", "channel": 1}},
         }
-        with daemon(directory / "snmp", config) as (lab, _):
-            lab_times = through_labpower(lab, calls, warmup)
+        with (
+            daemon(directory / "snmp", config) as (lab, _),
+            Client(lab.socket, timeout=30) as client,
+        ):
+            bare_times, lab_times = interleaved(calls, warmup, bare, lab_switch(client))
     return overhead_figures("snmp", "network: SNMP (eaton) SET + GET", lab_times, bare_times)
 
 

@@ -5,6 +5,7 @@
     python benchmarks/run.py --only core   only the core (daemon/client) benchmarks
     python benchmarks/run.py --only client the client's: spin or not, Jumpstarter, start
     python benchmarks/run.py --only pdudaemon   only labpower-pdudaemon's (needs root)
+    python benchmarks/run.py --only network     network PDUs: HTTP and SNMP simulators
     python benchmarks/run.py --json        one JSON document on stdout, for scripts
     python benchmarks/run.py --write       also write benchmarks/results.md
     python benchmarks/run.py --profile F   run the loaded daemon under cProfile (stats in F)
@@ -33,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks import client_bench, core, pdudaemon_bench  # noqa: E402 - needs the path set above
+from benchmarks import client_bench, core, net_bench, pdudaemon_bench  # noqa: E402 - needs the path set above
 from benchmarks.harness import Figure  # noqa: E402
 
 SERIAL_MODULE = HERE / "serial_bench.py"
@@ -134,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller counts (< 30 s)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument(
-        "--only", choices=("core", "serial", "client", "pdudaemon"), help="run one group only"
+        "--only",
+        choices=("core", "serial", "client", "pdudaemon", "network"),
+        help="run one group only",
     )
     ap.add_argument("--write", action="store_true", help=f"also write {RESULTS.name}")
     ap.add_argument(
@@ -168,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress("client: round trips with and without spin, Jumpstarter, start, decoder")
             figures += client_bench.figures(args.quick)
         figures += serial
+        if args.only in (None, "network"):
+            progress("network PDUs: HTTP and SNMP overhead, 32 PDUs at once, 100-device start")
+            figures += net_bench.run(args.quick)
         if args.only in (None, "pdudaemon"):
             progress("pdudaemon listener (pduclient processes)")
             figures += pdudaemon_bench.run(args.quick)

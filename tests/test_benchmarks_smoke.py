@@ -58,8 +58,28 @@ CLIENT_FIGURES = {
 }
 
 
+NET_FIGURES = {
+    f"net.{key}"
+    for key in (
+        *(
+            f"{kind}_{what}"
+            for kind in ("http_gude", "http_shelly", "snmp")
+            for what in ("bare_median_ms", "labpower_median_ms", "overhead_median_ms")
+        ),
+        "concurrent_one_s",
+        "concurrent_all_s",
+        "concurrent_ratio",
+        "start_ready_s",
+        "start_serving_s",
+        "start_rss_mb",
+    )
+}
+
 #: figures that are one measurement minus another
-DIFFERENCES = {"serial.own_overhead_median_ms"}
+DIFFERENCES = {
+    "serial.own_overhead_median_ms",
+    *(f"net.{kind}_overhead_median_ms" for kind in ("http_gude", "http_shelly", "snmp")),
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +89,7 @@ def report() -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=200,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -82,10 +102,10 @@ def values(report: dict[str, Any]) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(210)
 def test_every_figure_is_measured(report: dict[str, Any]) -> None:
     figures = report["figures"]
-    missing = (CORE_FIGURES | CLIENT_FIGURES) - set(figures)
+    missing = (CORE_FIGURES | CLIENT_FIGURES | NET_FIGURES) - set(figures)
     assert not missing, missing
     if (ROOT / "benchmarks" / "serial_bench.py").exists():
         assert any(key.startswith("serial.") for key in figures)
@@ -101,7 +121,7 @@ def test_every_figure_is_measured(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(210)
 def test_figures_are_plausible(report: dict[str, Any]) -> None:
     v = values(report)
     assert 0 < v["round_trip_median_us"] <= v["round_trip_p99_us"] < 1_000_000
@@ -130,10 +150,18 @@ def test_figures_are_plausible(report: dict[str, Any]) -> None:
     # a switch is some hundreds of Python calls in the daemon: parsing, two log entries, reply
     assert 100 < v["daemon_calls_per_switch"] < 5_000
     assert 0 < v["decoder_1mib_cpu_ms"] < 10_000
+    for kind in ("http_gude", "http_shelly", "snmp"):
+        assert 0 < v[f"net.{kind}_bare_median_ms"] < 1_000
+        assert 0 < v[f"net.{kind}_labpower_median_ms"] < 1_000
+    # 8 switches of a PDU that answers in 20 ms each take at least 160 ms
+    assert 0.16 <= v["net.concurrent_one_s"] < 60
+    assert 0.16 <= v["net.concurrent_all_s"] < 60
+    assert 0 < v["net.start_ready_s"] <= v["net.start_serving_s"] < 60
+    assert 1 < v["net.start_rss_mb"] < 1000
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(210)
 def test_log_subscribers_lose_nothing(report: dict[str, Any]) -> None:
     # Losing an entry is a bug whatever the machine's speed, so this one is asserted.
     v = values(report)
