@@ -208,11 +208,13 @@ class SnmpBackend(NetworkBackend):
         if profile.current is None or profile.voltage is None:
             raise NotSupportedError("read")
         meters = (profile.current, profile.voltage)
-        oids = [profile.oid(m.oid, channel) for m in meters]
+        oids = [m.at(profile, channel) for m in meters]
         oids += [profile.oid(m.digits, channel) for m in meters if m.digits]
         values = await self._call("get", [(oid, None) for oid in oids])
         if any(v is None for v in values):
             raise NotSupportedError("read")  # a model without per-outlet metering
+        if isinstance(values[0], int) and values[0] < 0:
+            raise NotSupportedError("read")  # Sentry's "not available" (-1)
         digits = iter(values[2:])
         current, voltage = (
             _scaled(v, m, next(digits) if m.digits else None)

@@ -17,7 +17,8 @@ apc-rpdu2   rPDU2OutletSwitchedControlCommand rPDU2OutletSwitched-   ...StatusNa
                                              off(1), on(2)           .26.9.4.3.1.6.N (0.1 A),
                                                                      voltage: rPDU2Phase-
                                                                      StatusVoltage
-                                                                     .26.6.3.1.6.1 (V)
+                                                                     .26.6.3.1.6.1 (V,
+                                                                     phase 1)
 raritan     PDU2-MIB switchingOperation      outletSwitchingState    outletName
             .13742.6.4.1.2.1.2.1.N           .13742.6.4.1.2.1.3.1.N  .13742.6.3.5.3.1.3.1.N;
             off(0), on(1)                    on(7), off(8)           measurementsOutlet-
@@ -49,8 +50,11 @@ cyberpower  CPS-MIB ePDUOutletControl-       the same OID:           ...OutletNa
 (OIDs above without their prefix 1.3.6.1.4.1.) ``apc`` picks apc-rpdu2, apc-rpdu or apc-ms
 and ``sentry`` picks sentry4 or sentry3, by which of their state OIDs the PDU answers for
 outlet 1. A state value other than the on and off ones (rebooting, pending, error) reads as
-unknown. Sentry3/4 and CyberPower report no per-outlet voltage labpower knows of, APC
-rPDU/MasterSwitch no per-outlet readings: ``read`` is not supported there.
+unknown. Where a PDU reports the voltage of its input, phase or bank only, that is the
+outlet's voltage (one inlet, one phase: the same supply). A negative current is how Sentry
+PDUs without per-outlet metering answer: ``read`` is not supported there. APC rPDU
+(AP79xx) and MasterSwitch units have no per-outlet readings at all (rPDU's load table is
+per phase, in amperes, with no voltage), nor ``read``.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ class Meter:
     oid: str
     scale: float = 1.0
     digits: str | None = None
+    #: False: one OID for every outlet (an input's or a phase's voltage)
+    per_outlet: bool = True
+
+    def at(self, profile: Profile, outlet: int) -> str:
+        """The OID of this reading for ``outlet``."""
+        return profile.oid(self.oid, outlet) if self.per_outlet else self.oid
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +123,7 @@ PROFILES: dict[str, Profile] = {
         1,
         _e("318.1.1.26.9.2.3.1.3.{n}"),
         current=Meter(_e("318.1.1.26.9.4.3.1.6.{n}"), 0.1),
-        voltage=Meter(_e("318.1.1.26.6.3.1.6.1"), 1.0),
+        voltage=Meter(_e("318.1.1.26.6.3.1.6.1"), 1.0, per_outlet=False),
     ),
     "raritan": Profile(
         "raritan",
@@ -145,6 +155,8 @@ PROFILES: dict[str, Profile] = {
         1,
         0,
         _e("1718.3.2.3.1.3.1.1.{n}"),
+        current=Meter(_e("1718.3.2.3.1.7.1.1.{n}"), 0.01),
+        voltage=Meter(_e("1718.3.2.2.1.11.1.1"), 0.1, per_outlet=False),
     ),
     "sentry4": Profile(
         "sentry4",
@@ -152,11 +164,21 @@ PROFILES: dict[str, Profile] = {
         (_e("1718.4.1.8.5.1.2.1.1.{n}"), 2),
         _e("1718.4.1.8.3.1.1.1.1.{n}"),
         1,
-        0,
+        2,
         _e("1718.4.1.8.2.1.3.1.1.{n}"),
+        current=Meter(_e("1718.4.1.8.3.1.3.1.1.{n}"), 0.01),
+        voltage=Meter(_e("1718.4.1.8.3.1.6.1.1.{n}"), 0.1),
     ),
-    "cyberpower": _same(
-        "cyberpower", _e("3808.1.1.3.3.3.1.1.4.{n}"), 1, 2, _e("3808.1.1.3.3.3.1.1.2.{n}")
+    "cyberpower": Profile(
+        "cyberpower",
+        (_e("3808.1.1.3.3.3.1.1.4.{n}"), 1),
+        (_e("3808.1.1.3.3.3.1.1.4.{n}"), 2),
+        _e("3808.1.1.3.3.3.1.1.4.{n}"),
+        1,
+        2,
+        _e("3808.1.1.3.3.3.1.1.2.{n}"),
+        current=Meter(_e("3808.1.1.3.3.5.1.1.7.{n}"), 0.1),
+        voltage=Meter(_e("3808.1.1.3.2.3.1.1.6.1"), 0.1, per_outlet=False),
     ),
 }
 

@@ -1,9 +1,10 @@
 """SNMP PDUs simulated by snmpsim (PyPI ``snmpsim``, a real SNMP agent): ``.snmprec`` data
 for each profile's MIB, writable so that a SET changes what the next GET returns.
 
-PDUs that switch and report through one OID (APC MasterSwitch and rPDU, CyberPower) use
-snmpsim's ``writecache`` variation; those with a separate state OID (APC rPDU2, Raritan,
-Eaton, ServerTech) the ``labpower_outlet`` variation module shipped beside this file.
+PDUs that switch and report through one OID and have no readings (APC MasterSwitch and
+rPDU) use snmpsim's ``writecache`` variation; the others (APC rPDU2, Raritan, Eaton,
+ServerTech, CyberPower) the ``labpower_outlet`` variation module shipped beside this file,
+whose readings follow the outlet's state.
 :class:`SnmpAgent` runs ``snmpsim-command-responder`` as a child process on loopback::
 
     with SnmpAgent(tmp_path, "raritan", outlets=8, community="lab") as pdu:
@@ -44,11 +45,33 @@ SYS_DESCR = {
     "cyberpower": ("CyberPower PDU41001", "3808.1.1.3"),
 }
 #: what the metering models report for an outlet that is on (raw, in each MIB's unit)
-METER_ON = {"apc-rpdu2": 4, "raritan": 105, "eaton": 105}
-VOLTAGE_RAW = {"apc-rpdu2": 230, "raritan": 230, "eaton": 230_000}
+METER_ON = {
+    "apc-rpdu2": 4,
+    "raritan": 105,
+    "eaton": 105,
+    "sentry3": 11,
+    "sentry4": 11,
+    "cyberpower": 2,
+}
+VOLTAGE_RAW = {
+    "apc-rpdu2": 230,
+    "raritan": 230,
+    "eaton": 230_000,
+    "sentry3": 2300,
+    "sentry4": 2300,
+    "cyberpower": 2300,
+}
 #: the readings those raw values mean, for tests: profile -> (volts, amperes when on)
-READINGS = {"apc-rpdu2": (230.0, 0.4), "raritan": (230.0, 0.105), "eaton": (230.0, 0.105)}
-SAME_OID = ("apc-ms", "apc-rpdu", "cyberpower")
+READINGS = {
+    "apc-rpdu2": (230.0, 0.4),
+    "raritan": (230.0, 0.105),
+    "eaton": (230.0, 0.105),
+    "sentry3": (230.0, 0.11),
+    "sentry4": (230.0, 0.11),
+    "cyberpower": (230.0, 0.2),
+}
+#: PDUs that switch and report through one OID and have no readings: snmpsim's writecache
+SAME_OID = ("apc-ms", "apc-rpdu")
 
 
 def snmprec(profile: str, outlets: int, names: dict[int, str] | None = None) -> str:
@@ -74,16 +97,17 @@ def snmprec(profile: str, outlets: int, names: dict[int, str] | None = None) -> 
             else:  # ServerTech reads none(0) back; APC rPDU2 and Raritan the state
                 idle = ",idle=0" if profile.startswith("sentry") else ""
                 records[p.oid(on_oid, n)] = f"{command},on={on_value},off={off_value}{idle}"
-            records[p.oid(p.state, n)] = (
-                f"2:labpower_outlet|outlet={key},role=state,on={p.state_on},off={p.state_off}"
-            )
+            if p.state != on_oid:  # CyberPower switches and reports through one OID
+                records[p.oid(p.state, n)] = (
+                    f"2:labpower_outlet|outlet={key},role=state,on={p.state_on},off={p.state_off}"
+                )
         if p.name_oid:
             records[p.oid(p.name_oid, n)] = f"4|{(names or {}).get(n, f'Outlet {n}')}"
         if p.current is not None and p.voltage is not None:
-            records[p.oid(p.current.oid, n)] = (
+            records[p.current.at(p, n)] = (
                 f"66:labpower_outlet|outlet={key},role=meter,on={METER_ON[profile]},off=0"
             )
-            records[p.oid(p.voltage.oid, n)] = f"66|{VOLTAGE_RAW[profile]}"
+            records[p.voltage.at(p, n)] = f"66|{VOLTAGE_RAW[profile]}"
             for meter, digits in ((p.current, 3), (p.voltage, 0)):
                 if meter.digits:
                     records[p.oid(meter.digits, n)] = f"66|{digits}"
