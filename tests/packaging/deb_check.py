@@ -34,6 +34,8 @@ device = "bench"
 channel = 2
 """
 SOCKET = "/run/labpower/labpower.sock"
+SHIPPED_DROP_IN = "/usr/share/labpower/systemd/labpowerd.service.d/network.conf"
+DROP_IN = "/etc/systemd/system/labpowerd.service.d/network.conf"
 APT_ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
 
@@ -111,6 +113,46 @@ def installed_version() -> str:
     return out("dpkg-query", "-W", "-f", "${Version} ${db:Status-Status}", "labpower")
 
 
+def network(r: dict[str, Any]) -> None:
+    """A Gude PDU (the package's own simulator) beside the mock board: the unit as installed
+    forbids the network; README.Debian's steps open it. The mock lab is back afterwards."""
+    r["drop_in_shipped"] = path_facts(SHIPPED_DROP_IN)
+    r["drop_in_active_after_install"] = os.path.exists(DROP_IN)
+    sim = subprocess.Popen(
+        ["labpower-sim", "gude", "--channels", "2", "--quiet"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        banner = sim.stdout.readline()
+        host = banner.split('host = "', 1)[1].split('"', 1)[0]
+        Path("/etc/labpower/labpowerd.toml").write_text(
+            CONFIG + f'\n[devices.gude]\nbackend = "gude"\nhost = "{host}"\nchannels = 2\n'
+            '\n[targets.plug]\ndevice = "gude"\nchannel = 1\n'
+        )
+        run("systemctl", "reload", "labpowerd")
+        r["plug_forbidden"] = run("labpower", "on", "plug", user="alice")
+        r["families_as_installed"] = out(
+            "systemctl", "show", "--value", "--property", "RestrictAddressFamilies", "labpowerd"
+        )
+        # README.Debian's steps
+        r["drop_in_install"] = run("install", "-D", "-m", "644", SHIPPED_DROP_IN, DROP_IN)
+        run("systemctl", "daemon-reload")
+        run("systemctl", "restart", "labpowerd")
+        r["families_with_drop_in"] = out(
+            "systemctl", "show", "--value", "--property", "RestrictAddressFamilies", "labpowerd"
+        )
+        r["plug_on"] = labpower_json("on", "plug")
+    finally:
+        sim.terminate()
+        sim.wait(30)
+    os.unlink(DROP_IN)
+    run("systemctl", "daemon-reload")
+    Path("/etc/labpower/labpowerd.toml").write_text(CONFIG)
+    run("systemctl", "restart", "labpowerd")
+
+
 def check(debdir: Path, r: dict[str, Any]) -> None:
     (first,) = debdir.glob("v1/labpower_*.deb")
     (second,) = debdir.glob("v2/labpower_*.deb")
@@ -141,6 +183,9 @@ def check(debdir: Path, r: dict[str, Any]) -> None:
     r["bob_on"] = run("labpower", "on", "dut2", user="bob")
     r["service_after_first_call"] = unit("labpowerd.service")
     r["state_file_after_on"] = path_facts("/var/lib/labpower/targets.json")
+
+    # --- a network device: forbidden as installed, switching once the drop-in is in -------
+    network(r)
 
     # --- upgrade while dut1 is on ----------------------------------------------------------
     r["status_before_upgrade"] = labpower_json("status", "dut1", "dut2")

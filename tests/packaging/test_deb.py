@@ -140,6 +140,24 @@ def test_a_member_of_group_labpower_switches_a_target(lab_host: dict[str, Any]) 
     assert "ermission denied" in bob["stderr"], bob
 
 
+def test_the_network_drop_in_ships_unused_and_opens_the_network_when_installed(
+    lab_host: dict[str, Any],
+) -> None:
+    assert lab_host["drop_in_shipped"]["mode"] == 0o644
+    assert lab_host["drop_in_active_after_install"] is False
+    # as installed: AF_UNIX only, and the daemon says why a network PDU is unavailable
+    assert lab_host["families_as_installed"] == "AF_UNIX"
+    forbidden = lab_host["plug_forbidden"]
+    assert forbidden["rc"] != 0, forbidden
+    assert "network is forbidden to labpowerd" in forbidden["stderr"], forbidden
+    # README.Debian's steps: the same PDU switches
+    assert lab_host["drop_in_install"]["rc"] == 0, lab_host["drop_in_install"]
+    assert set(lab_host["families_with_drop_in"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    on = lab_host["plug_on"]
+    assert on["rc"] == 0, on
+    assert (on["json"][0]["name"], on["json"][0]["state"]) == ("plug", "on")
+
+
 def test_upgrade_keeps_the_state_and_switches_nothing(lab_host: dict[str, Any]) -> None:
     assert lab_host["upgrade"]["rc"] == 0, lab_host["upgrade"]
     assert lab_host["installed_v2"] != lab_host["installed_v1"]
