@@ -42,7 +42,9 @@ def test_import_writes_a_valid_config_keeping_pdudaemons_names(tmp_path: Path) -
     conf = tmp_path / "pdudaemon.conf"
     conf.write_text(json.dumps(CONF))
     out = tmp_path / "labpowerd.toml"
-    result = run("import-pdudaemon", str(conf), "-o", str(out))
+    (tmp_path / "apc01.community").write_text("private\n")
+    (tmp_path / "apc01.community").chmod(0o600)
+    result = run("import-pdudaemon", str(conf), "-o", str(out), "--secrets-dir", str(tmp_path))
     check = subprocess.run(
         [LABPOWERD, "--check-config", str(out)], capture_output=True, text=True, timeout=60
     )
@@ -53,6 +55,7 @@ def test_import_writes_a_valid_config_keeping_pdudaemons_names(tmp_path: Path) -
         "rly": ("devantech", 2),
         "relay-hid": ("usbrelay", 8),
         "ykush-1": ("ykush", 3),
+        "apc01": ("snmp", 24),
     }
     assert cfg.devices["numato01"].options.port == "/dev/serial/by-id/usb-Numato-if00"
     assert cfg.devices["rly"].options.port == "/dev/ttyACM0"  # pdudaemon's default
@@ -61,16 +64,13 @@ def test_import_writes_a_valid_config_keeping_pdudaemons_names(tmp_path: Path) -
     names = {t.pdudaemon: (t.name, t.aliases) for t in cfg.targets.values()}
     assert names["numato01:2"] == ("numato01-2", ("dut-a",))
     assert names["ykush-1:3"] == ("ykush-1-3", ("dut-c",))
+    assert names["apc01:5"] == ("apc01-5", ("dut-b",))
     assert cfg.targets["relay-hid-1"].invert
     # left out, and said so: exit status 1
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "labpower import-pdudaemon: left out: PDU 'apc01' (driver 'apc7952'): "
-        "no labpower backend for this driver yet",
         "labpower import-pdudaemon: left out: PDU 'local' (driver 'localcmdline'): "
         "no labpower backend for this driver yet",
-        "labpower import-pdudaemon: left out: alias 'dut-b': "
-        "its PDU port apc01:5 is not among the imported ones",
     ]
 
 

@@ -595,6 +595,12 @@ def cmd_import_pdudaemon(args: argparse.Namespace) -> int:
 def _import_pdudaemon_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("config", metavar="PDUDAEMON_CONF", help="e.g. /etc/pdudaemon/pdudaemon.conf")
     sub.add_argument("-o", "--output", metavar="FILE", help="write here (a new file), not stdout")
+    sub.add_argument(
+        "--secrets-dir",
+        metavar="DIR",
+        help="where the config names the files for SNMP communities pdudaemon's config does "
+        "not hold (default: /etc/labpower)",
+    )
 
 
 #: Every command, in the order --help lists them: name, what runs it, summary, description,

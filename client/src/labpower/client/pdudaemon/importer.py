@@ -3,14 +3,16 @@ targets for every PDU of a pdudaemon config that labpower has a backend for.
 
 Each port of such a PDU becomes a target ``<pdu>-<port>`` with ``pdudaemon = "<pdu>:<port>"``
 and the pdudaemon aliases that point at it, so pduclient, LAVA and labgrid go on naming it as
-before. PDUs whose driver labpower cannot drive yet are named, with their driver, and left
-out: the result says which.
+before. Network PDUs map to the ``snmp`` and HTTP backends
+(:mod:`labpower.client.pdudaemon.import_net`). PDUs whose driver labpower cannot drive yet
+are named, with their driver, and left out: the result says which.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -18,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labpower.client.pdudaemon.address import AddressError, check_name, format_address
+from labpower.client.pdudaemon.import_net import NetDevice, Unsupported, network_device
+
+#: where the importer names files for secrets pdudaemon's config does not hold
+SECRETS_DIR = "/etc/labpower"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,8 @@ class Result:
 
     toml: str = ""
     skipped: list[str] = field(default_factory=list)
+    #: whether the text holds a secret (a community, a password) written inline
+    secret: bool = False
 
 
 def load(path: str) -> Mapping[str, Any]:
@@ -95,7 +103,31 @@ def _quote(value: str | int | bool) -> str:
     return json.dumps(value)  # a JSON string is a TOML basic string
 
 
-def convert(doc: Mapping[str, Any], source: str = "pdudaemon.conf") -> Result:
+def _network(
+    pdu: str, device: str, net: NetDevice, aliases: dict[tuple[str, int], list[str]]
+) -> list[str]:
+    lines = [f"[devices.{_quote(device)}]", f"backend = {_quote(net.backend)}"]
+    lines += [f"{key} = {_quote(value)}" for key, value in net.options]
+    lines += [f"# {note}" for note in net.notes]
+    lines += [f"channels = {net.channels}", ""]
+    for channel in range(1, net.channels + 1):
+        port = net.first_port + channel - 1
+        lines += [
+            f"[targets.{_quote(f'{device}-{port}')}]",
+            f"device = {_quote(device)}",
+            f"channel = {channel}",
+            f"pdudaemon = {_quote(format_address(pdu, port))}",
+        ]
+        names = aliases.pop((pdu, port), [])
+        if names:
+            lines.append(f"aliases = [{', '.join(_quote(a) for a in names)}]")
+        lines.append("")
+    return lines
+
+
+def convert(
+    doc: Mapping[str, Any], source: str = "pdudaemon.conf", secrets_dir: str = SECRETS_DIR
+) -> Result:
     """labpowerd.toml text for ``doc``'s PDUs that labpower can drive."""
     result = Result()
     aliases: dict[tuple[str, int], list[str]] = {}
@@ -111,7 +143,14 @@ def convert(doc: Mapping[str, Any], source: str = "pdudaemon.conf") -> Result:
     for pdu, settings in doc.get("pdus", {}).items():
         driver = settings.get("driver") if isinstance(settings, dict) else None
         board = BOARDS.get(driver) if isinstance(driver, str) else None
-        if board is None or not isinstance(settings, dict):
+        net: NetDevice | None = None
+        if board is None and isinstance(driver, str) and isinstance(settings, dict):
+            try:
+                net = network_device(driver, settings, str(pdu), secrets_dir)
+            except Unsupported as exc:
+                result.skipped.append(f"PDU {pdu!r} (driver {driver!r}): {exc}")
+                continue
+        if (board is None and net is None) or not isinstance(settings, dict):
             result.skipped.append(
                 f"PDU {pdu!r} (driver {driver!r}): no labpower backend for this driver yet"
             )
@@ -125,6 +164,11 @@ def convert(doc: Mapping[str, Any], source: str = "pdudaemon.conf") -> Result:
         while device in taken:
             device += "_"
         taken.add(device)
+        if net is not None:
+            lines += _network(pdu, device, net, aliases)
+            result.secret |= net.secret
+            continue
+        assert board is not None
         lines.append(f"[devices.{_quote(device)}]")
         lines.append(f"backend = {_quote(board.backend)}")
         for setting, (option, default) in board.options.items():
@@ -159,9 +203,13 @@ def run(args: argparse.Namespace) -> int:
     """``labpower import-pdudaemon``: 0 if every PDU and alias was taken, else 1 (the
     config for the rest is written all the same; nothing when the input is unreadable)."""
     try:
-        result = convert(load(args.config), args.config)
+        result = convert(load(args.config), args.config, args.secrets_dir or SECRETS_DIR)
         if args.output:
-            with open(args.output, "x", encoding="utf-8") as f:
+            # a community or password inline: not for everyone to read (labpowerd refuses
+            # such a file); the admin gives it to group labpower
+            mode = 0o640 if result.secret else 0o644
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(result.toml)
         else:
             sys.stdout.write(result.toml)
@@ -170,4 +218,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for line in result.skipped:
         print(f"labpower import-pdudaemon: left out: {line}", file=sys.stderr)
+    if result.secret:
+        print(
+            "labpower import-pdudaemon: the config holds communities or passwords from "
+            "pdudaemon's: keep it from other users (chgrp labpower, chmod 640), or move them "
+            "to *_file",
+            file=sys.stderr,
+        )
     return 1 if result.skipped else 0
