@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import subprocess
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from labpower.client import Client
-from labpower.daemon.testing import DaemonProcess
+from labpower.daemon.testing import DaemonProcess, to_toml
 
 from .conftest import free_port, listening
 from .peers import http_request, send_tcp, wait_for
@@ -349,5 +350,52 @@ def test_a_board_of_unknown_state_does_not_hold_up_other_targets(tmp_path: Path)
             assert listing.is_alive(), "the request waited for the stuck board"
             listing.join()
             assert lab.get("b").state == "off"
+    finally:
+        assert daemon.stop() == 0
+
+
+@pytest.mark.xdist_group("timing")
+def test_the_first_request_and_the_first_after_a_reload_skip_an_unknown_board(
+    tmp_path: Path,
+) -> None:
+    """A name not seen before is looked up with List(known_only), which reads no board: the
+    first request of a fresh listener, and the first for a name a reload added, are answered
+    while another client's List still waits for the stuck board."""
+    config = {
+        "devices": {
+            # every read fails after 10 s: its target's state stays unknown
+            "stuck": {"backend": "mock", "channels": 1, "delay": 10.0, "fail": ["get"]},
+            "quick": {"backend": "mock", "channels": 2},
+        },
+        "targets": {
+            "x": {"device": "stuck", "channel": 1, "pdudaemon": "pdu:1"},
+            "b": {"device": "quick", "channel": 1, "pdudaemon": "pdu:2"},
+        },
+    }
+    (tmp_path / "lab").mkdir()
+    daemon = DaemonProcess(config, directory=str(tmp_path / "lab"))
+    daemon.start()
+    try:
+        port = free_port()
+        with listening(daemon.socket_path, port), daemon.client(timeout=60) as lab:
+            known = {t.name: t.state for t in lab.targets(known_only=True)}
+            assert known["x"] == "unknown"  # and that List read no board: it came back
+            listing = threading.Thread(target=lab.targets)
+            listing.start()  # reads the stuck board: 10 s
+            assert send_tcp(b"pdu 2 on", port) == b"ack\n"  # the listener's first request
+            assert listing.is_alive(), "the first request waited for the stuck board"
+            listing.join()
+            # a reload adds a name; its first request looks it up again
+            config["targets"]["c"] = {"device": "quick", "channel": 2, "pdudaemon": "pdu:3"}
+            daemon.config_path.write_text(to_toml(config))
+            daemon.signal(signal.SIGHUP)
+            wait_for(lambda: any(t.name == "c" for t in lab.targets(known_only=True)))
+            listing = threading.Thread(target=lab.targets)
+            listing.start()
+            assert send_tcp(b"pdu 3 on", port) == b"ack\n"
+            assert listing.is_alive(), "the first request after the reload waited"
+            listing.join()
+            assert (lab.get("b").state, lab.get("c").state) == ("on", "on")
+            assert lab.get("x").state == "unknown"
     finally:
         assert daemon.stop() == 0

@@ -212,8 +212,11 @@ def _refresh(params: dict[str, Any], refresh: bool) -> dict[str, Any]:
     return params
 
 
-def list_op(refresh: bool = False) -> Op[list[Target]]:
-    return Op(power_call("List", _refresh({}, refresh)), targets_result)
+def list_op(refresh: bool = False, known_only: bool = False) -> Op[list[Target]]:
+    params = _refresh({}, refresh)
+    if known_only:  # no board read: the names, and the states the daemon knows
+        params["known_only"] = True
+    return Op(power_call("List", params), targets_result)
 
 
 def get_op(target: str, refresh: bool = False) -> Op[Target]:

@@ -181,8 +181,8 @@ class AsyncClient:
             await stream.wait_for(seq)
         return target
 
-    async def targets(self, *, refresh: bool = False) -> list[Target]:
-        return await self._op(p.list_op(refresh))
+    async def targets(self, *, refresh: bool = False, known_only: bool = False) -> list[Target]:
+        return await self._op(p.list_op(refresh, known_only))
 
     def target(self, name: str) -> AsyncTargetHandle:
         return AsyncTargetHandle(self, name)

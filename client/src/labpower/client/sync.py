@@ -234,10 +234,11 @@ class Client:
         return target
 
     # -- the power interface
-    def targets(self, *, refresh: bool = False) -> list[Target]:
+    def targets(self, *, refresh: bool = False, known_only: bool = False) -> list[Target]:
         """Every target; ``refresh``: read the boards again rather than answer from what
-        the daemon knows."""
-        return self._op(p.list_op(refresh))
+        the daemon knows; ``known_only``: read no board at all (a state the daemon does
+        not know stays unknown)."""
+        return self._op(p.list_op(refresh, known_only))
 
     def target(self, name: str) -> TargetHandle:
         return TargetHandle(self, name)

@@ -38,8 +38,10 @@ type LogEntry (
 # Who may read a target (see it in List, Get it, Read it, see its entries in Logs and
 # History) is its read policy: by default whoever may switch it.
 # The targets the caller may read, as the daemon knows them (read back at start and at each
-# switch; a state it does not know is read from the board); refresh: ask the boards again
-method List(refresh: ?bool) -> (targets: []Target)
+# switch; a state it does not know is read from the board); refresh: ask the boards again;
+# known_only: read no board at all, a state it does not know stays unknown (for a caller that
+# needs the names, not the states, and must not wait for a slow board)
+method List(refresh: ?bool, known_only: ?bool) -> (targets: []Target)
 method Get(target: string, refresh: ?bool) -> (target: Target)
 # lease: the token of a lease held by another connection of the same user (see Acquire);
 # a Cycle checks the lease again before its "on": one taken meanwhile stops it (Locked)

@@ -197,11 +197,16 @@ class Lab:
 
     # -- operations
     async def list(
-        self, refresh: bool = False, visible: Callable[[str | None], bool] | None = None
+        self,
+        refresh: bool = False,
+        visible: Callable[[str | None], bool] | None = None,
+        known_only: bool = False,
     ) -> list[dict[str, Any]]:
         """The targets ``visible`` lets through (all by default), as the daemon knows them
-        or, with ``refresh``, as boards that can report their state say now."""
-        await self.refresh(None if refresh else self._unknown_boards())
+        (``known_only``: no board is read, an unknown state stays unknown), or, with
+        ``refresh``, as boards that can report their state say now."""
+        if not known_only:
+            await self.refresh(None if refresh else self._unknown_boards())
         return [
             t.to_wire(self.leases)
             for t in self.targets.values()

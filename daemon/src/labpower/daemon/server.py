@@ -308,8 +308,9 @@ class Server:
 
     # -- io.labpower.Power
     async def _list(self, call: Call, conn: Connection) -> dict[str, Any]:
-        refresh = Params(call.parameters, ("refresh",)).flag("refresh")
-        return {"targets": await self.lab.list(refresh, self.lab.visible_to(conn))}
+        p = Params(call.parameters, ("refresh", "known_only"))
+        visible = self.lab.visible_to(conn)
+        return {"targets": await self.lab.list(p.flag("refresh"), visible, p.flag("known_only"))}
 
     async def _get(self, call: Call, conn: Connection) -> dict[str, Any]:
         p = Params(call.parameters, ("target", "refresh"))

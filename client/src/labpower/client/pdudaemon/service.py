@@ -135,8 +135,9 @@ class PduService:
 
         The names are remembered from the last ``List``; the target found there is fetched
         with ``Get`` (which reads only its own board) and must still carry the name, else
-        (a reload changed it) ``List`` is asked again. So a board whose state is unknown,
-        which ``List`` reads, holds up only requests for names not seen before.
+        (a reload changed it) ``List`` is asked again, with ``known_only``: it reads no
+        board, so a board whose state is unknown holds up no other target's request, not
+        even the first one for a name or the first after a reload.
 
         :raises Outcome: no target has the name.
         :raises LabpowerError: the daemon failed.
@@ -149,7 +150,7 @@ class PduService:
                 fresh = None
             if fresh is not None and _match((fresh,), request) is fresh:
                 return fresh
-        self._known = await lab.targets()
+        self._known = await lab.targets(known_only=True)
         found = _match(self._known, request)
         if found is None:
             raise Outcome(f"no target answers to {_name(request)}")
