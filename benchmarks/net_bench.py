@@ -173,7 +173,7 @@ def snmp_messages(profile: str, on: bool, request_id: int) -> list[bytes]:
     """SNMPv2c SET of the control OID and GET of the state OID of outlet 2, encoded with
     pysnmp's own protocol API (pyasn1), not labpower's."""
     from labpower.backends.net.snmp_profiles import PROFILES
-    from pyasn1.codec.ber import encoder
+    from pyasn1.codec.ber import encoder  # type: ignore[import-untyped]  # pyasn1: no stubs
     from pysnmp.proto import api
 
     v2c = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]

@@ -21,7 +21,12 @@ from typing import Any
 from labpower.backends.sim.http_devices import GudeSimulator
 
 # run as a script: its directory is on sys.path
-from nspawn_check import CONFIG, UNIT, call_as, wait_until
+from nspawn_check import (  # type: ignore[import-not-found]  # a script beside this one
+    CONFIG,
+    UNIT,
+    call_as,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DROP_IN = REPO / "packaging/systemd-dropins/labpowerd.service.d/network.conf"

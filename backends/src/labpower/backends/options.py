@@ -13,7 +13,6 @@ is given as ``password``, ``password_file`` or ``password_credential``; see
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -62,10 +61,15 @@ def _is_secret(hint: Any) -> bool:
     return hint is Secret or Secret in typing.get_args(hint)
 
 
-@functools.cache
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
 def _hints(cls: type[Any]) -> dict[str, Any]:
     # evaluating the annotations costs milliseconds: once per class, not once per device
-    return typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def secret_fields(cls: type[Any]) -> list[str]:
