@@ -3,6 +3,7 @@ targets named in labpowerd.toml, answered only once the relay has switched."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -322,49 +324,14 @@ def test_a_reboot_longer_than_the_read_timeout_is_answered(listener: int, lab: C
     assert lab.get("dut1").state == "on"
 
 
-def test_a_board_of_unknown_state_does_not_hold_up_other_targets(tmp_path: Path) -> None:
-    """List reads boards whose state the daemon does not know; a known name is checked with
-    Get of its own target, so a slow, failing board does not delay it."""
+@contextlib.contextmanager
+def stuck_board_lab(tmp_path: Path, delay: float) -> Iterator[tuple[DaemonProcess, int, Client]]:
+    """A daemon with target x on a board whose every read fails after ``delay`` seconds
+    (its state stays unknown) and b on a quick board (pdudaemon names pdu:1 and pdu:2),
+    a listener on a free port, and a client."""
     config = {
         "devices": {
-            # every read fails after 3 s: its target's state stays unknown
-            "stuck": {"backend": "mock", "channels": 1, "delay": 3.0, "fail": ["get"]},
-            "quick": {"backend": "mock", "channels": 1},
-        },
-        "targets": {
-            "x": {"device": "stuck", "channel": 1, "pdudaemon": "pdu:1"},
-            "b": {"device": "quick", "channel": 1, "pdudaemon": "pdu:2"},
-        },
-    }
-    (tmp_path / "lab").mkdir()
-    daemon = DaemonProcess(config, directory=str(tmp_path / "lab"))
-    daemon.start()
-    try:
-        port = free_port()
-        with listening(daemon.socket_path, port), daemon.client(timeout=60) as lab:
-            assert send_tcp(b"pdu 2 on", port) == b"ack\n"  # learns the names (a List)
-            assert lab.get("x").state == "unknown"
-            listing = threading.Thread(target=lab.targets)
-            listing.start()  # reads the stuck board: 3 s
-            assert send_tcp(b"pdu 2 off", port) == b"ack\n"
-            assert listing.is_alive(), "the request waited for the stuck board"
-            listing.join()
-            assert lab.get("b").state == "off"
-    finally:
-        assert daemon.stop() == 0
-
-
-@pytest.mark.xdist_group("timing")
-def test_the_first_request_and_the_first_after_a_reload_skip_an_unknown_board(
-    tmp_path: Path,
-) -> None:
-    """A name not seen before is looked up with List(known_only), which reads no board: the
-    first request of a fresh listener, and the first for a name a reload added, are answered
-    while another client's List still waits for the stuck board."""
-    config = {
-        "devices": {
-            # every read fails after 10 s: its target's state stays unknown
-            "stuck": {"backend": "mock", "channels": 1, "delay": 10.0, "fail": ["get"]},
+            "stuck": {"backend": "mock", "channels": 1, "delay": delay, "fail": ["get"]},
             "quick": {"backend": "mock", "channels": 2},
         },
         "targets": {
@@ -378,24 +345,50 @@ def test_the_first_request_and_the_first_after_a_reload_skip_an_unknown_board(
     try:
         port = free_port()
         with listening(daemon.socket_path, port), daemon.client(timeout=60) as lab:
-            known = {t.name: t.state for t in lab.targets(known_only=True)}
-            assert known["x"] == "unknown"  # and that List read no board: it came back
-            listing = threading.Thread(target=lab.targets)
-            listing.start()  # reads the stuck board: 10 s
-            assert send_tcp(b"pdu 2 on", port) == b"ack\n"  # the listener's first request
-            assert listing.is_alive(), "the first request waited for the stuck board"
-            listing.join()
-            # a reload adds a name; its first request looks it up again
-            config["targets"]["c"] = {"device": "quick", "channel": 2, "pdudaemon": "pdu:3"}
-            daemon.config_path.write_text(to_toml(config))
-            daemon.signal(signal.SIGHUP)
-            wait_for(lambda: any(t.name == "c" for t in lab.targets(known_only=True)))
-            listing = threading.Thread(target=lab.targets)
-            listing.start()
-            assert send_tcp(b"pdu 3 on", port) == b"ack\n"
-            assert listing.is_alive(), "the first request after the reload waited"
-            listing.join()
-            assert (lab.get("b").state, lab.get("c").state) == ("on", "on")
-            assert lab.get("x").state == "unknown"
+            yield daemon, port, lab
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_board_of_unknown_state_does_not_hold_up_other_targets(tmp_path: Path) -> None:
+    """List reads boards whose state the daemon does not know; a known name is checked with
+    Get of its own target, so a slow, failing board does not delay it."""
+    with stuck_board_lab(tmp_path, 3.0) as (_, port, lab):
+        assert send_tcp(b"pdu 2 on", port) == b"ack\n"  # learns the names (a List)
+        assert lab.get("x").state == "unknown"
+        listing = threading.Thread(target=lab.targets)
+        listing.start()  # reads the stuck board: 3 s
+        assert send_tcp(b"pdu 2 off", port) == b"ack\n"
+        assert listing.is_alive(), "the request waited for the stuck board"
+        listing.join()
+        assert lab.get("b").state == "off"
+
+
+@pytest.mark.xdist_group("timing")
+def test_the_first_request_and_the_first_after_a_reload_skip_an_unknown_board(
+    tmp_path: Path,
+) -> None:
+    """A name not seen before is looked up with List(known_only), which reads no board: the
+    first request of a fresh listener, and the first for a name a reload added, are answered
+    while another client's List still waits for the stuck board."""
+    with stuck_board_lab(tmp_path, 10.0) as (daemon, port, lab):
+        known = {t.name: t.state for t in lab.targets(known_only=True)}
+        assert known["x"] == "unknown"  # and that List read no board: it came back
+        listing = threading.Thread(target=lab.targets)
+        listing.start()  # reads the stuck board: 10 s
+        assert send_tcp(b"pdu 2 on", port) == b"ack\n"  # the listener's first request
+        assert listing.is_alive(), "the first request waited for the stuck board"
+        listing.join()
+        # a reload adds a name; its first request looks it up again
+        config = tomllib.loads(daemon.config_path.read_text())
+        config["targets"]["c"] = {"device": "quick", "channel": 2, "pdudaemon": "pdu:3"}
+        daemon.config_path.write_text(to_toml(config))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: any(t.name == "c" for t in lab.targets(known_only=True)))
+        listing = threading.Thread(target=lab.targets)
+        listing.start()
+        assert send_tcp(b"pdu 3 on", port) == b"ack\n"
+        assert listing.is_alive(), "the first request after the reload waited"
+        listing.join()
+        assert (lab.get("b").state, lab.get("c").state) == ("on", "on")
+        assert lab.get("x").state == "unknown"

@@ -14,6 +14,7 @@ import pwd
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,23 +138,34 @@ def main(out: Path) -> dict[str, Any]:
         ),
     )
     r["restarted"] = restarted
-    r["watchdog_log"] = subprocess.run(
+    r["watchdog_log"] = journal()
+    r["alice_after_restart"] = call_as("alice", "Get", target="dut1")
+    r["history_after_restart"] = call_as("alice", "History", targets=["dut1"], since="1h")
+    return r
+
+
+def journal() -> str:
+    """The daemon's entries in the container's journal, as text."""
+    return subprocess.run(
         ["journalctl", "--no-pager", "-u", UNIT, "-o", "cat"],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     ).stdout
-    r["alice_after_restart"] = call_as("alice", "Get", target="dut1")
-    r["history_after_restart"] = call_as("alice", "History", targets=["dut1"], since="1h")
-    return r
 
 
-if __name__ == "__main__":
+def report(check: Callable[[Path], dict[str, Any]]) -> None:
+    """Run ``check(OUTDIR)`` (OUTDIR: the first argument) and write what it saw, or its
+    error, to OUTDIR/result.json for the test."""
     outdir = Path(sys.argv[1])
     try:
-        result = main(outdir)
+        result = check(outdir)
     except BaseException as exc:  # reported to the test through the result file
         result = {"checker_error": repr(exc)}
     (outdir / "result.json").write_text(json.dumps(result, indent=1))
     os.sync()
+
+
+if __name__ == "__main__":
+    report(main)

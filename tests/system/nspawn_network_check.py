@@ -9,12 +9,10 @@ checker, and an SNMP device at a port where nothing listens.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,8 @@ from nspawn_check import (  # type: ignore[import-not-found]  # a script beside 
     CONFIG,
     UNIT,
     call_as,
+    journal,
+    report,
     wait_until,
 )
 
@@ -37,16 +37,6 @@ RUNTIME_DROP_INS = Path("/run/systemd/system/labpowerd.service.d")
 def targets() -> dict[str, Any]:
     reply = call_as("alice", "List")
     return {t["name"]: t for t in reply["reply"]["parameters"]["targets"]}
-
-
-def journal() -> str:
-    return subprocess.run(
-        ["journalctl", "--no-pager", "-u", UNIT, "-o", "cat"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    ).stdout
 
 
 def main(out: Path) -> dict[str, Any]:
@@ -97,10 +87,4 @@ def main(out: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    outdir = Path(sys.argv[1])
-    try:
-        result = main(outdir)
-    except BaseException as exc:  # reported to the test through the result file
-        result = {"checker_error": repr(exc)}
-    (outdir / "result.json").write_text(json.dumps(result, indent=1))
-    os.sync()
+    report(main)
