@@ -24,7 +24,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from labpower.backends.net.snmp_ber import decode_response, encode_request
+from labpower.backends.net.snmp_profiles import PROFILES
 from labpower.backends.sim import KmtronicSimulator, Switch
+from labpower.backends.sim.http_devices import GudeSimulator
+from labpower.backends.sim.snmp import READINGS, SnmpAgent
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -44,6 +48,8 @@ SERIAL_NUMBER = "KMT01"
 #: what the scenario switches, in order, on each board (the off while unplugged never
 #: reaches a board): channel 1 on, channel 2 on, (unplug, replug) channel 1 on
 SENT = [[1, True], [2, True], [1, True]]
+#: the Eaton PDU's outlet 1 state OID (on: 1)
+EATON_STATE_1 = PROFILES["eaton"].oid(PROFILES["eaton"].state, 1)
 #: drivers udev would load at boot for the emulated machine's other hardware: each costs
 #: CPU time under emulation while the test sets up
 UNWANTED_MODULES = [
@@ -122,9 +128,14 @@ class GuestRun:
     serial_switches: list[Switch]
     serial_relays: dict[int, bool]
     requests: list[str]
+    #: the network PDUs as the guest left them: the Gude's relays, the Eaton's outlet 1
+    gude_relays: dict[int, bool]
+    eaton_outlet1: int | None
 
 
 def qemu_command(image: Path, share: Path, serial_sock: Path, control_sock: Path) -> list[str]:
+    """The VM. Its NIC is QEMU's user networking, through which the guest reaches this
+    host's loopback as 10.0.2.2 (the network PDUs' simulators listen there); no option ROM."""
     return [
         "qemu-system-x86_64",
         # -nodefaults: no NIC (and its option ROM), CD-ROM, floppy or VGA to probe at boot
@@ -148,6 +159,8 @@ def qemu_command(image: Path, share: Path, serial_sock: Path, control_sock: Path
         "-device", "virtio-serial-pci,id=vser",
         "-chardev", f"socket,id=ctl,path={control_sock}",
         "-device", "virtserialport,bus=vser.0,chardev=ctl,name=labpower.ctl",
+        "-netdev", "user,id=lab",
+        "-device", "virtio-net-pci,netdev=lab,romfile=",
     ]  # fmt: skip
 
 
@@ -169,7 +182,15 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     (share / "out").mkdir()
     sockets = tmp_path_factory.mktemp("qemu")
     board = UsbSerialBoard(KmtronicSimulator(channels=2), sockets / "kmtronic.sock")
-    with Control(sockets / "control.sock", board) as control:
+    gude = GudeSimulator(channels=2)
+    with (
+        gude,
+        SnmpAgent(sockets / "eaton", "eaton", outlets=2, community="lab") as eaton,
+        Control(sockets / "control.sock", board) as control,
+    ):
+        (share / "network.json").write_text(
+            json.dumps({"http": f"10.0.2.2:{gude.port}", "snmp": f"10.0.2.2:{eaton.port}"})
+        )
         qemu = subprocess.Popen(
             qemu_command(image, share, board.socket_path, control.path),
             stdin=subprocess.DEVNULL,
@@ -185,6 +206,7 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
         assert qemu.returncode == 0, qemu_out
         # the board as the guest left it (closing it below cuts its power)
         switches, relays = board.switches, board.relays
+        gude_relays, eaton_outlet1 = dict(gude.relays), snmp_get(eaton, EATON_STATE_1)
     status_file = share / "out" / "status"
     status = int(status_file.read_text()) if status_file.exists() else -1
     return GuestRun(
@@ -193,7 +215,19 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
         serial_switches=switches,
         serial_relays=relays,
         requests=control.requests,
+        gude_relays=gude_relays,
+        eaton_outlet1=eaton_outlet1,
     )
+
+
+def snmp_get(agent: SnmpAgent, oid: str) -> int | None:
+    """One SNMPv2c GET from the agent, as any manager sends it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.connect((agent.host, agent.port))
+        sock.send(encode_request("2c", agent.community.encode(), 7, "get", [(oid, None)]))
+        (value,) = decode_response(sock.recv(65536), "2c", agent.community.encode()).values
+    return value if isinstance(value, int) else None
 
 
 def result(out: Path) -> dict[str, Any]:
@@ -358,3 +392,27 @@ def test_usb_hub_port_power(guest_run: GuestRun) -> None:
     assert (raw["device"], raw["disable"], raw["powered"]) == (True, "0", True), raw
     dongle = targets(raw["status"]["out"])["dongle"]
     assert (dongle["state"], dongle["verified"]) == ("on", True), dongle
+
+
+@pytest.mark.timeout(900)
+def test_network_pdus_on_the_host(guest_run: GuestRun) -> None:
+    """labpowerd under systemd in the guest, with its real unit and the shipped network
+    drop-in, switches and reads a Gude PDU (HTTP) and an Eaton PDU (SNMP) simulated on the
+    host."""
+    r = result(guest_run.out)
+    assert guest_run.status == 0, (guest_run.out / "boot.log").read_text()[-4000:]
+    network = r["network"]
+    assert network["rc"] == 0, network["out"]
+    assert set(network["families"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    assert "10.0.2.2" in network["allowed"], network["allowed"]
+    for name in ("outlet", "socket"):
+        t = targets(network["out"])[name]
+        assert (t["state"], t["verified"], t["available"]) == ("on", True, True), t
+    read = network["read"]
+    assert read["rc"] == 0, read["out"]
+    (reading,) = [json.loads(line) for line in read["out"].splitlines() if line.startswith("{")]
+    volts, amps = READINGS["eaton"]
+    assert (reading["voltage"], reading["current"]) == (volts, amps)
+    # the devices on the host say the same
+    assert guest_run.gude_relays == {1: False, 2: True}
+    assert guest_run.eaton_outlet1 == PROFILES["eaton"].state_on

@@ -13,6 +13,8 @@ from __future__ import annotations
 import grp
 import json
 import os
+import pwd
+import socket
 import stat
 import subprocess
 import sys
@@ -119,6 +121,60 @@ def node_info(path: str) -> dict[str, Any]:
     }
 
 
+def reachable(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def network(share: Path, step: Callable[..., None]) -> None:
+    """Network PDUs on the host, as labpowerd reaches them through QEMU's user networking
+    (the host's loopback is 10.0.2.2): a Gude PDU (HTTP) and an Eaton PDU (SNMP v2c). The
+    admin installs the shipped network drop-in with their address, as its header says, and
+    restarts the daemon; alice switches and reads."""
+    where = json.loads((share / "network.json").read_text())
+    sh("modprobe", "virtio_net")
+    Path("/etc/systemd/network").mkdir(parents=True, exist_ok=True)
+    Path("/etc/systemd/network/10-lab.network").write_text(
+        "[Match]\nDriver=virtio_net\n\n[Network]\nAddress=10.0.2.15/24\n"
+    )
+    sh("systemctl", "start", "systemd-networkd.service")
+    wait_for("the host at 10.0.2.2", lambda: reachable(where["http"]), timeout=90)
+    drop_ins = Path("/etc/systemd/system/labpowerd.service.d")
+    drop_ins.mkdir(parents=True, exist_ok=True)
+    shipped = share / "packaging/systemd-dropins/labpowerd.service.d/network.conf"
+    (drop_ins / "network.conf").write_text(shipped.read_text() + "IPAddressAllow=10.0.2.2\n")
+    community = Path("/etc/labpower/pdu.community")
+    community.write_text("lab\n")
+    labpower = pwd.getpwnam("labpower")
+    os.chown(community, labpower.pw_uid, labpower.pw_gid)
+    community.chmod(0o600)
+    with open("/etc/labpower/labpowerd.toml", "a") as config:
+        config.write(
+            f'\n[devices.gude]\nbackend = "gude"\nhost = "{where["http"]}"\nchannels = 2\n'
+            "timeout = 10.0\n"
+            f'\n[devices.eaton]\nbackend = "snmp"\nhost = "{where["snmp"]}"\n'
+            f'profile = "eaton"\ncommunity_file = "{community}"\nchannels = 2\n'
+            "timeout = 10.0\n"
+            '\n[targets.outlet]\ndevice = "gude"\nchannel = 2\n'
+            '\n[targets.socket]\ndevice = "eaton"\nchannel = 1\n'
+        )
+    sh("systemctl", "daemon-reload")
+    sh("systemctl", "restart", "labpowerd.service")
+    on = as_alice("labpower", "--json", "on", "outlet", "socket")
+    read = as_alice("labpower", "--json", "read", "socket")
+    step(
+        "network",
+        **run(on),
+        read=run(read),
+        families=unit("RestrictAddressFamilies"),
+        allowed=unit("IPAddressAllow"),
+    )
+
+
 def main(out: Path) -> int:
     result: dict[str, Any] = {"steps": []}
     host = Host()
@@ -205,6 +261,10 @@ def main(out: Path) -> int:
             serial_switches=host.ask("board")["switches"],
             **relays(),
         )
+        try:
+            network(out.parent, step)
+        except Exception as exc:  # its own test reports it; the boards' scenario stands
+            step("network", error=repr(exc), rc=-1, out="")
     finally:
         board.stop()
     journal = sh("journalctl", "-u", "labpowerd.service", "-o", "json", "--no-pager")
