@@ -131,7 +131,8 @@ def network(r: dict[str, Any]) -> None:
             CONFIG + f'\n[devices.gude]\nbackend = "gude"\nhost = "{host}"\nchannels = 2\n'
             '\n[targets.plug]\ndevice = "gude"\nchannel = 1\n'
         )
-        run("systemctl", "reload", "labpowerd")
+        # a restart, not a reload: it returns once the daemon is READY with the new file
+        r["restart_with_plug"] = run("systemctl", "restart", "labpowerd")
         r["plug_forbidden"] = run("labpower", "on", "plug", user="alice")
         r["families_as_installed"] = out(
             "systemctl", "show", "--value", "--property", "RestrictAddressFamilies", "labpowerd"
