@@ -1,5 +1,5 @@
 """Why a device cannot be reached, in words an admin can act on: the OSError under a
-library's wrapping (httpx, anyio's connect groups) is found and named."""
+library's wrapping (anyio's connect groups, pysnmp's errors) is found and named."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ PDU = Address("pdu1.lab", 161)
 
 
 def wrapped(err: OSError) -> Exception:
-    """As anyio and httpx hand it on: a group of attempts, under a library error."""
+    """As anyio hands it on: a group of attempts, under a library error."""
     try:
         try:
             raise OSError("All connection attempts failed") from ExceptionGroup("tries", [err])

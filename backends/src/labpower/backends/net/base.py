@@ -50,7 +50,7 @@ class NetworkBackend(Backend):
 
 
 def _os_error(exc: BaseException, depth: int = 0) -> OSError | None:
-    """The OSError with an errno that a library wrapped, if any: httpx and anyio chain them,
+    """The OSError with an errno that a library wrapped, if any: libraries and anyio chain them,
     and anyio's happy-eyeballs connect groups one per address tried."""
     if depth > 10:
         return None
