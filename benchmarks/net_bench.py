@@ -345,6 +345,31 @@ def _switch_pdu(
         return started, time.time()
 
 
+def _bare_pdu(
+    index: int, out: Any, addresses: list[str], barrier: multiprocessing.synchronize.Barrier
+) -> tuple[float, float]:
+    """The same 8 switches as :func:`_switch_pdu`, sent by a bare client to the PDU."""
+    address = addresses[index]
+    raw = RawHttp(address)
+    try:
+        wait_barrier(barrier, out)
+        started = time.time()
+        for outlet in range(1, OUTLETS + 1):
+            (request,) = http_requests("gude", address, outlet, False)
+            raw.exchange(request)
+        return started, time.time()
+    finally:
+        raw.close()
+
+
+def at_once(fn: Any, args: tuple[Any, ...]) -> float:
+    """Seconds from the first start to the last end of ``fn`` in PDUS processes at once."""
+    barrier = multiprocessing.get_context("fork").Barrier(PDUS)
+    with children(fn, [(*args, barrier)] * PDUS) as out:
+        spans: dict[int, tuple[float, float]] = collect(out, "result", PDUS)
+    return max(end for _, end in spans.values()) - min(s for s, _ in spans.values())
+
+
 def concurrency(directory: Path) -> list[Figure]:
     specs = [("gude", OUTLETS, PDU_LATENCY)] * PDUS
     with http_devices(specs) as addresses:
@@ -369,10 +394,17 @@ def concurrency(directory: Path) -> list[Figure]:
                 one = time.perf_counter() - started
                 for o in range(1, OUTLETS + 1):
                     client.off(f"p0o{o}")
-            barrier = multiprocessing.get_context("fork").Barrier(PDUS)
-            with children(_switch_pdu, [(lab.socket, barrier)] * PDUS) as out:
-                spans = collect(out, "result", PDUS)
-            total = max(end for _, end in spans.values()) - min(s for s, _ in spans.values())
+            total = at_once(_switch_pdu, (lab.socket,))
+        # the rig alone: the same switches from bare clients, one PDU, then all at once
+        raw = RawHttp(addresses[0])
+        try:
+            started = time.perf_counter()
+            for o in range(1, OUTLETS + 1):
+                raw.exchange(http_requests("gude", addresses[0], o, True)[0])
+            bare_one = time.perf_counter() - started
+        finally:
+            raw.close()
+        bare_total = at_once(_bare_pdu, (addresses,))
     return [
         Figure(
             "net.concurrent_one_s",
@@ -392,6 +424,12 @@ def concurrency(directory: Path) -> list[Figure]:
             total / one,
             "x",
             LIMITS["concurrent_ratio"],
+        ),
+        Figure(
+            "net.concurrent_bare_ratio",
+            "network: the same from bare clients (the rig's own share)",
+            bare_total / bare_one,
+            "x",
         ),
     ]
 

@@ -69,6 +69,7 @@ NET_FIGURES = {
         "concurrent_one_s",
         "concurrent_all_s",
         "concurrent_ratio",
+        "concurrent_bare_ratio",
         "start_ready_s",
         "start_serving_s",
         "start_rss_mb",
