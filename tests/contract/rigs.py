@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import anyio
-from labpower.backends import Device, fakes, parse_options, registry
+from labpower.backends import fakes
 from labpower.backends.base import Backend
 from labpower.backends.contract import Rig, Switch
 from labpower.backends.fakes import MemoryBus, boards
@@ -438,31 +437,18 @@ RIGS: dict[str, tuple[str, MakeRig]] = {
 
 @contextlib.contextmanager
 def shared_agent(directory: Path) -> Iterator[Callable[[], SnmpAgent]]:
-    """A function that gives the one SNMP agent of a session, started on first use.
-
-    While the agent runs, one more snmp device stays open on it, as another PDU of the lab
-    would: the backend shares one pysnmp engine among the devices open with the same kind of
-    credentials, and building it costs more than a second of CPU each time the last device
-    closes. Kept alive, each open of the suite takes tens of milliseconds, so the deadlines
-    of :class:`SnmpRig` can stay short.
-    """
+    """A function that gives the one SNMP agent of a session, started on first use (snmpsim
+    takes seconds to start). Opening an SNMP v1/v2c device costs no more than a socket, so
+    the deadlines of :class:`SnmpRig` can stay short."""
     agent: list[SnmpAgent] = []
-    neighbour: list[Device] = []
 
     def get() -> SnmpAgent:
         if not agent:
             agent.append(SnmpAgent(directory, "raritan", outlets=2, community="lab").start())
-            cls = registry.load("snmp")
-            table = {"host": agent[0].address, "profile": "raritan", "community": "lab"}
-            dev = Device(cls("neighbour", 2, parse_options(cls.Options, table), 30.0), 30.0)
-            assert anyio.run(dev.open), dev.problem
-            neighbour.append(dev)
         return agent[0]
 
     try:
         yield get
     finally:
-        for dev in neighbour:
-            anyio.run(dev.close)
         for made in agent:
             made.stop()
