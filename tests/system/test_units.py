@@ -106,6 +106,7 @@ def test_service_is_a_notify_service_with_watchdog_reload_and_its_own_user() -> 
         "char-ttyACM",
         "char-hidraw",
         "char-usb_device",
+        "char-gpiochip",
     }
     assert s["Service", "RestrictAddressFamilies"] == ["AF_UNIX"]
     for key in ("RuntimeDirectory", "StateDirectory", "ConfigurationDirectory"):

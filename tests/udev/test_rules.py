@@ -62,7 +62,14 @@ def verify(udevadm: Path, *files: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_there_are_rules() -> None:
-    assert [p.name for p in RULES] == ["70-labpower.rules"]
+    assert [p.name for p in RULES] == ["70-labpower.rules", "71-labpower-gpio.rules"]
+
+
+def test_gpio_chips_are_group_labpower_through_their_node_only() -> None:
+    # the character device (it has a DEVNAME); the old sysfs class's gpiochipN has none
+    text = (ROOT / "udev" / "71-labpower-gpio.rules").read_text()
+    rule = 'SUBSYSTEM=="gpio", KERNEL=="gpiochip[0-9]*", ENV{DEVNAME}=="?*", GROUP="labpower"'
+    assert rule in text
 
 
 def test_udevadm_verify_accepts_the_rules(udevadm254: Path) -> None:

@@ -35,6 +35,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 # scripts next to this file, not a package: imported by name
 build_image: Any = importlib.import_module("build_image")  # untyped for mypy
+kernel_modules: Any = importlib.import_module("kernel_modules")
 if TYPE_CHECKING:
     from tests.vm.usb_serial import UsbSerialBoard
 else:
@@ -175,10 +176,16 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     )
     try:
         image = build_image.build()
+        modules = kernel_modules.build()
     finally:
         assert wheels.wait(timeout=300) == 0, "uv build failed"
-    for d in ("packaging", "udev", "tests/vm/guest"):
-        shutil.copytree(ROOT / d, share / d)
+    for d in ("packaging", "udev", "tests/vm/guest", "benchmarks"):
+        shutil.copytree(ROOT / d, share / d, ignore=shutil.ignore_patterns("__pycache__"))
+    # gpio-sim for the guest's kernel, and the gpiod wheel (installed with labpower's)
+    (share / "modules").mkdir()
+    shutil.copy(modules / "gpio-sim.ko", share / "modules")
+    for wheel in (modules / "wheels").glob("*.whl"):
+        shutil.copy(wheel, share / "wheels")
     (share / "out").mkdir()
     sockets = tmp_path_factory.mktemp("qemu")
     board = UsbSerialBoard(KmtronicSimulator(channels=2), sockets / "kmtronic.sock")

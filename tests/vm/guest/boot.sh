@@ -46,6 +46,11 @@ status=0
 usbhub=0
 /opt/labpower/bin/python "$S"/tests/vm/guest/usbhub.py "$OUT" || usbhub=$?
 echo "$usbhub" > "$OUT/usbhub-status"
+# GPIO relays on a gpio-sim chip and an ltc4151 meter on i2c-stub: a result file and a status
+# of their own (tests/vm/guest/localbus.py)
+localbus=0
+/opt/labpower/bin/python "$S"/tests/vm/guest/localbus.py "$S" "$OUT" || localbus=$?
+echo "$localbus" > "$OUT/localbus.status"
 journalctl -o json --no-pager > "$OUT/journal.json" || true
 echo "$status" > "$OUT/status"
 exit "$status"

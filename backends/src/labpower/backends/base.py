@@ -88,6 +88,13 @@ class Backend(ABC):
         :raises OptionError: naming the option.
         """
 
+    @classmethod
+    def notes(cls, options: Any) -> list[str]:
+        """What a user must know about a device configured with ``options`` that no check
+        can refuse: ``labpowerd --check-config`` prints each (a GPIO line's level after the
+        daemon dies, for one). None by default."""
+        return []
+
     async def open(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Get ready to talk to the board (open its port). Must not switch anything.
 

@@ -37,7 +37,16 @@ def _check(key: str, value: Any, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None
-        return _check(key, value, args[0])
+        if len(args) == 1:
+            return _check(key, value, args[0])
+        # ``int | str`` (a GPIO line by offset or by name): the first type the value is
+        for arg in args:
+            try:
+                return _check(key, value, arg)
+            except OptionError:
+                continue
+        names = " or ".join(_NAMES.get(a, repr(a)) for a in args)
+        raise OptionError(key, f"must be {names}, not {value!r}")
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):

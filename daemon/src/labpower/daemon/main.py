@@ -127,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"labpowerd: {exc}", file=sys.stderr)
             return 1
         print(f"{cfg.path}: ok ({len(cfg.devices)} devices, {len(cfg.targets)} targets)")
+        for name, device in cfg.devices.items():
+            for note in device.backend_class.notes(device.options):
+                print(f"{cfg.path}: devices.{name}: note: {note}")
         return 0
 
     path = args.config or default_config_path()

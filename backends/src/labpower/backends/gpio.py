@@ -1,0 +1,271 @@
+"""The ``gpio`` backend: relays wired to a host's GPIO lines, through the kernel's GPIO
+character device (``/dev/gpiochipN``) and libgpiod v2 (the ``gpiod`` package, extra ``gpio``).
+
+A device is one chip; a channel is one line, given by offset or by name. Each line is its own
+request, so switching one line never reconfigures another.
+
+Never switching what nobody asked to switch:
+
+- **Open** requests each line *as is*: no direction, no bias, no output value. The kernel
+  then changes nothing on the line (gpiolib's request only records the flags), so opening after
+  a restart, a crash or a reload leaves every relay as it was, and :meth:`get` reads the level
+  the line has.
+- **A line that is not an output yet** (an input after boot) becomes one at its first
+  :meth:`set`, with the asked value in the same call, so it never passes through the other
+  level.
+- **Close and process exit** release the lines. gpiolib itself leaves a released line alone,
+  but it calls the chip driver's ``free`` hook, and what that does is the driver's choice:
+  SoC pin controllers (the Raspberry Pi's among them) keep driving the last value, gpio-sim
+  lets the line fall back to its pull (tests/vm shows it on the real kernel). Nothing in user
+  space can hold a line past its process's death, so :meth:`notes` says so in
+  ``--check-config``, with the wiring that makes it safe (docs/manual.md).
+
+Every call is one ioctl on the request's file descriptor. On a memory-mapped SoC chip that
+takes microseconds and runs on the event loop, since a worker thread would cost more than the
+call; a chip behind a bus that sleeps (USB, I2C, SPI expanders) runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+from labpower.backends.base import Backend
+from labpower.backends.errors import DeviceUnavailableError, OperationError, OptionError
+
+if TYPE_CHECKING:
+    import gpiod
+
+T = TypeVar("T")
+
+#: Path parts of a chip's device in sysfs that mean its ioctls can sleep for a bus transfer.
+SLEEPING_BUSES = ("/usb", "/i2c-", "/spi")
+#: How lines show as used by labpowerd to ``gpioinfo``.
+CONSUMER = "labpowerd"
+#: A line name longer than this is refused (the kernel's own limit is 32 bytes).
+MAX_NAME = 32
+
+
+@dataclass(frozen=True, slots=True)
+class GpioOptions:
+    """``[devices.NAME]`` keys of the ``gpio`` backend."""
+
+    #: ``/dev/gpiochipN`` or any path to it (a udev link), or a chip's name (``gpiochip0``)
+    #: or label (``pinctrl-bcm2711``).
+    chip: str
+    #: One line per channel, in channel order: an offset (17) or a line name ("GPIO17").
+    lines: list[int | str] = field(default_factory=list)
+    #: The relay is on when the line is low (most relay modules with an optocoupler input).
+    active_low: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.chip or "\0" in self.chip:
+            raise OptionError("chip", "must name a chip: a path, a name or a label")
+        if not self.lines:
+            raise OptionError("lines", "must list one line (offset or name) per channel")
+        seen: set[int | str] = set()
+        for i, line in enumerate(self.lines):
+            if isinstance(line, int) and not 0 <= line < 65536:
+                raise OptionError(f"lines[{i}]", f"offset must be 0..65535, not {line}")
+            if isinstance(line, str) and not 0 < len(line.encode()) <= MAX_NAME:
+                raise OptionError(f"lines[{i}]", f"a line name is 1..{MAX_NAME} bytes")
+            if line in seen:
+                raise OptionError(f"lines[{i}]", f"line {line!r} is listed twice")
+            seen.add(line)
+
+
+def _sleeps(path: str) -> bool:
+    """Whether the chip at ``path`` sits behind a bus whose transfers sleep."""
+    try:
+        rdev = os.stat(path).st_rdev
+        device = os.path.realpath(f"/sys/dev/char/{os.major(rdev)}:{os.minor(rdev)}")
+    except OSError:
+        return True  # unknown: the safe side, a worker thread
+    return any(part in device for part in SLEEPING_BUSES)
+
+
+def find_chip(chip: str) -> str:
+    """The path of the chip that ``chip`` (a path, a name or a label) names.
+
+    :raises DeviceUnavailableError: no such chip.
+    """
+    import gpiod
+
+    if "/" in chip:
+        if not os.path.exists(chip):
+            raise DeviceUnavailableError(f"{chip}: no such GPIO chip")
+        if not gpiod.is_gpiochip_device(chip):
+            raise DeviceUnavailableError(f"{chip}: not a GPIO chip")
+        return chip
+    paths = sorted(p for p in glob.glob("/dev/gpiochip*") if gpiod.is_gpiochip_device(p))
+    for path in paths:
+        if os.path.basename(path) == chip:
+            return path
+    for path in paths:
+        try:
+            with gpiod.Chip(path) as c:
+                if c.get_info().label == chip:
+                    return path
+        except OSError:
+            continue  # one chip we may not open does not hide the one asked for
+    raise DeviceUnavailableError(f"no GPIO chip named or labelled {chip!r}")
+
+
+def _unavailable_or_failed(where: str, exc: OSError) -> Exception:
+    """ENODEV and the like: the chip went away (unplugged, driver unbound)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENOENT, errno.EACCES, errno.EPERM):
+        return DeviceUnavailableError(f"{where}: {reason}")
+    if exc.errno == errno.EBUSY:
+        return DeviceUnavailableError(f"{where}: line in use by another program")
+    return OperationError(f"{where}: {reason}")
+
+
+class GpioBackend(Backend):
+    readback = True
+    Options: ClassVar[type[GpioOptions]] = GpioOptions
+    max_channels = 512
+
+    def __init__(
+        self, name: str, channels: int, options: GpioOptions, timeout: float = 5.0
+    ) -> None:
+        self.check_options(channels, options)
+        super().__init__(name, channels, options, timeout)
+        self.options: GpioOptions = options
+        self._chip: gpiod.Chip | None = None
+        self._path = options.chip
+        #: channel -> (its request, its offset)
+        self._lines: dict[int, tuple[gpiod.LineRequest, int]] = {}
+        #: channels whose line is an output (set() drives it without a reconfiguration)
+        self._outputs: set[int] = set()
+        self._sleeps = True
+
+    @classmethod
+    def check_options(cls, channels: int, options: GpioOptions) -> None:
+        if len(options.lines) != channels:
+            raise OptionError("lines", f"lists {len(options.lines)} lines for {channels} channels")
+
+    @classmethod
+    def notes(cls, options: GpioOptions) -> list[str]:
+        return [
+            f"chip {options.chip}: a line's level after labpowerd stops or dies is the GPIO "
+            "chip driver's choice (most SoC chips keep it, gpio-sim and some expanders let it "
+            "fall to its pull); labpowerd never drives a line when it starts or reloads. "
+            "Wire a pull resistor to each relay's safe level (see the manual, GPIO relays)"
+        ]
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """``fn`` (one ioctl or a few) inline on a fast chip, in a worker thread on a chip
+        whose bus sleeps."""
+        return await self.in_thread(fn) if self._sleeps else fn()
+
+    def _open(self) -> None:
+        import gpiod
+        from gpiod.line import Direction
+
+        path = find_chip(self.options.chip)
+        try:
+            chip = gpiod.Chip(path)
+        except OSError as exc:
+            raise _unavailable_or_failed(path, exc) from exc
+        lines: dict[int, tuple[gpiod.LineRequest, int]] = {}
+        outputs: set[int] = set()
+        try:
+            for channel, line in enumerate(self.options.lines, start=1):
+                where = f"{path} line {line!r}"
+                try:
+                    offset = chip.line_offset_from_id(line)
+                except (OSError, ValueError) as exc:
+                    raise DeviceUnavailableError(f"{where}: no such line on this chip") from exc
+                # as is: the kernel leaves direction and level alone, so nothing switches
+                settings = gpiod.LineSettings(active_low=self.options.active_low)
+                try:
+                    request = chip.request_lines({offset: settings}, consumer=CONSUMER)
+                    lines[channel] = (request, offset)
+                    if chip.get_line_info(offset).direction == Direction.OUTPUT:
+                        outputs.add(channel)
+                except OSError as exc:
+                    raise _unavailable_or_failed(where, exc) from exc
+        except BaseException:
+            for request, _ in lines.values():
+                request.release()
+            chip.close()
+            raise
+        self._chip, self._path, self._lines, self._outputs = chip, path, lines, outputs
+        self._sleeps = _sleeps(path)
+
+    async def open(self) -> None:
+        """Find the chip and request every line as it is (nothing is driven).
+
+        :raises DeviceUnavailableError: no such chip or line, no access, or a line in use.
+        """
+        await self.in_thread(self._open)
+
+    async def close(self) -> None:
+        lines, self._lines = self._lines, {}
+        chip, self._chip = self._chip, None
+        self._outputs = set()
+
+        def release() -> None:
+            for request, _ in lines.values():
+                request.release()
+            if chip is not None:
+                chip.close()
+
+        await self.in_thread(release)
+
+    def _line(self, channel: int) -> tuple[gpiod.LineRequest, int]:
+        if not 1 <= channel <= self.channels:
+            raise OperationError(f"channel {channel} out of range 1..{self.channels}")
+        try:
+            return self._lines[channel]
+        except KeyError:
+            raise DeviceUnavailableError(f"{self._path}: not open") from None
+
+    def _set(self, channel: int, on: bool) -> None:
+        import gpiod
+        from gpiod.line import Direction, Value
+
+        request, offset = self._line(channel)
+        value = Value.ACTIVE if on else Value.INACTIVE
+        try:
+            if channel in self._outputs:
+                request.set_value(offset, value)
+            else:
+                # an input until now: output and level in one ioctl, no glitch
+                settings = gpiod.LineSettings(
+                    direction=Direction.OUTPUT,
+                    output_value=value,
+                    active_low=self.options.active_low,
+                )
+                request.reconfigure_lines({offset: settings})
+                self._outputs.add(channel)
+        except OSError as exc:
+            raise _unavailable_or_failed(f"{self._path} line {offset}", exc) from exc
+
+    def _get(self, channel: int) -> bool:
+        from gpiod.line import Value
+
+        request, offset = self._line(channel)
+        try:
+            return request.get_value(offset) == Value.ACTIVE
+        except OSError as exc:
+            raise _unavailable_or_failed(f"{self._path} line {offset}", exc) from exc
+
+    async def set(self, channel: int, on: bool) -> None:
+        await self._call(lambda: self._set(channel, on))
+
+    async def get(self, channel: int) -> bool | None:
+        """The line's level as the chip reports it (active-low applied)."""
+        return await self._call(lambda: self._get(channel))
+
+    async def switch(self, channel: int, on: bool) -> bool | None:
+        def both() -> bool:
+            self._set(channel, on)
+            return self._get(channel)
+
+        return await self._call(both)

@@ -1,0 +1,396 @@
+"""GPIO relays and an hwmon meter on the guest's real kernel, run by boot.sh as root after
+the lab host scenario: ``localbus.py SHARE OUTDIR``; it writes OUTDIR/localbus.json and
+tests/vm/test_labhost.py makes the assertions on the host.
+
+Why these parts: Debian's kernel builds no GPIO simulator and no INA hwmon driver.
+
+- GPIO: ``gpio-sim`` (built for this kernel from Debian's linux-source by
+  tests/vm/kernel_modules.py) makes a real gpiochip through configfs, and shows each line's
+  level from the chip's side (``sim_gpioN/value``) and lets a test set its pull (the wiring).
+- hwmon: the kernel's own ``ltc4151`` driver bound on ``i2c-stub``, whose registers this
+  script writes through /dev/i2c-N; the driver turns them into in1_input and curr1_input.
+
+A labpowerd of its own (its own config and socket) runs as user labpower, so the udev rule
+for gpiochips is what lets it open the chip.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import glob
+import grp
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CONFIGFS = Path("/sys/kernel/config")
+SIM = CONFIGFS / "gpio-sim" / "lab"
+LABEL = "lab-relays"
+LINES = 8
+WORK = Path("/run/labpower-localbus")
+STUB_ADDR = 0x6F
+I2C_SLAVE_FORCE, I2C_SMBUS, I2C_SMBUS_WRITE, I2C_SMBUS_BYTE_DATA = 0x0706, 0x0720, 0, 2
+CONFIG = """
+[daemon]
+log_level = "debug"
+state_directory = "{work}/state"
+
+[devices.pins]
+backend = "gpio"
+chip = "{label}"
+lines = [0, "RELAY3"]
+
+[devices.inverted]
+backend = "gpio"
+chip = "{path}"
+lines = [5]
+active_low = true
+
+[targets.a]
+device = "pins"
+channel = 1
+meter = "hwmon:ltc4151"
+
+[targets.b]
+device = "pins"
+channel = 2
+
+[targets.c]
+device = "inverted"
+channel = 1
+"""
+#: ``python -c CLIENT SOCKET OP TARGET...``: switch or read state, one JSON line
+CLIENT = """
+import json, sys
+from labpower.client import Client, LabpowerError
+out = {}
+with Client(sys.argv[1]) as lab:
+    for name in sys.argv[3:]:
+        t = lab.target(name)
+        try:
+            s = getattr(t, sys.argv[2])() if sys.argv[2] != "state" else t.state()
+        except LabpowerError as exc:
+            out[name] = {"error": type(exc).__name__, "message": str(exc)}
+            continue
+        out[name] = {"state": s.state, "verified": s.verified, "available": s.available}
+print(json.dumps(out))
+"""
+READ = """
+import json, sys
+from labpower.client import Client, LabpowerError
+with Client(sys.argv[1]) as lab:
+    try:
+        r = next(iter(lab.target(sys.argv[2]).read(count=1)))
+        print(json.dumps({"voltage": r.voltage, "current": r.current}))
+    except LabpowerError as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+"""
+PYTHON = "/opt/labpower/bin/python"
+
+
+def sh(*cmd: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> float:
+    """Bounded poll (sysfs and udev give this process no event to wait on); seconds taken.
+
+    :raises TimeoutError:
+    """
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{what}: not after {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+class SimChip:
+    """A gpio-sim chip made through configfs: eight lines, line 3 named RELAY3."""
+
+    def __init__(self, share: Path) -> None:
+        sh("modprobe", "configfs", check=True)
+        if not os.path.ismount(CONFIGFS):
+            sh("mount", "-t", "configfs", "none", str(CONFIGFS), check=True)
+        sh("insmod", str(share / "modules" / "gpio-sim.ko"), check=True)
+        bank = SIM / "bank0"
+        bank.mkdir(parents=True)
+        (bank / "num_lines").write_text(f"{LINES}\n")
+        (bank / "label").write_text(LABEL + "\n")
+        (bank / "line3").mkdir()
+        (bank / "line3" / "name").write_text("RELAY3\n")
+        (SIM / "live").write_text("1\n")
+        self.name = (bank / "chip_name").read_text().strip()
+        self.path = f"/dev/{self.name}"
+        self.sysfs = Path("/sys/devices/platform") / (SIM / "dev_name").read_text().strip()
+
+    def level(self, line: int) -> int:
+        """The line's level as the chip sees it (what a relay's input would get)."""
+        return int((self.sysfs / self.name / f"sim_gpio{line}" / "value").read_text())
+
+    def levels(self) -> list[int]:
+        return [self.level(n) for n in range(LINES)]
+
+    def pull(self, line: int, up: bool) -> None:
+        """The wiring's pull resistor on the line: the level it has while nobody drives it."""
+        (self.sysfs / self.name / f"sim_gpio{line}" / "pull").write_text(
+            "pull-up\n" if up else "pull-down\n"
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Each line's direction and consumer, from the kernel's side (gpiod as root)."""
+        import gpiod
+
+        with gpiod.Chip(self.path) as chip:
+            lines = [chip.get_line_info(n) for n in range(LINES)]
+        return {
+            str(i.offset): {"direction": i.direction.name, "consumer": i.consumer} for i in lines
+        }
+
+
+class I2cData(ctypes.Union):
+    _fields_ = (("byte", ctypes.c_uint8), ("block", ctypes.c_uint8 * 34))
+
+
+class I2cIoctl(ctypes.Structure):
+    _fields_ = (
+        ("read_write", ctypes.c_uint8),
+        ("command", ctypes.c_uint8),
+        ("size", ctypes.c_uint32),
+        ("data", ctypes.POINTER(I2cData)),
+    )
+
+
+class Ltc4151:
+    """An LTC4151 on i2c-stub: its registers, written over SMBus as a real chip's ADC would
+    update them, and the kernel's ltc4151 driver bound to it."""
+
+    def __init__(self) -> None:
+        sh("modprobe", "i2c-dev", check=True)
+        sh("modprobe", "i2c-stub", f"chip_addr={STUB_ADDR:#x}", check=True)
+        adapters = glob.glob("/sys/bus/i2c/devices/i2c-*")
+        self.bus = next(
+            int(a.rsplit("-", 1)[1])
+            for a in adapters
+            if Path(a, "name").read_text().startswith("SMBus stub")
+        )
+        self.client = f"{self.bus}-{STUB_ADDR:04x}"
+        wait_for("/dev/i2c node", lambda: os.path.exists(f"/dev/i2c-{self.bus}"))
+        self.fd = os.open(f"/dev/i2c-{self.bus}", os.O_RDWR)
+        fcntl.ioctl(self.fd, I2C_SLAVE_FORCE, STUB_ADDR)
+
+    def write(self, register: int, value: int) -> None:
+        data = I2cData()
+        data.byte = value
+        args = I2cIoctl(I2C_SMBUS_WRITE, register, I2C_SMBUS_BYTE_DATA, ctypes.pointer(data))
+        fcntl.ioctl(self.fd, I2C_SMBUS, args)
+
+    def measure(self, volts: float, amps: float) -> None:
+        """VIN at 25 mV a step, SENSE at 20 uV a step (20 mA across the default 1 mOhm
+        shunt), 12 bits each, left-aligned in two registers."""
+        for register, value in ((0, round(amps / 0.020)), (2, round(volts / 0.025))):
+            self.write(register, value >> 4)
+            self.write(register + 1, (value & 0xF) << 4)
+
+    def bind(self) -> None:
+        Path(f"/sys/bus/i2c/devices/i2c-{self.bus}/new_device").write_text(
+            f"ltc4151 {STUB_ADDR:#x}\n"
+        )
+
+    def unbind(self) -> None:
+        Path("/sys/bus/i2c/drivers/ltc4151/unbind").write_text(self.client + "\n")
+
+    def rebind(self) -> None:
+        Path("/sys/bus/i2c/drivers/ltc4151/bind").write_text(self.client + "\n")
+
+    def hwmon(self) -> list[str]:
+        return glob.glob(f"/sys/bus/i2c/devices/{self.client}/hwmon/hwmon*")
+
+
+class Daemon:
+    """labpowerd as user labpower, with this scenario's config and socket."""
+
+    def __init__(self) -> None:
+        self.socket = str(WORK / "labpower.sock")
+        self.log = open(WORK / "labpowerd.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.proc = subprocess.Popen(
+            [
+                "setpriv", "--reuid=labpower", "--regid=labpower", "--init-groups",
+                "labpowerd", "--config", str(WORK / "labpowerd.toml"), "--socket", self.socket,
+                "--log-target", "stderr",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        proc = self.proc
+        wait_for(
+            "labpowerd's socket",
+            lambda: os.path.exists(self.socket) or proc.poll() is not None,
+            timeout=120,
+        )
+        if proc.poll() is not None:
+            raise RuntimeError(f"labpowerd exited with {proc.returncode}")
+
+    def send(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+    def client(self, op: str, *targets: str) -> dict[str, Any]:
+        out = sh(PYTHON, "-c", CLIENT, self.socket, op, *targets)
+        if out.returncode != 0:
+            return {"rc": out.returncode, "out": out.stdout + out.stderr}
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def read(self, target: str) -> dict[str, Any]:
+        out = sh(PYTHON, "-c", READ, self.socket, target)
+        if out.returncode != 0:
+            return {"rc": out.returncode, "out": out.stdout + out.stderr}
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+
+def node_info(path: str) -> dict[str, Any]:
+    st = os.stat(path)
+    return {"group": grp.getgrgid(st.st_gid).gr_name, "mode": oct(stat.S_IMODE(st.st_mode))}
+
+
+def stream_through_unbind(daemon: Daemon, meter: Ltc4151) -> dict[str, Any]:
+    """A Read stream at 20 Hz while the driver is unbound: what the client gets."""
+    from labpower.client import Client, LabpowerError
+
+    got: list[Any] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        with Client(daemon.socket) as lab:
+            try:
+                for r in lab.target("a").read(count=None, interval=0.05):
+                    got.append([r.voltage, r.current])
+                    started.set()
+            except LabpowerError as exc:
+                got.append({"error": type(exc).__name__, "message": str(exc)})
+            finally:
+                started.set()
+
+    reader = threading.Thread(target=stream, daemon=True)
+    reader.start()
+    started.wait(timeout=60)
+    before = len(got)
+    meter.unbind()
+    reader.join(timeout=60)
+    return {"readings_before_unbind": before, "got": got[-3:], "ended": not reader.is_alive()}
+
+
+def main(share: Path, out: Path) -> int:
+    result: dict[str, Any] = {"steps": []}
+
+    def step(name: str, **data: Any) -> None:
+        result["steps"].append(name)
+        result[name] = data
+        (out / "localbus.json").write_text(json.dumps(result, indent=1))
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    chip = SimChip(share)
+    sh("udevadm", "settle")
+    # before labpowerd runs: line 3 (RELAY3) is pulled up, so its relay input is high
+    chip.pull(3, True)
+    (WORK / "labpowerd.toml").write_text(CONFIG.format(work=WORK, label=LABEL, path=chip.path))
+    check = sh("labpowerd", "--check-config", str(WORK / "labpowerd.toml"))
+    step(
+        "setup",
+        node=node_info(chip.path),
+        chip=chip.name,
+        check_config={"rc": check.returncode, "out": check.stdout + check.stderr},
+        levels=chip.levels(),
+        info=chip.info(),
+    )
+
+    meter = Ltc4151()
+    meter.measure(12.0, 1.5)
+    meter.bind()
+    wait_for("ltc4151's hwmon device", lambda: bool(meter.hwmon()))
+
+    daemon = Daemon()
+    try:
+        daemon.start()
+        step(
+            "started",
+            levels=chip.levels(),
+            info=chip.info(),
+            state=daemon.client("state", "a", "b", "c"),
+        )
+        on = daemon.client("on", "a", "b", "c")
+        step("on", result=on, levels=chip.levels(), info=chip.info())
+        off = daemon.client("off", "b")
+        step("off_b", result=off, levels=chip.levels())
+
+        daemon.send(signal.SIGHUP)
+        wait_for("reload logged", lambda: b"reloaded" in (WORK / "labpowerd.log").read_bytes())
+        step("reloaded", levels=chip.levels(), state=daemon.client("state", "a", "b", "c"))
+
+        # the switch round trip through the daemon, from a client, on this emulated machine
+        bench = sh(
+            PYTHON, str(share / "benchmarks" / "gpio_bench.py"), "--socket", daemon.socket,
+            "--target", "b", "--count", "200", "--json",
+        )  # fmt: skip
+        step("bench", rc=bench.returncode, out=bench.stdout, err=bench.stderr[-2000:])
+
+        # the meter: readings through the daemon, then new register values
+        first = daemon.read("a")
+        meter.measure(5.0, 0.25)
+        # the driver keeps a reading for 1/6 s (the real chip's conversion rate)
+        wait_for("new reading", lambda: daemon.read("a").get("voltage") == 5.0, timeout=30)
+        step("meter", first=first, second=daemon.read("a"))
+        unbound = stream_through_unbind(daemon, meter)
+        step("meter_unbound", **unbound, after=daemon.read("a"))
+        meter.rebind()
+        wait_for("hwmon back", lambda: bool(meter.hwmon()))
+        step("meter_rebound", reading=daemon.read("a"))
+
+        # lines on, then SIGKILL: what the kernel (gpio-sim's free hook) does to the lines
+        daemon.client("on", "a", "b", "c")
+        chip.pull(0, True)  # line 0 wired with a pull-up, line 5 (c, active low) pulled down
+        before_kill = chip.levels()
+        killed = daemon.stop(signal.SIGKILL)
+        step("killed", rc=killed, before=before_kill, after=chip.levels(), info=chip.info())
+        # restart: nothing driven, the states read back are the lines' levels
+        daemon.start()
+        step(
+            "restarted",
+            levels=chip.levels(),
+            info=chip.info(),
+            state=daemon.client("state", "a", "b", "c"),
+        )
+        daemon.client("on", "a")
+        stopped_levels = chip.levels()
+        stopped = daemon.stop(signal.SIGTERM)
+        step("stopped", rc=stopped, before=stopped_levels, after=chip.levels())
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.stop(signal.SIGKILL)
+        step("log", daemon=(WORK / "labpowerd.log").read_text(errors="replace")[-6000:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
