@@ -423,3 +423,117 @@ def test_network_pdus_on_the_host(guest_run: GuestRun) -> None:
     # the devices on the host say the same
     assert guest_run.gude_relays == {1: False, 2: True}
     assert guest_run.eaton_outlet1 == PROFILES["eaton"].state_on
+
+
+# --- GPIO relays and an hwmon meter (tests/vm/guest/localbus.py) --------------------------
+#: line levels from the chip's side (sim_gpioN/value), lines 0-7; the relays: a = line 0,
+#: b = line 3 (by its name RELAY3), c = line 5 (active low)
+PULLS_AT_START = [0, 0, 0, 1, 0, 0, 0, 0]
+
+
+def localbus(run: GuestRun) -> dict[str, Any]:
+    path = run.out / "localbus.json"
+    boot_log = (run.out / "boot.log").read_text() if (run.out / "boot.log").exists() else ""
+    assert path.exists(), boot_log[-4000:]
+    data: dict[str, Any] = json.loads(path.read_text())
+    status = (run.out / "localbus.status").read_text().strip()
+    assert status == "0", (data.get("log"), boot_log[-4000:])
+    return data
+
+
+def states(reply: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    return {name: (t.get("state", t.get("error")), t.get("verified")) for name, t in reply.items()}
+
+
+@pytest.mark.timeout(900)
+def test_gpio_chip_is_group_labpower_and_check_config_warns(guest_run: GuestRun) -> None:
+    r = localbus(guest_run)
+    # 71-labpower-gpio.rules on a real gpiochip; the daemon (user labpower) opens it below
+    assert r["setup"]["node"] == {"group": "labpower", "mode": "0o660"}
+    check = r["setup"]["check_config"]
+    assert check["rc"] == 0, check["out"]
+    assert check["out"].count("note: chip") == 2, check["out"]
+
+
+@pytest.mark.timeout(900)
+def test_gpio_start_drives_nothing_and_switching_reads_the_chip(guest_run: GuestRun) -> None:
+    r = localbus(guest_run)
+    assert r["setup"]["levels"] == PULLS_AT_START
+    # started as user labpower: lines requested, none driven, states are the lines' levels
+    started = r["started"]
+    assert started["levels"] == PULLS_AT_START
+    for line in ("0", "3", "5"):
+        assert started["info"][line] == {"direction": "INPUT", "consumer": "labpowerd"}
+    assert states(started["state"]) == {
+        "a": ("off", True),
+        "b": ("on", True),  # line 3 pulled up
+        "c": ("on", True),  # active low, pulled down
+    }
+    # On: outputs now, at the asked levels (c low: active low), read back
+    on = r["on"]
+    assert states(on["result"]) == {"a": ("on", True), "b": ("on", True), "c": ("on", True)}
+    assert on["levels"] == [1, 0, 0, 1, 0, 0, 0, 0]
+    assert {on["info"][n]["direction"] for n in ("0", "3", "5")} == {"OUTPUT"}
+    assert states(r["off_b"]["result"]) == {"b": ("off", True)}
+    assert r["off_b"]["levels"] == [1, 0, 0, 0, 0, 0, 0, 0]
+    # a reload keeps the lines as they are
+    assert r["reloaded"]["levels"] == [1, 0, 0, 0, 0, 0, 0, 0]
+    assert states(r["reloaded"]["state"]) == {
+        "a": ("on", True),
+        "b": ("off", True),
+        "c": ("on", True),
+    }
+
+
+@pytest.mark.timeout(900)
+def test_gpio_daemon_death_releases_lines_to_their_pull_and_restart_changes_nothing(
+    guest_run: GuestRun,
+) -> None:
+    """What the real kernel does (gpiolib + gpio-sim's free hook, as the manual says): a
+    released line goes to its pull. Where the pull matches the driven level (a, c) the relay
+    keeps its state through SIGKILL; b (driven low, pulled up) does not. The restarted daemon
+    then drives nothing: the levels stay, and the states read back are theirs."""
+    r = localbus(guest_run)
+    killed = r["killed"]
+    assert killed["rc"] == -9
+    assert killed["before"] == [1, 0, 0, 0, 0, 0, 0, 0]
+    assert killed["after"] == [1, 0, 0, 1, 0, 0, 0, 0]
+    assert {killed["info"][n]["consumer"] for n in ("0", "3", "5")} == {""}
+    restarted = r["restarted"]
+    assert restarted["levels"] == killed["after"]
+    assert states(restarted["state"]) == {
+        "a": ("on", True),
+        "b": ("on", True),
+        "c": ("on", True),
+    }
+    stopped = r["stopped"]
+    assert stopped["rc"] == 0
+    assert stopped["after"] == stopped["before"] == [1, 0, 0, 1, 0, 0, 0, 0]
+
+
+@pytest.mark.timeout(900)
+def test_hwmon_meter_on_a_real_ltc4151_through_the_daemon(guest_run: GuestRun) -> None:
+    """ltc4151 (the kernel's driver) on i2c-stub: registers in, volts and amps out of Read."""
+    r = localbus(guest_run)
+    assert r["meter"]["first"] == {"voltage": 12.0, "current": 1.5}
+    assert r["meter"]["second"] == {"voltage": 5.0, "current": 0.25}
+    unbound = r["meter_unbound"]
+    # the stream ran, then the driver was unbound under it: it ends with DeviceUnavailable
+    assert unbound["readings_before_unbind"] >= 1
+    assert unbound["ended"]
+    assert unbound["got"][-1]["error"] == "DeviceUnavailable", unbound["got"]
+    assert unbound["after"]["error"] == "DeviceUnavailable"
+    # bound again (a new hwmonN): found again
+    assert r["meter_rebound"]["reading"] == {"voltage": 5.0, "current": 0.25}
+
+
+@pytest.mark.timeout(900)
+def test_gpio_switch_round_trip_is_measured_in_the_guest(guest_run: GuestRun) -> None:
+    """benchmarks/gpio_bench.py against the guest's daemon, on the real gpiochip. The guest
+    runs under software emulation, so the figure is only reported, not held to the target."""
+    r = localbus(guest_run)
+    bench = r["bench"]
+    assert bench["rc"] == 0, bench["err"]
+    figures = json.loads(bench["out"])
+    assert figures["switch_readback_median_us"] > 0
+    print(f"GPIO switch + read-back in the emulated guest: {figures}")

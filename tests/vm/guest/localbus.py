@@ -367,9 +367,12 @@ def main(share: Path, out: Path) -> int:
         wait_for("hwmon back", lambda: bool(meter.hwmon()))
         step("meter_rebound", reading=daemon.read("a"))
 
-        # lines on, then SIGKILL: what the kernel (gpio-sim's free hook) does to the lines
-        daemon.client("on", "a", "b", "c")
-        chip.pull(0, True)  # line 0 wired with a pull-up, line 5 (c, active low) pulled down
+        # then SIGKILL: what the kernel (gpio-sim's free hook) does to the lines. Line 0 (a,
+        # on) gets a pull-up and line 5 (c, active low, on) keeps its pull-down: the wiring the
+        # manual recommends for those levels; line 3 (b, off) keeps its pull-up, the other way
+        daemon.client("on", "a", "c")
+        daemon.client("off", "b")
+        chip.pull(0, True)
         before_kill = chip.levels()
         killed = daemon.stop(signal.SIGKILL)
         step("killed", rc=killed, before=before_kill, after=chip.levels(), info=chip.info())
