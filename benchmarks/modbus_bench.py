@@ -9,6 +9,10 @@ whose pty emulates the wire time of 9600 baud, through the sync :class:`Client`.
   master needs at 9600 baud. ``overhead_median_ms`` / ``overhead_p90_ms``: all the rest
   (client, varlink, daemon, pymodbus framing, serial port handling, pty and simulator).
   Target: <= 0.3 ms median, like the other serial boards.
+- ``rig_floor_median_ms``: the same two exchanges without labpower, by a loop that writes the
+  frames to the simulator's pty and polls for the answers without ever sleeping: the rig's
+  own share (pty hops, the simulator waking); ``own_overhead_median_ms``: the overhead
+  minus it.
 
 ``python benchmarks/modbus_bench.py [--quick]`` prints the figures.
 """
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import time
+import tty
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,12 +66,7 @@ def _serve(conn: Any, link: str) -> None:
 def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float]:
     """Overhead of one Modbus RTU switch plus read-back above its wire time."""
     link = directory / "modbus0"
-    context = multiprocessing.get_context("spawn")
-    conn, child = context.Pipe()
-    sim = context.Process(target=_serve, args=(child, str(link)), daemon=True)
-    sim.start()
-    if not conn.poll(60) or conn.recv() != "ready":
-        raise RuntimeError("the simulator process did not start")
+    sim, conn = _simulator(link)
     config = {
         "daemon": {"log_level": "warning"},
         "devices": {
@@ -112,11 +113,74 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
     }
 
 
+def _simulator(link: Path) -> tuple[Any, Any]:
+    """The simulator in a process of its own: (its process, the pipe to it), once ready.
+
+    :raises RuntimeError: it did not start.
+    """
+    context = multiprocessing.get_context("spawn")
+    conn, child = context.Pipe()
+    sim = context.Process(target=_serve, args=(child, str(link)), daemon=True)
+    sim.start()
+    if not conn.poll(60) or conn.recv() != "ready":
+        raise RuntimeError("the simulator process did not start")
+    return sim, conn
+
+
+def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
+    """The same two exchanges without labpower: a plain loop writes each frame to the
+    simulator's pty, polls for the answer without ever sleeping, and spins through the
+    silent interval. What that takes above the wire time and the interval belongs to the rig
+    (the pty's hops through the kernel, the simulator waking up)."""
+    from labpower.backends.modbus.protocol import Codec
+
+    sim, conn = _simulator(directory / "modbus-raw")
+    codec = Codec("rtu", 1)
+    frames = [
+        [(codec.write_coil(0, on).frame, 8), (codec.read_coils(0, 1).frame, 6)]
+        for on in (True, False)
+    ]
+    fd = os.open(directory / "modbus-raw", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    gap = silent_interval(WIRE_BAUD)
+    overheads: list[float] = []
+    try:
+        tty.setraw(fd)
+        for i in range(warmup + calls):
+            time.sleep(gap)
+            started = time.perf_counter()
+            for n, (frame, size) in enumerate(frames[i % 2]):
+                if n:
+                    quiet = time.perf_counter() + gap
+                    while time.perf_counter() < quiet:
+                        pass
+                os.write(fd, frame)
+                answer = b""
+                while len(answer) < size:
+                    try:
+                        answer += os.read(fd, 64)
+                    except BlockingIOError:
+                        pass
+            took = time.perf_counter() - started
+            if i >= warmup:
+                overheads.append(took - CALL_WIRE_TIME - gap)
+    finally:
+        os.close(fd)
+        conn.send("stop")
+        sim.join(10)
+        conn.close()
+    return {"rig_floor_median_ms": statistics.median(overheads) * 1e3}
+
+
 def run(quick: bool = False) -> dict[str, float]:
     """Every Modbus figure, keyed by name; units in the suffix."""
     calls, warmup = (60, 10) if quick else (300, 30)
     with tempfile.TemporaryDirectory(prefix="labpower-modbus-bench-") as tmp:
-        return switch_readback(Path(tmp), calls, warmup)
+        figures = switch_readback(Path(tmp), calls, warmup)
+        figures.update(rig_floor(Path(tmp), calls, warmup))
+    figures["own_overhead_median_ms"] = (
+        figures["overhead_median_ms"] - figures["rig_floor_median_ms"]
+    )
+    return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:

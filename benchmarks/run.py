@@ -6,6 +6,9 @@
     python benchmarks/run.py --only client the client's: spin or not, Jumpstarter, start
     python benchmarks/run.py --only pdudaemon   only labpower-pdudaemon's (needs root)
     python benchmarks/run.py --only network     network PDUs: HTTP and SNMP simulators
+    python benchmarks/run.py --only modbus      only the Modbus RTU overhead
+    python benchmarks/run.py --only gpio   only GPIO, on $LABPOWER_BENCH_GPIO=CHIP:LINE (a
+                                           real chip; without one, tests/vm measures it)
     python benchmarks/run.py --json        one JSON document on stdout, for scripts
     python benchmarks/run.py --write       also write benchmarks/results.md
     python benchmarks/run.py --profile F   run the loaded daemon under cProfile (stats in F)
@@ -39,24 +42,31 @@ from benchmarks.harness import Figure  # noqa: E402
 
 SERIAL_MODULE = HERE / "serial_bench.py"
 RESULTS = HERE / "results.md"
+#: the GPIO chip and line to measure on (this machine has none; see gpio_bench.py)
+GPIO_ENV = "LABPOWER_BENCH_GPIO"
 UNITS = {"_us": "us", "_ms": "ms", "_s": "s", "_per_s": "/s", "_mb": "MB", "_pct": "%"}
 
 
-def serial_figures(quick: bool) -> list[Figure]:
-    """The serial-relay benchmarks of ``benchmarks/serial_bench.py`` (``run() -> dict``, and
-    ``LIMITS``: the targets of some of its figures)."""
-    module = importlib.import_module("benchmarks.serial_bench")
+def module_figures(group: str, quick: bool) -> list[Figure]:
+    """The figures of ``benchmarks/<group>_bench.py`` (``run() -> dict``, and ``LIMITS``: the
+    targets of some of its figures, lower is better), keyed ``<group>.<figure>``."""
+    module = importlib.import_module(f"benchmarks.{group}_bench")
     run = module.run
     kwargs = {"quick": quick} if "quick" in inspect.signature(run).parameters else {}
     values: dict[str, float] = run(**kwargs)
-    limits: dict[str, float] = getattr(module, "LIMITS", {})  # lower is better for each
+    limits: dict[str, float] = getattr(module, "LIMITS", {})
     figures = []
     for key, value in values.items():
         unit = next((u for suffix, u in UNITS.items() if key.endswith(suffix)), "")
         figures.append(
-            Figure(f"serial.{key}", f"serial: {key}", float(value), unit, limits.get(key))
+            Figure(f"{group}.{key}", f"{group}: {key}", float(value), unit, limits.get(key))
         )
     return figures
+
+
+def serial_figures(quick: bool) -> list[Figure]:
+    """The serial-relay benchmarks of ``benchmarks/serial_bench.py``."""
+    return module_figures("serial", quick)
 
 
 def fmt(value: float) -> str:
@@ -136,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument(
         "--only",
-        choices=("core", "serial", "client", "pdudaemon", "network"),
+        choices=("core", "serial", "client", "pdudaemon", "network", "modbus", "gpio"),
         help="run one group only",
     )
     ap.add_argument("--write", action="store_true", help=f"also write {RESULTS.name}")
@@ -177,6 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only in (None, "pdudaemon"):
             progress("pdudaemon listener (pduclient processes)")
             figures += pdudaemon_bench.run(args.quick)
+        if args.only in (None, "modbus"):
+            progress("Modbus RTU switch + read-back at 9600 baud")
+            figures += module_figures("modbus", args.quick)
+        if args.only == "gpio" or (args.only is None and os.environ.get(GPIO_ENV)):
+            progress(f"GPIO switch + read-back on {os.environ.get(GPIO_ENV)}")
+            figures += module_figures("gpio", args.quick)
+        elif args.only is None:
+            progress(f"GPIO: no chip here (set {GPIO_ENV}=CHIP:LINE); tests/vm measures it")
     except RuntimeError as exc:
         print(f"benchmarks/run.py: {exc}", file=sys.stderr)
         return 3

@@ -27,10 +27,13 @@ import stat
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.vm.guest.scenario import wait_for
+else:  # run as a script in the guest: scenario.py is next to it, on sys.path
+    from scenario import wait_for
 
 CONFIGFS = Path("/sys/kernel/config")
 SIM = CONFIGFS / "gpio-sim" / "lab"
@@ -99,19 +102,6 @@ PYTHON = "/opt/labpower/bin/python"
 
 def sh(*cmd: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> float:
-    """Bounded poll (sysfs and udev give this process no event to wait on); seconds taken.
-
-    :raises TimeoutError:
-    """
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"{what}: not after {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 class SimChip:
@@ -331,14 +321,18 @@ def main(share: Path, out: Path) -> int:
     wait_for("ltc4151's hwmon device", lambda: bool(meter.hwmon()))
 
     daemon = Daemon()
+
+    def lines_and_states() -> dict[str, Any]:
+        """The lines from the chip's side, and the targets' states from the daemon."""
+        return {
+            "levels": chip.levels(),
+            "info": chip.info(),
+            "state": daemon.client("state", "a", "b", "c"),
+        }
+
     try:
         daemon.start()
-        step(
-            "started",
-            levels=chip.levels(),
-            info=chip.info(),
-            state=daemon.client("state", "a", "b", "c"),
-        )
+        step("started", **lines_and_states())
         on = daemon.client("on", "a", "b", "c")
         step("on", result=on, levels=chip.levels(), info=chip.info())
         off = daemon.client("off", "b")
@@ -378,12 +372,7 @@ def main(share: Path, out: Path) -> int:
         step("killed", rc=killed, before=before_kill, after=chip.levels(), info=chip.info())
         # restart: nothing driven, the states read back are the lines' levels
         daemon.start()
-        step(
-            "restarted",
-            levels=chip.levels(),
-            info=chip.info(),
-            state=daemon.client("state", "a", "b", "c"),
-        )
+        step("restarted", **lines_and_states())
         daemon.client("on", "a")
         stopped_levels = chip.levels()
         stopped = daemon.stop(signal.SIGTERM)

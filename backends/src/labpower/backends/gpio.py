@@ -118,7 +118,11 @@ def find_chip(chip: str) -> str:
 def _unavailable_or_failed(where: str, exc: OSError) -> Exception:
     """ENODEV and the like: the chip went away (unplugged, driver unbound)."""
     reason = exc.strerror or str(exc)
-    if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENOENT, errno.EACCES, errno.EPERM):
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return DeviceUnavailableError(
+            f"{where}: {reason} (the chip's node is for group labpower: 71-labpower-gpio.rules)"
+        )
+    if exc.errno in (errno.ENODEV, errno.ENXIO, errno.ENOENT):
         return DeviceUnavailableError(f"{where}: {reason}")
     if exc.errno == errno.EBUSY:
         return DeviceUnavailableError(f"{where}: line in use by another program")
