@@ -79,6 +79,7 @@ NET_FIGURES = {
 #: figures that are one measurement minus another
 DIFFERENCES = {
     "serial.own_overhead_median_ms",
+    "modbus.own_overhead_median_ms",
     *(f"net.{kind}_overhead_median_ms" for kind in ("http_gude", "http_shelly", "snmp")),
 }
 
@@ -110,6 +111,7 @@ def test_every_figure_is_measured(report: dict[str, Any]) -> None:
     assert not missing, missing
     if (ROOT / "benchmarks" / "serial_bench.py").exists():
         assert any(key.startswith("serial.") for key in figures)
+    assert {"modbus.overhead_median_ms", "modbus.rig_floor_median_ms"} <= set(figures)
     for key, fig in figures.items():
         assert isinstance(fig["value"], int | float), key
         assert math.isfinite(fig["value"]), key

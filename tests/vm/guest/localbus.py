@@ -22,6 +22,7 @@ import glob
 import grp
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -51,6 +52,7 @@ state_directory = "{work}/state"
 backend = "gpio"
 chip = "{label}"
 lines = [0, "RELAY3"]
+channels = 2
 
 [devices.inverted]
 backend = "gpio"
@@ -300,6 +302,7 @@ def main(share: Path, out: Path) -> int:
         (out / "localbus.json").write_text(json.dumps(result, indent=1))
 
     WORK.mkdir(parents=True, exist_ok=True)
+    shutil.chown(WORK, "labpower", "labpower")  # the daemon's socket and state go here
     chip = SimChip(share)
     sh("udevadm", "settle")
     # before labpowerd runs: line 3 (RELAY3) is pulled up, so its relay input is high
@@ -351,7 +354,7 @@ def main(share: Path, out: Path) -> int:
 
         # the meter: readings through the daemon, then new register values
         first = daemon.read("a")
-        meter.measure(5.0, 0.25)
+        meter.measure(5.0, 0.5)
         # the driver keeps a reading for 1/6 s (the real chip's conversion rate)
         wait_for("new reading", lambda: daemon.read("a").get("voltage") == 5.0, timeout=30)
         step("meter", first=first, second=daemon.read("a"))
