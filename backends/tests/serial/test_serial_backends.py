@@ -288,3 +288,30 @@ def test_serial_port_learns_how_late_answers_come() -> None:
     assert port.lag == pytest.approx(0.001, abs=1e-6)
     port._learn_lag(30.0)  # one wild value moves the estimate a bounded step
     assert port.lag < 0.2
+
+
+async def test_answers_of_one_length_leave_the_terminal_settings_alone() -> None:
+    """A port waits for an answer of n bytes by setting the tty's VMIN to n; an answer that
+    came whole leaves it there, so the next exchange of the same shape (every Modbus one)
+    changes no terminal setting: each change is four ioctls on the switching path."""
+    from labpower.backends.serial.port import SerialPort
+
+    board, slave = os.openpty()
+    port = SerialPort(os.ttyname(slave))
+    try:
+        port.open()
+
+        async def exchange(p: SerialPort) -> bytes:
+            await p.command(b"?")
+            os.write(board, b"ANSWER!!")  # 8 bytes, asked for as 5 that tell the length
+            head = await p.read_exact(5, likely=8)
+            return head + await p.read_exact(3)
+
+        for _ in range(2):
+            assert await port.run(exchange, 2.0) == b"ANSWER!!"
+            assert os.read(board, 16) == b"?"
+            assert termios.tcgetattr(slave)[6][termios.VMIN] == 5
+    finally:
+        port.request_close()
+        os.close(board)
+        os.close(slave)

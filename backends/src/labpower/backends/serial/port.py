@@ -396,7 +396,10 @@ class SerialPort:
                         self._timeout, f"waiting for {n} bytes from the board (got {got})"
                     )
                 due = None  # a partial answer: the rest comes when it comes
-                self._wake_at(n - len(self._buf))
+                if len(self._buf) < n:
+                    # only then: VMIN is left as it is for the next answer of the same
+                    # length (each change is four ioctls, two on every Modbus exchange)
+                    self._wake_at(n - len(self._buf))
             self._learn_lag(self._last - predicted)
         return self._take(n)
 
