@@ -508,7 +508,26 @@ def test_gpio_daemon_death_releases_lines_to_their_pull_and_restart_changes_noth
     }
     stopped = r["stopped"]
     assert stopped["rc"] == 0
-    assert stopped["after"] == stopped["before"] == [1, 0, 0, 1, 0, 0, 0, 0]
+    assert stopped["after"] == stopped["before"] == [1, 0, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.timeout(900)
+def test_gpio_chip_removed_is_unavailable_and_found_again_when_back(
+    guest_run: GuestRun,
+) -> None:
+    r = localbus(guest_run)
+    replugged = r["replugged"]
+    gone = replugged["gone"]["a"]
+    assert gone["error"] == "DeviceUnavailable", gone
+    # a new chip (its lines at their default pull-down): requested as they are, nothing
+    # driven, each state read from it
+    assert replugged["levels"] == [0] * 8
+    assert {replugged["info"][n]["direction"] for n in ("0", "3", "5")} == {"INPUT"}
+    assert states(replugged["state"]) == {
+        "a": ("off", True),
+        "b": ("off", True),
+        "c": ("on", True),  # active low
+    }
 
 
 @pytest.mark.timeout(900)

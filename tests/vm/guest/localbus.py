@@ -125,6 +125,15 @@ class SimChip:
         self.path = f"/dev/{self.name}"
         self.sysfs = Path("/sys/devices/platform") / (SIM / "dev_name").read_text().strip()
 
+    def unplug(self) -> None:
+        (SIM / "live").write_text("0\n")
+
+    def replug(self) -> None:
+        (SIM / "live").write_text("1\n")
+        self.name = (SIM / "bank0" / "chip_name").read_text().strip()
+        self.path = f"/dev/{self.name}"
+        sh("udevadm", "settle")
+
     def level(self, line: int) -> int:
         """The line's level as the chip sees it (what a relay's input would get)."""
         return int((self.sysfs / self.name / f"sim_gpio{line}" / "value").read_text())
@@ -376,6 +385,14 @@ def main(share: Path, out: Path) -> int:
         # restart: nothing driven, the states read back are the lines' levels
         daemon.start()
         step("restarted", **lines_and_states())
+        # the chip goes away under the daemon (gpio-sim's "live" off: the gpiochip is
+        # removed, as a USB GPIO adapter unplugged) and comes back as a new chip: found again
+        # by its label, its lines requested as they are
+        chip.unplug()
+        gone = daemon.client("on", "a")
+        chip.replug()
+        step("replugged", gone=gone, **lines_and_states())
+        chip.pull(0, True)  # line 0's pull-up again: the new chip has default pulls
         daemon.client("on", "a")
         stopped_levels = chip.levels()
         stopped = daemon.stop(signal.SIGTERM)
