@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.serial_bench import cli  # noqa: E402 - needs the path set above
+from benchmarks.serial_bench import cli, exchange_spinning  # noqa: E402 - needs the path set above
 
 WIRE_BAUD = 9600
 #: bytes on the wire of one switch with read-back, both directions
@@ -153,13 +153,9 @@ def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
                     quiet = time.perf_counter() + gap
                     while time.perf_counter() < quiet:
                         pass
-                os.write(fd, frame)
-                answer = b""
-                while len(answer) < size:
-                    try:
-                        answer += os.read(fd, 64)
-                    except BlockingIOError:
-                        pass
+                answer = exchange_spinning(fd, frame, size)
+                if n == 0 and answer != frame:
+                    raise RuntimeError(f"the simulator answered {answer.hex(' ')}, not the echo")
             took = time.perf_counter() - started
             if i >= warmup:
                 overheads.append(took - CALL_WIRE_TIME - gap)

@@ -82,7 +82,8 @@ with Client(sys.argv[1]) as lab:
     for name in sys.argv[3:]:
         t = lab.target(name)
         try:
-            s = getattr(t, sys.argv[2])() if sys.argv[2] != "state" else t.state()
+            # state: read from the chip now (refresh), not what the daemon last knew
+            s = getattr(t, sys.argv[2])() if sys.argv[2] != "state" else t.state(refresh=True)
         except LabpowerError as exc:
             out[name] = {"error": type(exc).__name__, "message": str(exc)}
             continue
