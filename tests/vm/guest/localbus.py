@@ -88,6 +88,8 @@ with Client(sys.argv[1]) as lab:
             out[name] = {"error": type(exc).__name__, "message": str(exc)}
             continue
         out[name] = {"state": s.state, "verified": s.verified, "available": s.available}
+        if s.problem:
+            out[name]["problem"] = s.problem
 print(json.dumps(out))
 """
 READ = """
@@ -390,9 +392,9 @@ def main(share: Path, out: Path) -> int:
         # removed, as a USB GPIO adapter unplugged) and comes back as a new chip: found again
         # by its label, its lines requested as they are
         chip.unplug()
-        gone = daemon.client("on", "a")
+        gone = daemon.client("on", "a", "c")  # each device meets the chip's absence
         chip.replug()
-        step("replugged", gone=gone, **lines_and_states())
+        step("replugged", gone=gone, chip=chip.name, **lines_and_states())
         chip.pull(0, True)  # line 0's pull-up again: the new chip has default pulls
         daemon.client("on", "a")
         stopped_levels = chip.levels()

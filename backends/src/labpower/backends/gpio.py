@@ -215,10 +215,18 @@ class GpioBackend(Backend):
         self._outputs = set()
 
         def release() -> None:
+            # every descriptor is closed even where the chip is gone: a chip kept open holds
+            # its number, and the chip that comes back would get another one
             for request, _ in lines.values():
-                request.release()
+                try:
+                    request.release()
+                except OSError as exc:
+                    self.log.debug("releasing a line: %s", exc)
             if chip is not None:
-                chip.close()
+                try:
+                    chip.close()
+                except OSError as exc:
+                    self.log.debug("closing the chip: %s", exc)
 
         await self.in_thread(release)
 
