@@ -170,7 +170,7 @@ def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
 def run(quick: bool = False) -> dict[str, float]:
     """Every Modbus figure, keyed by name; units in the suffix."""
     # quick: a part of run.py --quick, which must stay short (each call is 35 ms of wire)
-    calls, warmup = (40, 5) if quick else (300, 30)
+    calls, warmup = (20, 3) if quick else (300, 30)
     with tempfile.TemporaryDirectory(prefix="labpower-modbus-bench-") as tmp:
         figures = switch_readback(Path(tmp), calls, warmup)
         figures.update(rig_floor(Path(tmp), calls, warmup))
