@@ -1,6 +1,7 @@
 """Runs inside the systemd-nspawn container of test_nspawn.py, as root, with systemd as PID 1:
 ``python nspawn_check.py OUTDIR`` writes OUTDIR/result.json. pduclient's exchange (standard
-library only) reaches labpower-pdudaemon.socket, which starts the service."""
+library only) reaches labpower-pdudaemon.socket, which starts the service; then an HTTP GET of
+/metrics reaches labpower-web.socket, which starts that service."""
 
 from __future__ import annotations
 
@@ -19,6 +20,26 @@ def exchange(message: bytes) -> str:
             return sock.recv(16384).decode()
     except OSError as exc:
         return f"error: {exc}"
+
+
+def get_metrics() -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", 16422), timeout=60) as sock:
+            sock.sendall(
+                b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:16422\r\nConnection: close\r\n\r\n"
+            )
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        return reply.decode(errors="replace")
+    except OSError as exc:
+        return f"error: {exc}"
+
+
+def user_id(name: str) -> int:
+    return int(
+        subprocess.run(["id", "-u", name], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def show(unit: str, *props: str) -> dict[str, str]:
@@ -49,11 +70,13 @@ def main() -> None:
         service = show("labpower-pdudaemon.service", "ActiveState", "MainPID")
         r["after"] = service["ActiveState"]
         r["service_uid"] = uid_of(service["MainPID"])
-        r["pdudaemon_uid"] = int(
-            subprocess.run(
-                ["id", "-u", "labpower-pdudaemon"], capture_output=True, text=True, check=True
-            ).stdout
-        )
+        r["pdudaemon_uid"] = user_id("labpower-pdudaemon")
+        r["web_before"] = show("labpower-web.service", "ActiveState")["ActiveState"]
+        r["metrics"] = get_metrics()
+        web = show("labpower-web.service", "ActiveState", "MainPID")
+        r["web_after"] = web["ActiveState"]
+        r["web_uid"] = uid_of(web["MainPID"])
+        r["web_user_uid"] = user_id("labpower-web")
         status = subprocess.run(
             [sys.executable, "-m", "labpower.client.cli", "--json", "status", "dut1"],
             capture_output=True,

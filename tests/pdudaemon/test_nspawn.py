@@ -1,6 +1,8 @@
-"""labpower-pdudaemon's units under real systemd as PID 1 (systemd-nspawn, this machine's
-/usr, a fresh /etc and /var): the socket starts the hardened service as its own user from
-sysusers.d, and a pduclient exchange switches a target through labpowerd's socket."""
+"""The services in front of labpowerd under real systemd as PID 1 (systemd-nspawn, this
+machine's /usr, a fresh /etc and /var), in one boot: labpower-pdudaemon's socket starts the
+hardened service as its own user from sysusers.d, and a pduclient exchange switches a target
+through labpowerd's socket; labpower-web's socket starts its hardened service (no network of
+its own, AF_UNIX only) as its own user, and its /metrics shows the state that switch made."""
 
 from __future__ import annotations
 
@@ -56,15 +58,17 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         shutil.copy(unit, units)
     dropin(units, "labpowerd.service", f"{REPO}/.venv/bin/labpowerd")
     dropin(units, "labpower-pdudaemon.service", f"{REPO}/.venv/bin/labpower-pdudaemon")
+    dropin(units, "labpower-web.service", f"{REPO}/.venv/bin/labpower-web")
     (units / "pdu-check.service").write_text(
-        "[Unit]\nRequires=labpowerd.socket labpower-pdudaemon.socket\n"
-        "After=labpowerd.socket labpower-pdudaemon.socket\n"
+        "[Unit]\nRequires=labpowerd.socket labpower-pdudaemon.socket labpower-web.socket\n"
+        "After=labpowerd.socket labpower-pdudaemon.socket labpower-web.socket\n"
         "SuccessAction=poweroff-force\nFailureAction=poweroff-force\n"
         "[Service]\nType=oneshot\nTimeoutStartSec=120\n"
         f"ExecStart={REPO}/.venv/bin/python {HERE}/nspawn_check.py /out\n"
     )
     (units / "pdu-test.target").write_text(
-        "[Unit]\nRequires=labpowerd.socket labpower-pdudaemon.socket pdu-check.service\n"
+        "[Unit]\nRequires=labpowerd.socket labpower-pdudaemon.socket labpower-web.socket\n"
+        "Requires=pdu-check.service\n"
     )
     etc = {name: tmp / name for name in ("sysusers", "tmpfiles", "config", "out")}
     for path in etc.values():
@@ -91,3 +95,17 @@ def test_the_service_runs_as_its_own_user_and_the_daemon_logs_it(
 ) -> None:
     assert booted["service_uid"] == booted["pdudaemon_uid"] != 0
     assert f"uid {booted['pdudaemon_uid']}" in booted["daemon_log"]
+
+
+def test_the_web_socket_starts_its_service_which_shows_the_switch(
+    booted: dict[str, Any],
+) -> None:
+    assert booted["web_before"] == "inactive"
+    assert booted["web_after"] == "active"
+    assert booted["web_uid"] == booted["web_user_uid"] != 0
+    metrics = booted["metrics"]
+    assert 'labpower_up{host="local"} 1.0' in metrics, metrics
+    state = [line for line in metrics.splitlines() if line.startswith("labpower_target_state{")]
+    assert any(
+        'target="dut1"' in line and 'state="on"' in line and line.endswith(" 1.0") for line in state
+    ), state
