@@ -128,7 +128,7 @@ EOF
 mkdir -p "$cache" "$src/wheelhouse"
 (cd "$repo" && uv export --quiet --locked --no-dev --no-emit-workspace \
     --package labpower-client --package labpower-backends --package labpower-daemon \
-    --extra serial --extra hid --extra usb --extra http --extra snmp --extra modbus --extra systemd \
+    --extra serial --extra hid --extra usb --extra http --extra snmp --extra modbus --extra gpio --extra systemd \
     --extra web) >"$src/wheelhouse/requirements.txt"
 # The system Python (not a pyenv or venv one), none of this machine's pip settings: PyPI and
 # the pinned files only. Metadata of the two sources is read with Debian's setuptools and
