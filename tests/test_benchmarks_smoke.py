@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+# its module-scoped fixtures are built once: all its tests on one xdist worker
+pytestmark = pytest.mark.xdist_group("benchmarks")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CORE_FIGURES = {

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..cache_lock import cache_lock
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BUILD_DEB = REPO / "packaging" / "build-deb.sh"
@@ -80,9 +82,15 @@ def debian_root() -> Path:
         repr((ROOT_VERSION, ROOT_PACKAGES, sorted(CHECK_UNITS.items()))).encode()
     ).hexdigest()[:16]
     root = cache_dir() / key
-    if (root / "etc" / "os-release").exists():
-        return root
-    tmp = root.with_name(key + ".tmp")
+    with cache_lock(root):
+        if not (root / "etc" / "os-release").exists():
+            _build_root(root)
+    return root
+
+
+def _build_root(root: Path) -> None:
+    """mmdebstrap the root into a temporary directory, then move it to ``root``."""
+    tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(
@@ -107,4 +115,3 @@ def debian_root() -> Path:
     (tmp / "etc" / "machine-id").write_text("")
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
-    return root

@@ -6,7 +6,6 @@ while a target is on, removed and purged. deb_check.py does the work inside the 
 
 from __future__ import annotations
 
-import glob
 import json
 import shutil
 import subprocess
@@ -15,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from ..nspawn import machine_name
 from .conftest import HERE, REPO, build_deb, deb_field, debian_root, version_gt
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("deb")]
 
 
 def repo_with_one_more_commit(dest: Path) -> Path:
@@ -33,8 +34,19 @@ def repo_with_one_more_commit(dest: Path) -> Path:
         if source.is_file():
             (dest / name.decode()).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name.decode())
-    shutil.copytree(REPO / ".git", dest / ".git", symlinks=True)
+    # the history up to this tree's commit (a clone, not a copy of .git: in a `git worktree`
+    # .git is a file pointing elsewhere)
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(
+        ["git", "clone", "-q", "--shared", "--no-checkout", str(REPO), str(dest / "clone")],
+        check=True,
+    )
+    (dest / "clone" / ".git").rename(dest / ".git")
+    (dest / "clone").rmdir()
     git = ["git", "-C", str(dest), "-c", "user.name=test", "-c", "user.email=test@invalid"]
+    subprocess.run([*git, "reset", "-q", head], check=True)
     subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
     subprocess.run([*git, "commit", "--allow-empty", "-qm", "rebuild"], check=True)
     return dest
@@ -52,8 +64,7 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def lab_host(debs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = debian_root()
     out = tmp_path_factory.mktemp("out")
-    leftovers = set(glob.glob("/run/systemd/nspawn*"))
-    try:
+    with machine_name() as machine:
         boot = subprocess.run(
             [
                 "systemd-nspawn",
@@ -61,6 +72,7 @@ def lab_host(debs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
                 f"--directory={root}",
                 "--volatile=overlay",
                 "--register=no",
+                f"--machine={machine}",
                 "--keep-unit",
                 "--private-network",
                 f"--bind-ro={debs['dir']}:/debs",
@@ -77,9 +89,6 @@ def lab_host(debs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
             stdin=subprocess.DEVNULL,
             check=False,
         )
-    finally:
-        for path in set(glob.glob("/run/systemd/nspawn*")) - leftovers:
-            shutil.rmtree(path, ignore_errors=True)
     result_file = out / "result.json"
     assert result_file.exists(), f"the checker did not report:\n{boot.stdout}\n{boot.stderr}"
     result: dict[str, Any] = json.loads(result_file.read_text())

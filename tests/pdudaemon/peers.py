@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..cache_lock import cache_lock
+
 PDUDAEMON = "pdudaemon==1.1.1"
 LABGRID = "labgrid==26.0.1"
 #: pdudaemon's port, fixed in pduclient
@@ -50,8 +52,13 @@ def peer_venv(requirement: str) -> Path:
     """
     version = f"py{sys.version_info.major}{sys.version_info.minor}"
     venv = cache_root() / f"venv-{requirement.replace('==', '-')}-{version}"
-    if (venv / "ok").exists():
-        return venv
+    with cache_lock(venv):
+        if not (venv / "ok").exists():
+            _build_venv(venv, requirement)
+    return venv
+
+
+def _build_venv(venv: Path, requirement: str) -> None:
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
     # the interpreter the workspace runs on (a venv cannot be moved: built where it lives)
@@ -63,7 +70,6 @@ def peer_venv(requirement: str) -> Path:
         timeout=BUILD_TIMEOUT,
     )
     (venv / "ok").write_text(requirement + "\n")
-    return venv
 
 
 class NetNs:

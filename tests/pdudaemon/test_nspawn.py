@@ -33,7 +33,12 @@ device = "bench"
 channel = 2
 """
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
+# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(200),
+    pytest.mark.xdist_group("pdudaemon-nspawn"),
+]
 
 
 def dropin(units: Path, unit: str, command: str) -> None:

@@ -8,7 +8,6 @@ as two users and as the admin, then powers the container off; the test asserts o
 
 from __future__ import annotations
 
-import glob
 import json
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ..nspawn import machine_name
 from .conftest import HERE, PACKAGING, REPO
 
 CONFIG = """\
@@ -105,13 +105,18 @@ def boot(d: dict[str, Path], unit: str) -> dict[str, Any]:
     """Boot the container with ``d``'s units, sysusers.d, tmpfiles.d, /etc/labpower and
     /out (see :func:`install`) into ``unit``; the checker's result.json."""
     prefix = python_prefix()
-    leftovers = set(glob.glob("/run/systemd/nspawn*"))
+    with machine_name() as machine:
+        return _boot(d, unit, prefix, machine)
+
+
+def _boot(d: dict[str, Path], unit: str, prefix: Path | None, machine: str) -> dict[str, Any]:
     command = [
         "systemd-nspawn",
         "--quiet",
         "--directory=/",
         "--volatile=yes",
         "--register=no",
+        f"--machine={machine}",
         "--keep-unit",
         "--private-network",
         f"--bind-ro={d['units']}:/etc/systemd/system",
@@ -126,18 +131,14 @@ def boot(d: dict[str, Path], unit: str) -> dict[str, Any]:
         f"systemd.unit={unit}",
         "systemd.firstboot=no",
     ]
-    try:
-        run = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=150,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    finally:
-        for path in set(glob.glob("/run/systemd/nspawn*")) - leftovers:
-            shutil.rmtree(path, ignore_errors=True)
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     result_file = d["out"] / "result.json"
     assert result_file.exists(), f"the checker did not report:\n{run.stdout}\n{run.stderr}"
     result: dict[str, Any] = json.loads(result_file.read_text())
@@ -145,7 +146,8 @@ def boot(d: dict[str, Path], unit: str) -> dict[str, Any]:
     return result
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
+# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(200), pytest.mark.xdist_group("nspawn")]
 
 
 def test_the_socket_starts_the_daemon_on_the_first_call(booted: dict[str, Any]) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from ..cache_lock import cache_lock
+
 SOURCES = "deb http://deb.debian.org/debian bookworm-backports main\n"
 
 
@@ -56,4 +58,5 @@ def fetch_udevadm(cache: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def udevadm254() -> Path:
-    return fetch_udevadm(cache_dir())
+    with cache_lock(cache_dir()):
+        return fetch_udevadm(cache_dir())

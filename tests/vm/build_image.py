@@ -18,6 +18,7 @@ busybox-static, cpio, kmod, e2fsprogs.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -239,9 +240,18 @@ def build(cache: Path | None = None) -> Path:
     """
     kernel = kernel_package()
     out = (cache or cache_root()) / cache_key(kernel)
-    if (out / "done").exists():
-        return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    # one builder at a time (several pytest-xdist workers, or two suites): the others wait,
+    # then find the image done; an flock goes away with its process
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "done").exists():
+            _build(out, kernel)
+    return out
+
+
+def _build(out: Path, kernel: str) -> None:
+    """Build the image into a temporary directory beside ``out``, then move it there."""
     tmp_out = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
         with tempfile.TemporaryDirectory(prefix="labpower-vm-") as tmp:
@@ -259,7 +269,6 @@ def build(cache: Path | None = None) -> Path:
     for old in out.parent.iterdir():
         if old != out and (old / "done").exists():
             shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 if __name__ == "__main__":
