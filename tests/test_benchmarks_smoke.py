@@ -17,9 +17,6 @@ from typing import Any
 
 import pytest
 
-# its module-scoped fixtures are built once: all its tests on one xdist worker
-pytestmark = pytest.mark.xdist_group("benchmarks")
-
 ROOT = Path(__file__).resolve().parent.parent
 
 CORE_FIGURES = {
@@ -94,7 +91,8 @@ def report() -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        # under 30 s alone; the suite's other xdist workers share the cores meanwhile
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -107,7 +105,7 @@ def values(report: dict[str, Any]) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(250)
+@pytest.mark.timeout(330)
 def test_every_figure_is_measured(report: dict[str, Any]) -> None:
     figures = report["figures"]
     missing = (CORE_FIGURES | CLIENT_FIGURES | NET_FIGURES) - set(figures)
@@ -127,7 +125,7 @@ def test_every_figure_is_measured(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(250)
+@pytest.mark.timeout(330)
 def test_figures_are_plausible(report: dict[str, Any]) -> None:
     v = values(report)
     assert 0 < v["round_trip_median_us"] <= v["round_trip_p99_us"] < 1_000_000
@@ -167,7 +165,7 @@ def test_figures_are_plausible(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(250)
+@pytest.mark.timeout(330)
 def test_log_subscribers_lose_nothing(report: dict[str, Any]) -> None:
     # Losing an entry is a bug whatever the machine's speed, so this one is asserted.
     v = values(report)

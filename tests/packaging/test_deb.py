@@ -17,8 +17,7 @@ import pytest
 from ..nspawn import machine_name
 from .conftest import HERE, REPO, build_deb, deb_field, debian_root, version_gt
 
-# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("deb")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def repo_with_one_more_commit(dest: Path) -> Path:

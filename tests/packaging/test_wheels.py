@@ -11,9 +11,6 @@ from pathlib import Path
 
 import pytest
 
-# its module-scoped fixtures are built once: all its tests on one xdist worker
-pytestmark = pytest.mark.xdist_group("wheels")
-
 ROOT = Path(__file__).resolve().parents[2]
 DISTS = ("labpower_client", "labpower_backends", "labpower_daemon")
 

@@ -32,11 +32,7 @@ from .peers import (
     wait_listening,
 )
 
-# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
-pytestmark = [
-    pytest.mark.timeout(900),
-    pytest.mark.xdist_group("pdudaemon-differential"),
-]  # the first run builds pdudaemon's virtualenv
+pytestmark = pytest.mark.timeout(900)  # the first run builds pdudaemon's virtualenv
 
 PDUCLIENT = str(Path(__file__).with_name("pduclient.py"))
 #: the same lab on both sides: pdu01 ports 19 (alias lava-1) and 8, pdu02 port 1

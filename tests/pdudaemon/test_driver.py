@@ -22,11 +22,7 @@ from labpower.daemon.testing import DaemonProcess
 from .conftest import free_port
 from .peers import PDUDAEMON, http_request, peer_venv, send_tcp, wait_listening
 
-# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
-pytestmark = [
-    pytest.mark.timeout(900),
-    pytest.mark.xdist_group("pdudaemon-driver"),
-]  # the first run builds pdudaemon's virtualenv
+pytestmark = pytest.mark.timeout(900)  # the first run builds pdudaemon's virtualenv
 
 CLIENT_SRC = Path(__file__).parents[2] / "client/src"
 LAB = {

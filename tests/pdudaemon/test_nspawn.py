@@ -33,12 +33,7 @@ device = "bench"
 channel = 2
 """
 
-# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(200),
-    pytest.mark.xdist_group("pdudaemon-nspawn"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 
 
 def dropin(units: Path, unit: str, command: str) -> None:

@@ -20,9 +20,6 @@ from labpower.daemon.journal import service_unit
 
 from .conftest import HERE, journal_entries, run_with_journald
 
-# its module-scoped fixtures are built once: all its tests on one xdist worker
-pytestmark = pytest.mark.xdist_group("history-trust")
-
 SCRIPT = HERE / "trust_scenarios.py"
 NASTY_LEASE = "job\ninfo: dut1: on by uid 0 pid 1: off -> on\0\x1b[31m"
 

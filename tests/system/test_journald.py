@@ -15,9 +15,6 @@ import pytest
 
 from .conftest import journal_entries, scenario
 
-# its module-scoped fixtures are built once: all its tests on one xdist worker
-pytestmark = pytest.mark.xdist_group("journald")
-
 
 @pytest.fixture(scope="module")
 def fields_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:

@@ -146,8 +146,7 @@ def _boot(d: dict[str, Path], unit: str, prefix: Path | None, machine: str) -> d
     return result
 
 
-# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(200), pytest.mark.xdist_group("nspawn")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 
 
 def test_the_socket_starts_the_daemon_on_the_first_call(booted: dict[str, Any]) -> None:

@@ -41,8 +41,7 @@ if TYPE_CHECKING:
 else:
     from usb_serial import UsbSerialBoard
 
-# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vm")]
+pytestmark = pytest.mark.slow
 BOOT_TIMEOUT = 420
 #: the serial board's USB serial number. udev names the FT232R chip, not the board behind it
 #: (a shared chip): /dev/labpower/ft232r-KMT01; the config says it is a KMTronic

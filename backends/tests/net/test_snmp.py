@@ -22,8 +22,7 @@ from labpower.backends.sim.snmp import READINGS, SYS_DESCR, SnmpAgent
 
 from .conftest import MakeDevice
 
-# xdist_group: its module-scoped fixtures are built once, all its tests on one xdist worker
-pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("snmp")]
+pytestmark = pytest.mark.anyio
 OUTLETS = 4
 #: the deadline where a test does not measure it: v3 requests on a loaded 2-core machine
 SLOW = 10.0
