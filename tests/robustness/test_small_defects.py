@@ -16,6 +16,7 @@ from labpower.daemon.state import FILENAME
 from labpower.daemon.testing import DaemonProcess, to_toml
 
 from ..conftest import StartDaemon, mock_config
+from .conftest import wait_until
 
 LABPOWER = (sys.executable, "-m", "labpower.client.cli")
 LABPOWERD = (sys.executable, "-m", "labpower.daemon")
@@ -114,6 +115,8 @@ def test_check_config_refuses_a_mock_delay_that_is_not_a_duration(
 def test_a_failed_switch_is_worded_once(daemon: DaemonProcess) -> None:
     with daemon.client(timeout=10) as lab, pytest.raises(DeviceError):
         lab.on("faulty")
+    # the log task writes stderr a moment after the reply: wait for the line (bounded)
+    wait_until(lambda: "error: faulty: on by uid " in daemon.stderr(), 10.0)
     lines = [line for line in daemon.stderr().splitlines() if "failed" in line]
     assert any(line.startswith("error: faulty: on by uid ") for line in lines), lines
     assert not any("on on" in line for line in lines), lines
