@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from labpower.backends.net.snmp_ber import decode_response, encode_request
+from labpower.backends.net.snmp_community import decode_response, encode_request
 from labpower.backends.net.snmp_profiles import PROFILES
 from labpower.backends.sim import KmtronicSimulator, Switch
 from labpower.backends.sim.http_devices import GudeSimulator

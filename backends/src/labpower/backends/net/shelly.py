@@ -65,7 +65,7 @@ class ShellyBackend(HttpBackend):
         else:
             self.generation = 1
             self.model = str(field(info, "type", str, where))
-        self._credentials = self.auth()  # the scheme follows the generation
+        self._auth = self.auth()  # the scheme follows the generation
         await self.ping()  # also checks the credentials: /shelly needs none
 
     async def rpc(self, method: str, **params: Any) -> Any:

@@ -1,7 +1,7 @@
-"""pysnmp 7 glue for :mod:`labpower.backends.net.snmp`'s SNMPv3 devices (v1 and v2c need no
-pysnmp: see :mod:`labpower.backends.net.snmp_community`): one engine and target per device, a
-request that returns plain values, and pysnmp's errors sorted into the backend contract.
-Everything here runs on the SNMP loop thread."""
+"""pysnmp 7 glue for :mod:`labpower.backends.net.snmp`'s SNMPv3 devices (v1 and v2c take
+pysnmp's lighter message API: see :mod:`labpower.backends.net.snmp_community`): one engine and
+target per device, a request that returns plain values, and pysnmp's errors sorted into the
+backend contract. Everything here runs on the SNMP loop thread."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 
 from labpower.backends.errors import DeviceUnavailableError, OperationError
 from labpower.backends.net.address import Address
+from labpower.backends.net.snmp_community import plain
 from pysnmp import error as snmp_error
 from pysnmp.hlapi.v3arch import asyncio as hlapi
-from pysnmp.proto import errind, rfc1902, rfc1905
+from pysnmp.proto import errind, rfc1902
 
 _AUTH = {
     "MD5": hlapi.usmHMACMD5AuthProtocol,
@@ -38,16 +39,9 @@ _AUTH_ERRORS = (
     errind.AuthenticationError,
     errind.AuthenticationFailure,
 )
-_ABSENT = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
-#: the longest OCTET STRING taken from an agent
-MAX_STRING = 256
 
 
 def _auth(options: Any) -> Any:
-    if options.version in ("1", "2c"):
-        return hlapi.CommunityData(
-            options.community.reveal(), mpModel=0 if options.version == "1" else 1
-        )
     return hlapi.UsmUserData(
         options.user,
         authKey=options.auth_key.reveal() if options.auth_key else None,
@@ -61,28 +55,12 @@ def _auth(options: Any) -> Any:
     )
 
 
-def plain(value: Any) -> Any:
-    """A varbind's value as Python: int, str, or None for "no such object"."""
-    if isinstance(value, _ABSENT):
-        return None
-    if isinstance(value, rfc1902.OctetString):
-        return bytes(value)[:MAX_STRING].decode("utf-8", "replace")
-    if isinstance(value, rfc1902.ObjectIdentifier):
-        return str(value)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return value.prettyPrint()[:MAX_STRING]
-
-
 #: engines shared by devices with the same credentials (an engine costs a quarter second of
 #: CPU and a few MB): credentials key -> [engine, users]. Touched on the loop thread only.
 _ENGINES: dict[tuple[Any, ...], list[Any]] = {}
 
 
 def _engine_key(options: Any) -> tuple[Any, ...]:
-    if options.version in ("1", "2c"):
-        return ("community",)  # communities travel per request: one engine serves all
     # SNMPv3 users live in the engine; one engine per set of credentials keeps them apart
     return (
         options.user,

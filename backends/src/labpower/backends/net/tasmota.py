@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from labpower.backends.base import Measurement
 from labpower.backends.errors import NotSupportedError, OperationError
 from labpower.backends.net.http import HttpBackend, HttpOptions, field
-from labpower.backends.net.http_auth import Credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class TasmotaBackend(HttpBackend):
     Options = TasmotaOptions
     max_channels = 32
 
-    def auth(self) -> Credentials | None:
+    def auth(self) -> httpx.Auth | None:
         return None  # the credentials go in the query (see command())
 
     async def command(self, cmnd: str) -> Any:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from labpower.backends.net.snmp_ber import encode_request
+from labpower.backends.net.snmp_community import encode_request
 from labpower.backends.net.snmp_profiles import ENTERPRISES, PROFILES
 
 MODULES = Path(__file__).with_name("snmpsim_modules")
