@@ -46,7 +46,7 @@ PACKAGES = [
     "usbutils",
 ]
 #: pure-Python dependencies of the wheels, from PyPI, into the guest venv at build time
-PYPI = ["anyio>=4.11,<5", "sniffio", "idna", "typing_extensions", "h11>=0.14"]
+PYPI = ["anyio>=4.11,<5", "sniffio", "idna", "typing_extensions", "httpx>=0.28", "pysnmp>=7.1"]
 #: the interpreter whose pip fetches :data:`PYPI` (Debian's python3 and python3-pip)
 DEBIAN_PYTHON = "/usr/bin/python3"
 # crc32c_generic: ext4 needs the crc32c hash, a dependency modprobe does not list
