@@ -199,9 +199,20 @@ async def test_the_session_takes_only_its_own_answer(
     try:
         assert await session.request("get", [(OID, None)]) == [2]
         assert await session.request("set", [(OID, 1)]) == [2]
+        # the same request again (the session keeps its message): a new id, the right answer
+        assert await session.request("get", [(OID, None)]) == [2]
     finally:
         await session.close()
-    assert len(seen) == 2  # no retry was needed
+    assert len(seen) == 3  # no retry was needed
+    ids = [
+        int(
+            V2C.apiPDU.get_request_id(
+                V2C.apiMessage.get_pdu(decoder.decode(d, asn1Spec=V2C.Message())[0])
+            )
+        )
+        for d in seen
+    ]
+    assert len(set(ids)) == 3
 
 
 @pytest.mark.anyio

@@ -31,6 +31,8 @@ Value = int | str | None
 Version = Literal["1", "2c"]
 #: the longest OCTET STRING value kept from an agent
 MAX_STRING = 256
+#: the most request messages a session keeps built (a PDU of 128 outlets asks ~400 kinds)
+MAX_KEPT = 512
 #: the largest message read (SNMP over UDP: 65,507 at most; agents send ~1.5 KB)
 MAX_MESSAGE = 65_535
 _NUMBERS = {"1": api.SNMP_VERSION_1, "2c": api.SNMP_VERSION_2C}
@@ -60,21 +62,20 @@ def plain(value: Any) -> Value:
         return str(value.prettyPrint())[:MAX_STRING]
 
 
-def encode_request(
+def build_request(
     version: Version,
     community: bytes,
-    request_id: int,
     op: Literal["get", "set"],
     pairs: list[tuple[str, int | None]],
-) -> bytes:
-    """A GetRequest (values None) or SetRequest (INTEGER values) message.
+) -> Any:
+    """A GetRequest (values None) or SetRequest (INTEGER values) message, as pysnmp's model;
+    its request id is set by :func:`encode`.
 
     :raises ValueError: an OID that is not one (pyasn1's words).
     """
     model = _MODELS[version]
     pdu = model.GetRequestPDU() if op == "get" else model.SetRequestPDU()
     model.apiPDU.set_defaults(pdu)
-    model.apiPDU.set_request_id(pdu, request_id)
     try:
         model.apiPDU.set_varbinds(
             pdu,
@@ -89,7 +90,26 @@ def encode_request(
     model.apiMessage.set_defaults(message)
     model.apiMessage.set_community(message, community)
     model.apiMessage.set_pdu(message, pdu)
+    return message
+
+
+def encode(version: Version, message: Any, request_id: int) -> bytes:
+    """``message`` (from :func:`build_request`) with ``request_id``, in BER."""
+    model = _MODELS[version]
+    model.apiPDU.set_request_id(model.apiMessage.get_pdu(message), request_id)
     return bytes(encoder.encode(message))
+
+
+def encode_request(
+    version: Version,
+    community: bytes,
+    request_id: int,
+    op: Literal["get", "set"],
+    pairs: list[tuple[str, int | None]],
+) -> bytes:
+    """A request message in BER (one-off: a session keeps its messages, see
+    :class:`CommunitySession`). :raises ValueError: as :func:`build_request`."""
+    return encode(version, build_request(version, community, op, pairs), request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +170,9 @@ class CommunitySession:
         self.address = address
         self._socket: ConnectedUDPSocket | None = None
         self._next_id = secrets.randbelow(1 << 30)
+        #: the requests asked so far, as pysnmp's models (building one costs several times
+        #: what encoding it does; a PDU is asked the same few requests again and again)
+        self._requests: dict[tuple[str, tuple[tuple[str, int | None], ...]], Any] = {}
 
     async def open(self) -> None:
         """:raises OSError: the host cannot be resolved, or no socket is allowed."""
@@ -168,10 +191,16 @@ class CommunitySession:
             raise DeviceUnavailableError(f"{self.address} is not open")
         self._next_id = (self._next_id + 1) % (1 << 31)
         request_id = self._next_id
+        key = (op, tuple(pairs))
         try:
-            message = encode_request(
-                self.version, self.community, request_id, "get" if op == "get" else "set", pairs
-            )
+            built = self._requests.get(key)
+            if built is None:
+                if len(self._requests) >= MAX_KEPT:
+                    self._requests.clear()
+                built = self._requests[key] = build_request(
+                    self.version, self.community, "get" if op == "get" else "set", pairs
+                )
+            message = encode(self.version, built, request_id)
         except ValueError as exc:
             raise OperationError(
                 f"cannot ask {self.address} for {pairs[0][0]!r:.80}: {exc}"
