@@ -4,11 +4,11 @@ and checked.
 
 Calls to one device never overlap (the device's lock), so a device that allows one
 management session at a time gets one. What a client costs is paid once, at open: every
-client shares one SSL context (:func:`_ssl_context`), built the first time a client is made,
-instead of loading the system's certificates per device (about 45 ms and 0.9 MB each) for
-devices reached over plain HTTP. Basic and digest auth are httpx's; a digest challenge is
-kept by its auth object and answered without a new round trip on the next call. Proxy
-variables from the environment are ignored: a PDU on the lab network is reached directly.
+client shares one SSL context (:func:`_ssl_context`) that loads no certificates, instead of
+loading the system's per device (about 45 ms and 0.9 MB each) for devices reached over plain
+HTTP. Basic and digest auth are httpx's; a digest challenge is kept by its auth object and
+answered without a new round trip on the next call. Proxy variables from the environment are
+ignored: a PDU on the lab network is reached directly.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote, urlencode
 
 import httpx
 from labpower.backends.errors import DeviceUnavailableError, HardwareTimeout, OperationError
@@ -32,8 +33,14 @@ Auth = Literal["basic", "digest"]
 
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
-    """The one SSL context of every device's client (httpx would build one per client)."""
-    return ssl.create_default_context()
+    """The one SSL context of every device's client (httpx would build one per client, with
+    the system's certificates loaded).
+
+    Every device is reached over plain ``http://`` (:meth:`HttpBackend.fetch`), so no
+    certificate is ever checked with it and none is loaded: the context still demands a
+    verified certificate and the host name, so TLS, were it ever used, would fail closed.
+    """
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,7 @@ class HttpBackend(NetworkBackend):
         self._client: httpx.AsyncClient | None = None
         #: the auth of every request (kept: a digest auth keeps its challenge)
         self._auth: httpx.Auth | None = None
+        self._base = f"http://{self.address}"
 
     def auth(self) -> httpx.Auth | None:
         """How requests authenticate, from the options (None: they don't)."""
@@ -89,7 +97,6 @@ class HttpBackend(NetworkBackend):
     async def open(self) -> None:
         self._auth = self.auth()
         self._client = httpx.AsyncClient(
-            base_url=f"http://{self.address}",
             timeout=self.timeout,
             verify=_ssl_context(),
             trust_env=False,
@@ -140,11 +147,12 @@ class HttpBackend(NetworkBackend):
         if client is None:
             raise DeviceUnavailableError(f"{self.address} is not open")
         method = "GET" if body is None else "POST"
+        # the whole URL as a string: httpx's merging of a base URL and params costs a tenth
+        # of a millisecond more per request
+        url = self._base + path + ("?" + urlencode(params, quote_via=quote) if params else "")
         data = bytearray()
         try:
-            async with client.stream(
-                method, path, params=params, json=body, auth=self._auth
-            ) as response:
+            async with client.stream(method, url, json=body, auth=self._auth) as response:
                 async for chunk in response.aiter_bytes():
                     data += chunk
                     if len(data) > MAX_REPLY:
