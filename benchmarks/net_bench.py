@@ -171,7 +171,7 @@ def http_requests(kind: str, address: str, outlet: int, on: bool) -> list[bytes]
 
 def snmp_messages(profile: str, on: bool, request_id: int) -> list[bytes]:
     """SNMPv2c SET of the control OID and GET of the state OID of outlet 2, encoded with
-    pysnmp's own protocol API (pyasn1), not labpower's."""
+    pysnmp's protocol API (pyasn1) once, before the timing: what any client must send."""
     from labpower.backends.net.snmp_profiles import PROFILES
     from pyasn1.codec.ber import encoder  # type: ignore[import-untyped]  # pyasn1: no stubs
     from pysnmp.proto import api
