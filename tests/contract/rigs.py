@@ -25,26 +25,18 @@ from labpower.backends.sim.snmp import SnmpAgent
 from ..modbus.modbus_server import ModbusServer, running
 
 
-class PtyRig(Rig):
-    """A serial board: one of the byte-accurate simulators on a pty."""
+class SimulatorRig(Rig):
+    """What every rig around one of the project's simulators does the same way: the
+    simulator keeps the board's model (its relays and every switch it received), hangs,
+    heals and comes back."""
 
-    def __init__(self, tmp: Path, kind: str, **sim_options: Any) -> None:
-        self.kind = kind
-        make = ModbusRtuSimulator if kind == "modbus" else SIMULATORS[kind]
-        self.sim: PtySimulator = make(tmp / "board", channels=self.channels, **sim_options)
-        self.silent = sim_options.get("dialect") == "silent"
-        if self.silent:
-            self.timeout = 1.0  # opening waits out the status probe that gets no answer
+    sim: PtySimulator | HttpSimulator
 
     def start(self) -> None:
         self.sim.start()
 
     def stop(self) -> None:
         self.sim.stop()
-
-    def options(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"gap": 0.0, "probe_timeout": 0.2} if self.kind == "lcus" else {}
-        return {"port": str(self.sim.link), **extra}
 
     def switches(self) -> list[Switch]:
         return list(self.sim.switches)
@@ -58,18 +50,34 @@ class PtyRig(Rig):
     def hang(self) -> None:
         self.sim.hang()
 
+    def heal(self) -> None:
+        self.sim.heal()
+
+    def replug(self) -> None:
+        self.sim.come_back()
+
+
+class PtyRig(SimulatorRig):
+    """A serial board: one of the byte-accurate simulators on a pty."""
+
+    def __init__(self, tmp: Path, kind: str, **sim_options: Any) -> None:
+        self.kind = kind
+        make = ModbusRtuSimulator if kind == "modbus" else SIMULATORS[kind]
+        self.sim: PtySimulator = make(tmp / "board", channels=self.channels, **sim_options)
+        self.silent = sim_options.get("dialect") == "silent"
+        if self.silent:
+            self.timeout = 1.0  # opening waits out the status probe that gets no answer
+
+    def options(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"gap": 0.0, "probe_timeout": 0.2} if self.kind == "lcus" else {}
+        return {"port": str(self.sim.link), **extra}
+
     def garble(self) -> bool:
         self.sim.garble()
         return not self.silent
 
-    def heal(self) -> None:
-        self.sim.heal()
-
     def unplug(self) -> None:
         self.sim.drop()
-
-    def replug(self) -> None:
-        self.sim.come_back()
 
 
 class MockRig(Rig):
@@ -204,7 +212,7 @@ class FakeUsbRig(Rig):
         self.bus.replug("b")
 
 
-class HttpRig(Rig):
+class HttpRig(SimulatorRig):
     """A network device: one of the HTTP simulators on loopback."""
 
     timeout = 0.75
@@ -213,39 +221,15 @@ class HttpRig(Rig):
         self.kind = kind
         self.sim: HttpSimulator = HTTP_SIMULATORS[kind](channels=self.channels, **sim_options)
 
-    def start(self) -> None:
-        self.sim.start()
-
-    def stop(self) -> None:
-        self.sim.stop()
-
     def options(self) -> dict[str, Any]:
         return {"host": self.sim.address}
-
-    def switches(self) -> list[Switch]:
-        return list(self.sim.switches)
-
-    def relays(self) -> dict[int, bool]:
-        return dict(self.sim.relays)
-
-    def preset(self, channel: int, on: bool) -> None:
-        self.sim.relays[channel] = on
-
-    def hang(self) -> None:
-        self.sim.hang()
 
     def garble(self) -> bool:
         self.sim.truncate()
         return True
 
-    def heal(self) -> None:
-        self.sim.heal()
-
     def unplug(self) -> None:
         self.sim.refuse()
-
-    def replug(self) -> None:
-        self.sim.come_back()
 
 
 class SnmpRig(Rig):
