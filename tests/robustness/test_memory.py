@@ -103,6 +103,18 @@ def _send_all(socks: list[socket.socket], data: bytes) -> int:
     return total
 
 
+def _peak_and_return(daemon: DaemonProcess, before: int, peak: int, what: str) -> None:
+    """The flood's peak stayed under the limit, and RSS comes back within MARGIN of before."""
+    returned = wait_until(lambda: rss_bytes(daemon.pid) <= before + MARGIN, 15.0, 0.1)
+    after = rss_bytes(daemon.pid)
+    print(
+        f"{what}: RSS before {before / MB:.1f} MB, peak {peak / MB:.1f} MB, "
+        f"after {after / MB:.1f} MB"
+    )
+    assert peak <= PEAK_LIMIT, f"peak RSS {peak / MB:.1f} MB"
+    assert returned, f"RSS {after / MB:.1f} MB after, {before / MB:.1f} MB before"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_connections_with_endless_messages(flood_daemon: DaemonProcess) -> None:
@@ -123,14 +135,12 @@ def test_connections_with_endless_messages(flood_daemon: DaemonProcess) -> None:
     finally:
         for s in socks:
             s.close()
-    returned = wait_until(lambda: rss_bytes(daemon.pid) <= before + MARGIN, 15.0, 0.1)
-    after = rss_bytes(daemon.pid)
-    print(
-        f"{CONNECTIONS} connections x {MESSAGE} bytes without NUL ({sent / MB:.0f} MB taken): "
-        f"RSS before {before / MB:.1f} MB, peak {peak / MB:.1f} MB, after {after / MB:.1f} MB"
+    _peak_and_return(
+        daemon,
+        before,
+        peak,
+        f"{CONNECTIONS} connections x {MESSAGE} bytes without NUL ({sent / MB:.0f} MB taken)",
     )
-    assert peak <= PEAK_LIMIT, f"peak RSS {peak / MB:.1f} MB"
-    assert returned, f"RSS {after / MB:.1f} MB after, {before / MB:.1f} MB before"
 
 
 @pytest.mark.slow
@@ -157,11 +167,6 @@ def test_subscribers_that_never_read(flood_daemon: DaemonProcess) -> None:
     finally:
         for s in subscribers:
             s.close()
-    returned = wait_until(lambda: rss_bytes(daemon.pid) <= before + MARGIN, 15.0, 0.1)
-    after = rss_bytes(daemon.pid)
-    print(
-        f"{SUBSCRIBERS} subscribers that never read, {SWITCHES} switches: RSS before "
-        f"{before / MB:.1f} MB, peak {peak / MB:.1f} MB, after {after / MB:.1f} MB"
+    _peak_and_return(
+        daemon, before, peak, f"{SUBSCRIBERS} subscribers that never read, {SWITCHES} switches"
     )
-    assert peak <= PEAK_LIMIT, f"peak RSS {peak / MB:.1f} MB"
-    assert returned, f"RSS {after / MB:.1f} MB after, {before / MB:.1f} MB before"
