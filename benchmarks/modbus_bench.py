@@ -9,16 +9,27 @@ whose pty emulates the wire time of 9600 baud, through the sync :class:`Client`.
   master needs at 9600 baud. ``overhead_median_ms`` / ``overhead_p90_ms``: all the rest
   (client, varlink, daemon, pymodbus framing, serial port handling, pty and simulator).
   Target: <= 0.3 ms median, like the other serial boards.
+- ``overhead_client_spin_median_ms``: the same with the client polling for its reply
+  (``Client(busy_wait=SUGGESTED_BUSY_WAIT)``, off by default), as the serial boards' row.
+- ``daemon_baseline_median_ms``: a mock target's On/Off through the same daemon and client,
+  called at the same pace: the share of the client, varlink and the daemon, which any
+  backend pays.
+- ``backend_overhead_median_ms``: the backend alone (set, then get), in this process on the
+  daemon's event loop, above wire time and silent interval: the Modbus share.
+- ``pymodbus_us``: of that, pymodbus's own work per call (build both request frames, decode
+  both answers: CPU, no I/O).
 - ``rig_floor_median_ms``: the same two exchanges without labpower, by a loop that writes the
-  frames to the simulator's pty and polls for the answers without ever sleeping: the rig's
-  own share (pty hops, the simulator waking); ``own_overhead_median_ms``: the overhead
-  minus it.
+  frames to the simulator's pty and polls for the answers (giving the CPU away between two
+  looks, like the daemon's polling; a loop that never does starves the simulator on two
+  cores): the rig's own share (pty hops through the kernel's worker, the simulator waking);
+  ``own_overhead_median_ms``: the overhead minus it.
 
 ``python benchmarks/modbus_bench.py [--quick]`` prints the figures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import multiprocessing
 import os
@@ -31,8 +42,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labpower.backends.modbus.backend import silent_interval
+from labpower.backends.modbus.backend import ModbusBackend, silent_interval
+from labpower.backends.modbus.options import ModbusOptions
+from labpower.backends.modbus.protocol import Codec
 from labpower.backends.sim.modbus import ModbusRtuSimulator
+from labpower.client import Client
+from labpower.client.timing import SUGGESTED_BUSY_WAIT
+from labpower.daemon.eventloop import new_event_loop
 from labpower.daemon.testing import DaemonProcess
 
 HERE = Path(__file__).resolve().parent
@@ -40,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.serial_bench import cli, exchange_spinning  # noqa: E402 - needs the path set above
+from benchmarks.serial_bench import cli  # noqa: E402 - needs the path set above
 
 WIRE_BAUD = 9600
 #: bytes on the wire of one switch with read-back, both directions
@@ -63,39 +79,53 @@ def _serve(conn: Any, link: str) -> None:
         board.stop()
 
 
+def _calls(lab: Client, target: str, calls: int, warmup: int) -> list[float]:
+    """Seconds of each On/Off call after the warm-up, one silent interval apart."""
+    totals: list[float] = []
+    for i in range(warmup + calls):
+        # RTU's silent interval after the previous call's last frame is the bus's, not this
+        # call's: let it pass, as a caller that switches now and then does
+        time.sleep(silent_interval(WIRE_BAUD))
+        started = time.perf_counter()
+        result = lab.on(target) if i % 2 == 0 else lab.off(target)
+        took = time.perf_counter() - started
+        if not result.verified:
+            raise RuntimeError(f"switch not verified: {result}")
+        if i >= warmup:
+            totals.append(took)
+    return totals
+
+
 def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float]:
-    """Overhead of one Modbus RTU switch plus read-back above its wire time."""
+    """Overhead of one Modbus RTU switch plus read-back above its wire time, with and without
+    the client's spin, and a mock target's call through the same daemon."""
     link = directory / "modbus0"
     sim, conn = _simulator(link)
     config = {
         "daemon": {"log_level": "warning"},
         "devices": {
-            "coils": {"backend": "modbus", "port": str(link), "baudrate": WIRE_BAUD, "channels": 8}
+            "coils": {"backend": "modbus", "port": str(link), "baudrate": WIRE_BAUD, "channels": 8},
+            "mock": {"backend": "mock"},
         },
-        "targets": {"t0": {"device": "coils", "channel": 1}},
+        "targets": {
+            "t0": {"device": "coils", "channel": 1},
+            "mock": {"device": "mock", "channel": 1},
+        },
     }
     (directory / "daemon").mkdir()
     daemon = DaemonProcess(config, directory=str(directory / "daemon"))
     try:
         daemon.start()
-        totals: list[float] = []
         with daemon.client() as lab:
-            for i in range(warmup + calls):
-                if i == warmup:
-                    conn.send("wire")
-                    before = conn.recv()
-                # RTU's silent interval after the previous call's last frame is the bus's,
-                # not this call's: let it pass, as a caller that switches now and then does
-                time.sleep(silent_interval(WIRE_BAUD))
-                started = time.perf_counter()
-                target = lab.on("t0") if i % 2 == 0 else lab.off("t0")
-                took = time.perf_counter() - started
-                if not target.verified:
-                    raise RuntimeError(f"switch not verified: {target}")
-                if i >= warmup:
-                    totals.append(took)
-        conn.send("wire")
-        moved = (conn.recv() - before) / calls
+            _calls(lab, "t0", 0, warmup)
+            conn.send("wire")
+            before = conn.recv()
+            totals = _calls(lab, "t0", calls, 0)
+            conn.send("wire")
+            moved = (conn.recv() - before) / calls
+            baseline = _calls(lab, "mock", calls, warmup)
+        with Client(daemon.socket_path, busy_wait=SUGGESTED_BUSY_WAIT) as lab:
+            spinning = _calls(lab, "t0", calls, warmup)
         if not math.isclose(moved, CALL_WIRE_TIME, rel_tol=1e-6):
             raise RuntimeError(f"a call moved {moved * 1e3:.3f} ms of bytes, not the 30 expected")
         wire = moved + silent_interval(WIRE_BAUD)
@@ -110,7 +140,64 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
         "wire_median_ms": wire * 1e3,
         "overhead_median_ms": statistics.median(overheads) * 1e3,
         "overhead_p90_ms": statistics.quantiles(overheads, n=10)[-1] * 1e3,
+        "overhead_client_spin_median_ms": (statistics.median(spinning) - wire) * 1e3,
+        "daemon_baseline_median_ms": statistics.median(baseline) * 1e3,
     }
+
+
+def backend_alone(directory: Path, calls: int, warmup: int) -> dict[str, float]:
+    """The backend without the daemon: ``set`` then ``get`` on the daemon's event loop in
+    this process, against the same simulator; and pymodbus's CPU time per call."""
+    link = directory / "modbus-direct"
+    sim, conn = _simulator(link)
+    gap = silent_interval(WIRE_BAUD)
+
+    async def measure() -> list[float]:
+        board = ModbusBackend("coils", 8, ModbusOptions(port=str(link), baudrate=WIRE_BAUD))
+        await board.open()
+        overheads: list[float] = []
+        try:
+            for i in range(warmup + calls):
+                await asyncio.sleep(gap)  # the bus's silent interval, as in the daemon's run
+                started = time.perf_counter()
+                await board.set(1, i % 2 == 0)
+                state = await board.get(1)
+                took = time.perf_counter() - started
+                if state != (i % 2 == 0):
+                    raise RuntimeError(f"coil 1 read back {state} after switching")
+                if i >= warmup:
+                    overheads.append(took - CALL_WIRE_TIME - gap)
+        finally:
+            await board.close()
+        return overheads
+
+    loop = new_event_loop()
+    try:
+        overheads = loop.run_until_complete(measure())
+    finally:
+        loop.close()
+        conn.send("stop")
+        sim.join(10)
+        conn.close()
+    return {
+        "backend_overhead_median_ms": statistics.median(overheads) * 1e3,
+        "pymodbus_us": _pymodbus_cpu() * 1e6,
+    }
+
+
+def _pymodbus_cpu(rounds: int = 2000) -> float:
+    """Seconds of CPU pymodbus takes per call: both request frames built, both answers
+    decoded (the answers as the simulator frames them)."""
+    codec = Codec("rtu", 1)
+    board = ModbusRtuSimulator(channels=8)  # its parser only: never started
+    (_, coils_answer) = board.handle(codec.read_coils(0, 1).frame)[0]
+    started = time.process_time()
+    for _ in range(rounds):
+        write = codec.write_coil(0, False)
+        codec.decode(write, write.frame)  # the board echoes a write
+        read = codec.read_coils(0, 1)
+        codec.decode(read, coils_answer)
+    return (time.process_time() - started) / rounds
 
 
 def _simulator(link: Path) -> tuple[Any, Any]:
@@ -132,8 +219,6 @@ def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
     simulator's pty, polls for the answer without ever sleeping, and spins through the
     silent interval. What that takes above the wire time and the interval belongs to the rig
     (the pty's hops through the kernel, the simulator waking up)."""
-    from labpower.backends.modbus.protocol import Codec
-
     sim, conn = _simulator(directory / "modbus-raw")
     codec = Codec("rtu", 1)
     frames = [
@@ -152,8 +237,8 @@ def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
                 if n:
                     quiet = time.perf_counter() + gap
                     while time.perf_counter() < quiet:
-                        pass
-                answer = exchange_spinning(fd, frame, size)
+                        os.sched_yield()
+                answer = _exchange_polling(fd, frame, size)
                 if n == 0 and answer != frame:
                     raise RuntimeError(f"the simulator answered {answer.hex(' ')}, not the echo")
             took = time.perf_counter() - started
@@ -167,12 +252,26 @@ def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
     return {"rig_floor_median_ms": statistics.median(overheads) * 1e3}
 
 
+def _exchange_polling(fd: int, command: bytes, size: int) -> bytes:
+    """Write ``command`` to the non-blocking ``fd`` and poll until ``size`` bytes came back,
+    yielding the CPU between two looks (the simulator needs it on a machine of two cores)."""
+    os.write(fd, command)
+    answer = b""
+    while len(answer) < size:
+        try:
+            answer += os.read(fd, 64)
+        except BlockingIOError:
+            os.sched_yield()
+    return answer
+
+
 def run(quick: bool = False) -> dict[str, float]:
     """Every Modbus figure, keyed by name; units in the suffix."""
     # quick: a part of run.py --quick, which must stay short (each call is 35 ms of wire)
     calls, warmup = (20, 3) if quick else (300, 30)
     with tempfile.TemporaryDirectory(prefix="labpower-modbus-bench-") as tmp:
         figures = switch_readback(Path(tmp), calls, warmup)
+        figures.update(backend_alone(Path(tmp), calls, warmup))
         figures.update(rig_floor(Path(tmp), calls, warmup))
     figures["own_overhead_median_ms"] = (
         figures["overhead_median_ms"] - figures["rig_floor_median_ms"]

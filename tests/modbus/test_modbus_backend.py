@@ -274,3 +274,8 @@ def test_modbus_benchmark_measures() -> None:
     figures = json.loads(done.stdout)
     assert figures["wire_median_ms"] == pytest.approx((30 * 10 + 38.5) / 9600 * 1e3)
     assert 0 < figures["overhead_median_ms"] < figures["switch_readback_median_ms"]
+    # the split of the overhead: the daemon's share (a mock call), the backend alone, and
+    # pymodbus's CPU within it; the rig's floor is positive and far below a frame's wire time
+    for share in ("daemon_baseline_median_ms", "backend_overhead_median_ms", "pymodbus_us"):
+        assert figures[share] > 0, share
+    assert 0 < figures["rig_floor_median_ms"] < 8 * 10 / 9600 * 1e3
