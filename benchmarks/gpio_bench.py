@@ -3,6 +3,13 @@ sync :class:`Client`, each call a switch plus the line's read-back (two ioctls i
 
 - ``switch_readback_median_us`` / ``switch_readback_p90_us``: one call's round trip as the
   client sees it. Target: <= 150 us median.
+- With a daemon of its own (``--chip``), or ``--calibrate MOCK_TARGET`` (a ``mock`` target of
+  the running daemon), the calibration row measured in the same run, alternating with the
+  GPIO calls: ``mock_switch_readback_median_us``, the same On/Off without a
+  chip; ``gpio_over_mock_median_us``, GPIO's own cost above it (two ioctls and the line's
+  bookkeeping); ``gpio_to_mock_ratio``. On a machine without a chip (this one) that gives an
+  estimate for a real host: the host's own mock round trip times the ratio measured in the
+  guest (both figures slowed alike by the emulation); benchmarks/README.md shows the sum.
 
 It needs a real GPIO chip, which this development machine (a container without GPIO) does not
 have: the lab-host VM test (tests/vm/test_labhost.py) runs it in the guest on a gpio-sim chip,
@@ -40,19 +47,49 @@ def measure(lab: Client, target: str, calls: int, warmup: int) -> dict[str, floa
 
     :raises RuntimeError: a call was not verified by the read-back.
     """
-    took: list[float] = []
-    for i in range(warmup + calls):
-        started = time.perf_counter()
-        t = lab.on(target) if i % 2 == 0 else lab.off(target)
-        elapsed = time.perf_counter() - started
-        if not t.verified or t.state != ("on" if i % 2 == 0 else "off"):
-            raise RuntimeError(f"switch not read back: {t}")
-        if i >= warmup:
-            took.append(elapsed)
+    took = _times(lab, target, warmup + calls)[warmup:]
     return {
         "switch_readback_median_us": statistics.median(took) * 1e6,
         "switch_readback_p90_us": statistics.quantiles(took, n=10)[-1] * 1e6,
     }
+
+
+def calibrated(lab: Client, target: str, mock: str, calls: int, warmup: int) -> dict[str, float]:
+    """:func:`measure` on ``target`` and on the mock target ``mock`` of the same daemon, in
+    turns of 100 calls so that both see the machine in the same state."""
+    gpio: list[float] = []
+    plain: list[float] = []
+    _times(lab, target, warmup)
+    _times(lab, mock, warmup)
+    done = 0
+    while done < calls:
+        turn = min(100, calls - done)
+        gpio.extend(_times(lab, target, turn))
+        plain.extend(_times(lab, mock, turn))
+        done += turn
+    figures = {
+        "switch_readback_median_us": statistics.median(gpio) * 1e6,
+        "switch_readback_p90_us": statistics.quantiles(gpio, n=10)[-1] * 1e6,
+        "mock_switch_readback_median_us": statistics.median(plain) * 1e6,
+    }
+    figures["gpio_over_mock_median_us"] = (
+        figures["switch_readback_median_us"] - figures["mock_switch_readback_median_us"]
+    )
+    figures["gpio_to_mock_ratio"] = (
+        figures["switch_readback_median_us"] / figures["mock_switch_readback_median_us"]
+    )
+    return figures
+
+
+def _times(lab: Client, target: str, calls: int) -> list[float]:
+    took: list[float] = []
+    for i in range(calls):
+        started = time.perf_counter()
+        t = lab.on(target) if i % 2 == 0 else lab.off(target)
+        took.append(time.perf_counter() - started)
+        if not t.verified or t.state != ("on" if i % 2 == 0 else "off"):
+            raise RuntimeError(f"switch not read back: {t}")
+    return took
 
 
 def run(quick: bool = False, chip: str | None = None, line: int | None = None) -> dict[str, float]:
@@ -72,15 +109,21 @@ def run(quick: bool = False, chip: str | None = None, line: int | None = None) -
     calls, warmup = (200, 20) if quick else (2000, 100)
     config = {
         "daemon": {"log_level": "warning"},
-        "devices": {"pins": {"backend": "gpio", "chip": chip, "lines": [line], "channels": 1}},
-        "targets": {"relay": {"device": "pins", "channel": 1}},
+        "devices": {
+            "pins": {"backend": "gpio", "chip": chip, "lines": [line], "channels": 1},
+            "calibration": {"backend": "mock"},
+        },
+        "targets": {
+            "relay": {"device": "pins", "channel": 1},
+            "mock": {"device": "calibration", "channel": 1},
+        },
     }
     with tempfile.TemporaryDirectory(prefix="labpower-gpio-bench-") as tmp:
         daemon = DaemonProcess(config, directory=tmp)
         try:
             daemon.start()
             with daemon.client() as lab:
-                return measure(lab, "relay", calls, warmup)
+                return calibrated(lab, "relay", "mock", calls, warmup)
         finally:
             daemon.cleanup()
 
@@ -94,14 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--socket", help="a running daemon's socket instead")
     ap.add_argument("--target", help="the target to switch on --socket")
     ap.add_argument("--count", type=int, default=2000, help="calls measured (with --socket)")
+    ap.add_argument(
+        "--calibrate", metavar="MOCK", help="a mock target on --socket measured alongside"
+    )
     args = ap.parse_args(argv)
     if args.socket is not None:
         if args.target is None:
             ap.error("--socket needs --target")
         from labpower.client import Client
 
+        warmup = max(10, args.count // 20)
         with Client(args.socket) as lab:
-            figures = measure(lab, args.target, args.count, max(10, args.count // 20))
+            if args.calibrate is None:
+                figures = measure(lab, args.target, args.count, warmup)
+            else:
+                figures = calibrated(lab, args.target, args.calibrate, args.count, warmup)
     else:
         try:
             figures = run(args.quick, args.chip, args.line)

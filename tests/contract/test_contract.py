@@ -11,6 +11,8 @@ from labpower.backends.sim.snmp import SnmpAgent
 
 from .rigs import RIGS, SnmpRig, shared_agent
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="session")
 def snmp_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], SnmpAgent]]:
@@ -42,15 +44,20 @@ class TestSnmp(BackendContract):
             yield made
 
 
-#: Backends no rig on this machine can play, and where their boards are tested instead.
-#: gpio: there is no gpiochip here (a container; no gpio-sim module); its rules are checked
-#: on a real gpio-sim chip in the lab-host VM, from the chip's side. The suite itself does
-#: not fit a GPIO line yet: an output cannot hang, answer nonsense, or be set from outside
-#: while the daemon drives it (``hang``, ``garble``, ``preset`` of a driven line).
-ELSEWHERE = {"gpio": "tests/vm/test_labhost.py (test_gpio_*)"}
+#: Backends no rig on this machine can play, and where the same suite runs for them instead.
+#: gpio: there is no gpiochip here (a container; no gpio-sim module): the suite runs in the
+#: lab-host VM's guest on gpio-sim chips (tests/vm/guest/gpio_contract.py, its rig in
+#: gpio_rig.py), and that test fails the host's suite on any failure in the guest.
+ELSEWHERE = {
+    "gpio": "tests/vm/test_labhost.py::test_gpio_keeps_the_backend_contract_on_a_real_chip"
+}
 
 
 def test_every_registered_backend_has_a_rig() -> None:
+    # a backend run elsewhere must be run there: the test it names exists
+    for where in ELSEWHERE.values():
+        path, _, name = where.partition("::")
+        assert f"def {name}(" in (ROOT / path).read_text(), where
     kinds = [kind for kind, _ in RIGS.values()] + [SnmpRig.kind, *ELSEWHERE]
     assert missing_rigs(kinds) == [], (
         "a backend is registered (entry point) without a rig: add one to tests/contract/rigs.py"

@@ -62,10 +62,14 @@ def test_bad_options_name_the_key(device: dict[str, Any], key: str, reason: str)
     assert reason in info.value.reason
 
 
-def test_check_config_says_what_the_kernel_may_do_to_a_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("active_low", "pull"), [("false", "pull-down"), ("true", "pull-up")])
+def test_check_config_says_what_the_kernel_may_do_to_a_line(
+    tmp_path: Path, active_low: str, pull: str
+) -> None:
     path = tmp_path / "labpowerd.toml"
     path.write_text(
         '[devices.pins]\nbackend = "gpio"\nchip = "gpiochip0"\nlines = [17]\n'
+        f"active_low = {active_low}\n"
         '[targets.t]\ndevice = "pins"\nchannel = 1\n'
     )
     done = subprocess.run(
@@ -78,7 +82,10 @@ def test_check_config_says_what_the_kernel_may_do_to_a_line(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     note = [line for line in done.stdout.splitlines() if "devices.pins: note:" in line]
     assert len(note) == 1, done.stdout
-    assert "pull resistor" in note[0]
+    # what stop, restart, a crash and a reload do, and the wiring for this device's polarity
+    assert "stopping, restarting or dying releases the lines" in note[0]
+    assert "a reload keeps them" in note[0]
+    assert f"wire a {pull} resistor on each line" in note[0]
 
 
 def test_importing_the_backend_does_not_import_gpiod() -> None:

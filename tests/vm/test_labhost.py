@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -186,6 +187,7 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     shutil.copy(modules / "gpio-sim.ko", share / "modules")
     for wheel in (modules / "wheels").glob("*.whl"):
         shutil.copy(wheel, share / "wheels")
+    copy_pytest(share / "pylib")
     (share / "out").mkdir()
     sockets = tmp_path_factory.mktemp("qemu")
     board = UsbSerialBoard(KmtronicSimulator(channels=2), sockets / "kmtronic.sock")
@@ -225,6 +227,26 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
         gude_relays=gude_relays,
         eaton_outlet1=eaton_outlet1,
     )
+
+
+#: pytest and what it imports, all pure Python: the guest runs the backend contract suite
+#: (tests/vm/guest/gpio_contract.py) with this machine's pytest, from the share
+PYTEST_PACKAGES = ("pytest", "_pytest", "py.py", "pluggy", "iniconfig", "packaging", "pygments")
+
+
+def copy_pytest(dest: Path) -> None:
+    """This venv's pytest and its dependencies (with their .dist-info, where pytest finds
+    plugins' entry points) into ``dest``, for the guest's PYTHONPATH."""
+    site = Path(pytest.__file__).resolve().parents[1]
+    dest.mkdir()
+    for entry in sorted(site.iterdir()):
+        name = entry.name.split("-", 1)[0] if entry.name.endswith(".dist-info") else entry.name
+        if name not in PYTEST_PACKAGES or name.endswith(".pth"):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, dest / entry.name, ignore=shutil.ignore_patterns("*.pyc"))
+        else:
+            shutil.copy(entry, dest / entry.name)
 
 
 def snmp_get(agent: SnmpAgent, oid: str) -> int | None:
@@ -538,6 +560,80 @@ def test_gpio_chip_removed_is_unavailable_and_found_again_when_back(
         assert c["problem"] == f"/dev/{r['setup']['chip']}: no such GPIO chip", c
 
 
+#: the systemd phase's wiring: each line pulled to its relay's off level (a: line 0, b: line 3
+#: pulled down; c: line 5, active low, pulled up)
+SAFE = [0, 0, 0, 0, 0, 1, 0, 0]
+#: a and c on, b off, all driven by the daemon
+DRIVEN = [1, 0, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.timeout(900)
+def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: GuestRun) -> None:
+    """labpowerd as a service of the shipped unit, watched from the chip's side (gpio-sim's
+    sim_gpioN/value). A reload keeps every line as it is, still driven. A restart, a SIGKILL
+    (then Restart=) and a stop release the lines, and gpio-sim lets a released line fall to
+    its pull: with the manual's wiring (each line pulled to its relay's off level) every relay
+    then falls to off, and the daemon that starts again drives nothing and reads back off.
+    The line cannot be kept across a restart: systemd's file descriptor store would keep the
+    request open, but libgpiod (C and Python) has no way to adopt an open line request, so
+    the new daemon could not use it (the manual, GPIO relays)."""
+    u = localbus(guest_run)["systemd"]
+    assert u["pulls"] == SAFE
+    started = u["started"]
+    assert started["rc"] == 0, started["err"]
+    assert started["levels"] == SAFE
+    assert states(started["state"]) == {n: ("off", True) for n in "abc"}
+    assert u["switched"] == DRIVEN
+    # reload: nothing released, nothing changed, the same process
+    assert u["reload_rc"] == 0
+    reloaded = u["reloaded"]
+    assert reloaded["levels"] == DRIVEN
+    assert reloaded["pid"] == started["pid"]
+    for line in ("0", "3", "5"):
+        assert reloaded["info"][line] == {"direction": "OUTPUT", "consumer": "labpowerd"}
+    assert states(reloaded["state"]) == {"a": ("on", True), "b": ("off", True), "c": ("on", True)}
+    # restart: released to the pulls (the relays off), nothing driven by the new process
+    assert u["restart_rc"] == 0
+    restarted = u["restarted"]
+    assert restarted["pid"] != started["pid"]
+    assert restarted["levels"] == SAFE
+    assert states(restarted["state"]) == {n: ("off", True) for n in "abc"}
+    # SIGKILL: the same at the process's death; systemd restarts it (Restart=on-failure)
+    assert u["before_kill"] == DRIVEN
+    assert u["after_kill"] == SAFE
+    killed = u["killed"]
+    assert killed["pid"] not in (0, killed["old_pid"])
+    assert int(killed["restarts"]) >= 1
+    assert killed["levels"] == SAFE
+    assert states(killed["state"]) == {n: ("off", True) for n in "abc"}
+    # stop: the same
+    assert u["before_stop"] == DRIVEN
+    assert u["stop_rc"] == 0
+    assert u["stopped"] == SAFE
+
+
+@pytest.mark.timeout(900)
+def test_gpio_keeps_the_backend_contract_on_a_real_chip(guest_run: GuestRun) -> None:
+    """The backend contract suite (labpower.backends.contract, as every backend runs it:
+    tests/contract) for gpio, run in the guest under pytest on gpio-sim chips watched from the
+    kernel's side (tests/vm/guest/gpio_rig.py). Any failure there fails here."""
+    run = localbus(guest_run)["contract"]
+    report = guest_run.out / "gpio-contract.xml"
+    assert report.exists(), run["out"]
+    cases = ET.parse(report).getroot().iter("testcase")
+    outcome = {
+        case.get("name", "?"): [child.tag for child in case if child.tag != "system-out"]
+        for case in cases
+    }
+    from labpower.backends.contract import BackendContract
+
+    suite = {name for name in dir(BackendContract) if name.startswith("test_")}
+    ran = {name.split("[", 1)[0] for name in outcome}
+    assert ran == suite, run["out"]
+    assert {name: tags for name, tags in outcome.items() if tags} == {}, run["out"]
+    assert run["rc"] == 0, run["out"]
+
+
 @pytest.mark.timeout(900)
 def test_hwmon_meter_on_a_real_ltc4151_through_the_daemon(guest_run: GuestRun) -> None:
     """ltc4151 (the kernel's driver) on i2c-stub: registers in, volts and amps out of Read."""
@@ -556,11 +652,19 @@ def test_hwmon_meter_on_a_real_ltc4151_through_the_daemon(guest_run: GuestRun) -
 
 @pytest.mark.timeout(900)
 def test_gpio_switch_round_trip_is_measured_in_the_guest(guest_run: GuestRun) -> None:
-    """benchmarks/gpio_bench.py against the guest's daemon, on the real gpiochip. The guest
-    runs under software emulation, so the figure is only reported, not held to the target."""
+    """benchmarks/gpio_bench.py in the guest, with a daemon of its own, on a line of the real
+    gpiochip, and its calibration row: a mock target's On/Off through the same daemon, in
+    turns with the GPIO calls. The guest runs under software emulation, so the figures are
+    only reported, not held to the target (benchmarks/README.md turns them into an
+    estimate for a real host)."""
     r = localbus(guest_run)
     bench = r["bench"]
     assert bench["rc"] == 0, bench["err"]
     figures = json.loads(bench["out"])
     assert figures["switch_readback_median_us"] > 0
+    # the calibration row of the same run: a mock target through the same daemon
+    assert figures["mock_switch_readback_median_us"] > 0
+    assert figures["gpio_to_mock_ratio"] == pytest.approx(
+        figures["switch_readback_median_us"] / figures["mock_switch_readback_median_us"]
+    )
     print(f"GPIO switch + read-back in the emulated guest: {figures}")

@@ -73,6 +73,35 @@ channel = 2
 device = "inverted"
 channel = 1
 """
+#: the GPIO devices again, for labpowerd as a systemd service (the shipped unit): no state
+#: directory of its own (the unit's StateDirectory), no meter
+UNIT_CONFIG = """
+[devices.pins]
+backend = "gpio"
+chip = "{label}"
+lines = [0, "RELAY3"]
+channels = 2
+
+[devices.inverted]
+backend = "gpio"
+chip = "{label}"
+lines = [5]
+active_low = true
+
+[targets.a]
+device = "pins"
+channel = 1
+
+[targets.b]
+device = "pins"
+channel = 2
+
+[targets.c]
+device = "inverted"
+channel = 1
+"""
+UNIT = "labpowerd-gpio.service"
+UNIT_SOCKET = "/run/labpower-gpio/labpower.sock"
 #: ``python -c CLIENT SOCKET OP TARGET...``: switch or read state, one JSON line
 CLIENT = """
 import json, sys
@@ -305,6 +334,118 @@ def stream_through_unbind(daemon: Daemon, meter: Ltc4151) -> dict[str, Any]:
     return {"readings_before_unbind": before, "got": got[-3:], "ended": not reader.is_alive()}
 
 
+def unit_file(share: Path) -> str:
+    """The shipped labpowerd.service, as a second service on this host: its own runtime and
+    state directories and config, started directly rather than by the socket; everything
+    else (Type=notify, Restart=, ExecReload=, the user, the device policy and hardening) as
+    shipped."""
+    text = (share / "packaging" / "systemd" / "labpowerd.service").read_text()
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=", 1)[0]
+        if key in ("Requires", "After", "Also", "WantedBy"):
+            continue  # the socket unit is the main scenario's
+        if key == "ExecStart":
+            line = f"ExecStart=/usr/bin/labpowerd --config {WORK}/unit.toml --socket {UNIT_SOCKET}"
+        elif key in ("RuntimeDirectory", "StateDirectory"):
+            line = f"{key}=labpower-gpio"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def systemctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return sh("systemctl", *args, UNIT)
+
+
+def main_pid() -> int:
+    return int(sh("systemctl", "show", "-P", "MainPID", UNIT).stdout.strip() or 0)
+
+
+def under_systemd(share: Path, chip: SimChip) -> dict[str, Any]:
+    """labpowerd as a service of the shipped unit, through systemctl restart, a SIGKILL and
+    Restart=, systemctl reload and stop, each watched from the chip's side. The wiring is
+    the manual's: each line pulled to its relay's off level (a, b: pull-down; c, active low:
+    pull-up)."""
+    (WORK / "unit.toml").write_text(UNIT_CONFIG.format(label=LABEL))
+    Path("/run/systemd/system").mkdir(parents=True, exist_ok=True)
+    Path("/run/systemd/system", UNIT).write_text(unit_file(share))
+    sh("systemctl", "daemon-reload", check=True)
+    for line, up in ((0, False), (3, False), (5, True)):
+        chip.pull(line, up)
+    daemon = Daemon()
+    daemon.socket = UNIT_SOCKET
+    seen: dict[str, Any] = {"pulls": chip.levels()}
+
+    def look() -> dict[str, Any]:
+        return {
+            "levels": chip.levels(),
+            "info": chip.info(),
+            "state": daemon.client("state", "a", "b", "c"),
+            "pid": main_pid(),
+        }
+
+    def switch_on() -> list[int]:
+        daemon.client("on", "a", "c")
+        daemon.client("off", "b")
+        return chip.levels()
+
+    started = systemctl("start")  # Type=notify: returns once READY=1
+    seen["started"] = {"rc": started.returncode, "err": started.stderr, **look()}
+    seen["switched"] = switch_on()
+
+    # reload: SIGHUP through ExecReload; the daemon logs when it is done
+    def reloads() -> int:
+        return sh("journalctl", "-u", UNIT, "-o", "cat").stdout.count("reloaded ")
+
+    before = reloads()
+    seen["reload_rc"] = systemctl("reload").returncode
+    wait_for("reload done", lambda: reloads() > before, timeout=120)
+    seen["reloaded"] = look()
+    seen["restart_rc"] = systemctl("restart").returncode
+    seen["restarted"] = look()
+    seen["before_kill"] = switch_on()
+    killed = main_pid()
+    sh("kill", "-KILL", str(killed))
+    wait_for("the daemon dead", lambda: main_pid() != killed, timeout=60)
+    seen["after_kill"] = chip.levels()
+    # Restart=on-failure brings it back after RestartSec
+    wait_for(
+        "restarted by systemd",
+        lambda: sh("systemctl", "is-active", UNIT).stdout.strip() == "active" and main_pid() > 0,
+        timeout=120,
+    )
+    seen["killed"] = {
+        "old_pid": killed,
+        "restarts": sh("systemctl", "show", "-P", "NRestarts", UNIT).stdout.strip(),
+        **look(),
+    }
+    seen["before_stop"] = switch_on()
+    seen["stop_rc"] = systemctl("stop").returncode
+    seen["stopped"] = chip.levels()
+    seen["journal"] = sh("journalctl", "-u", UNIT, "-o", "cat").stdout[-3000:]
+    return seen
+
+
+def contract_suite(share: Path, out: Path) -> dict[str, Any]:
+    """The backend contract suite on gpio-sim chips of its own (gpio_contract.py), under
+    the host's pytest (its pure-Python packages are in the share's pylib)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(share / "pylib"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LABPOWER_VM_SHARE": str(share),
+    }
+    done = subprocess.run(
+        [
+            PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "error",
+            str(share / "tests" / "vm" / "guest" / "gpio_contract.py"),
+            f"--junitxml={out / 'gpio-contract.xml'}",
+        ],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )  # fmt: skip
+    return {"rc": done.returncode, "out": (done.stdout + done.stderr)[-6000:]}
+
+
 def main(share: Path, out: Path) -> int:
     result: dict[str, Any] = {"steps": []}
 
@@ -357,10 +498,11 @@ def main(share: Path, out: Path) -> int:
         wait_for("reload logged", lambda: b"reloaded" in (WORK / "labpowerd.log").read_bytes())
         step("reloaded", levels=chip.levels(), state=daemon.client("state", "a", "b", "c"))
 
-        # the switch round trip through the daemon, from a client, on this emulated machine
+        # the switch round trip through a daemon of the benchmark's own (as on a real host:
+        # log level warning), on line 6, which nothing else uses; with its calibration row
         bench = sh(
-            PYTHON, str(share / "benchmarks" / "gpio_bench.py"), "--socket", daemon.socket,
-            "--target", "b", "--count", "200", "--json",
+            PYTHON, str(share / "benchmarks" / "gpio_bench.py"), "--chip", LABEL,
+            "--line", "6", "--quick", "--json",
         )  # fmt: skip
         step("bench", rc=bench.returncode, out=bench.stdout, err=bench.stderr[-2000:])
 
@@ -400,6 +542,8 @@ def main(share: Path, out: Path) -> int:
         stopped_levels = chip.levels()
         stopped = daemon.stop(signal.SIGTERM)
         step("stopped", rc=stopped, before=stopped_levels, after=chip.levels())
+        step("systemd", **under_systemd(share, chip))
+        step("contract", **contract_suite(share, out))
     finally:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.stop(signal.SIGKILL)

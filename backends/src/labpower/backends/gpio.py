@@ -15,10 +15,15 @@ Never switching what nobody asked to switch:
   level.
 - **Close and process exit** release the lines. gpiolib itself leaves a released line alone,
   but it calls the chip driver's ``free`` hook, and what that does is the driver's choice:
-  SoC pin controllers (the Raspberry Pi's among them) keep driving the last value, gpio-sim
-  lets the line fall back to its pull (tests/vm shows it on the real kernel). Nothing in user
-  space can hold a line past its process's death, so :meth:`notes` says so in
-  ``--check-config``, with the wiring that makes it safe (docs/manual.md).
+  some drivers keep driving the last value, gpio-sim lets the line fall back to
+  its pull (tests/vm shows it on the real kernel, across systemctl restart, SIGKILL with
+  Restart=, and stop). Nothing in user space can hold a line past its process's death and
+  hand it to the next one: systemd's file descriptor store would keep the request's
+  descriptor open across a restart or a crash, but libgpiod (its C library and this Python
+  binding alike) makes a line request only by requesting the lines, with no way to adopt an
+  open request descriptor, and the lines of a request still open elsewhere cannot be
+  requested again (EBUSY). So :meth:`notes` says it in ``--check-config``, with the wiring
+  that makes it safe (docs/manual.md).
 
 Every call is one ioctl on the request's file descriptor. On a memory-mapped SoC chip that
 takes microseconds and runs on the event loop, since a worker thread would cost more than the
@@ -155,11 +160,15 @@ class GpioBackend(Backend):
 
     @classmethod
     def notes(cls, options: GpioOptions) -> list[str]:
+        pull = "pull-up" if options.active_low else "pull-down"
+        level = "high: active_low" if options.active_low else "low"
         return [
-            f"chip {options.chip}: a line's level after labpowerd stops or dies is the GPIO "
-            "chip driver's choice (most SoC chips keep it, gpio-sim and some expanders let it "
-            "fall to its pull); labpowerd never drives a line when it starts or reloads. "
-            "Wire a pull resistor to each relay's safe level (see the manual, GPIO relays)"
+            f"chip {options.chip}: labpowerd stopping, restarting or dying releases the lines, "
+            "and a released line's level is the GPIO chip driver's choice (some drivers "
+            "keep it, gpio-sim and some expanders let it fall to its pull); a reload keeps "
+            "them, and a start drives nothing. For every relay to fall to off instead of "
+            f"anywhere: wire a {pull} resistor on each line (off is {level}; manual: GPIO "
+            "relays)"
         ]
 
     async def _call(self, fn: Callable[[], T]) -> T:

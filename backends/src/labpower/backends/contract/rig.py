@@ -35,6 +35,12 @@ class Rig(ABC):
     #: refused), so that absent and hung look the same: the suite then also takes
     #: :class:`~labpower.backends.errors.HardwareTimeout` for an absent board
     absent_is_silent: bool = False
+    #: False where nothing between the backend and the board can hang or answer nonsense:
+    #: a line of a GPIO chip is a register the kernel reads and writes in one ioctl, with no
+    #: bus or peer to stall or garble. The suite then checks that every call still comes back
+    #: well within the deadline with the board's own answer, and never calls :meth:`hang`
+    #: or :meth:`garble`.
+    can_fail: bool = True
 
     def start(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Bring the board up (start the simulator or server, plug the fake in)."""
