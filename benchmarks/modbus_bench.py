@@ -20,9 +20,8 @@ whose pty emulates the wire time of 9600 baud, through the sync :class:`Client`.
   both answers: CPU, no I/O).
 - ``rig_floor_median_ms``: the same two exchanges without labpower, by a loop that writes the
   frames to the simulator's pty and polls for the answers (giving the CPU away between two
-  looks, like the daemon's polling; a loop that never does starves the simulator on two
-  cores): the rig's own share (pty hops through the kernel's worker, the simulator waking);
-  ``own_overhead_median_ms``: the overhead minus it.
+  looks, like the daemon's polling): the rig's own share (pty hops through the kernel's
+  worker, the simulator waking); ``own_overhead_median_ms``: the overhead minus it.
 
 ``python benchmarks/modbus_bench.py [--quick]`` prints the figures.
 """
@@ -56,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.serial_bench import cli  # noqa: E402 - needs the path set above
+from benchmarks.serial_bench import cli, exchange_spinning  # noqa: E402 - needs the path set above
 
 WIRE_BAUD = 9600
 #: bytes on the wire of one switch with read-back, both directions
@@ -238,7 +237,7 @@ def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
                     quiet = time.perf_counter() + gap
                     while time.perf_counter() < quiet:
                         os.sched_yield()
-                answer = _exchange_polling(fd, frame, size)
+                answer = exchange_spinning(fd, frame, size)
                 if n == 0 and answer != frame:
                     raise RuntimeError(f"the simulator answered {answer.hex(' ')}, not the echo")
             took = time.perf_counter() - started
@@ -250,19 +249,6 @@ def rig_floor(directory: Path, calls: int, warmup: int) -> dict[str, float]:
         sim.join(10)
         conn.close()
     return {"rig_floor_median_ms": statistics.median(overheads) * 1e3}
-
-
-def _exchange_polling(fd: int, command: bytes, size: int) -> bytes:
-    """Write ``command`` to the non-blocking ``fd`` and poll until ``size`` bytes came back,
-    yielding the CPU between two looks (the simulator needs it on a machine of two cores)."""
-    os.write(fd, command)
-    answer = b""
-    while len(answer) < size:
-        try:
-            answer += os.read(fd, 64)
-        except BlockingIOError:
-            os.sched_yield()
-    return answer
 
 
 def run(quick: bool = False) -> dict[str, float]:

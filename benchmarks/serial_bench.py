@@ -228,14 +228,16 @@ def switch_readback(directory: Path, calls: int, warmup: int) -> dict[str, float
 
 def exchange_spinning(fd: int, command: bytes, size: int) -> bytes:
     """Write ``command`` to the non-blocking ``fd`` and poll, never sleeping, until ``size``
-    bytes came back: the fastest exchange this machine can do, for a rig's floor."""
+    bytes came back: the fastest exchange this machine can do, for a rig's floor. Between two
+    looks it gives the CPU away, as the daemon's polling does: on two cores a loop that never
+    does starves the simulator (and the kernel's tty worker) it waits for."""
     os.write(fd, command)
     answer = b""
     while len(answer) < size:
         try:
             answer += os.read(fd, 64)
         except BlockingIOError:
-            pass
+            os.sched_yield()
     return answer
 
 

@@ -73,33 +73,6 @@ channel = 2
 device = "inverted"
 channel = 1
 """
-#: the GPIO devices again, for labpowerd as a systemd service (the shipped unit): no state
-#: directory of its own (the unit's StateDirectory), no meter
-UNIT_CONFIG = """
-[devices.pins]
-backend = "gpio"
-chip = "{label}"
-lines = [0, "RELAY3"]
-channels = 2
-
-[devices.inverted]
-backend = "gpio"
-chip = "{label}"
-lines = [5]
-active_low = true
-
-[targets.a]
-device = "pins"
-channel = 1
-
-[targets.b]
-device = "pins"
-channel = 2
-
-[targets.c]
-device = "inverted"
-channel = 1
-"""
 UNIT = "labpowerd-gpio.service"
 UNIT_SOCKET = "/run/labpower-gpio/labpower.sock"
 #: ``python -c CLIENT SOCKET OP TARGET...``: switch or read state, one JSON line
@@ -366,7 +339,12 @@ def under_systemd(share: Path, chip: SimChip) -> dict[str, Any]:
     Restart=, systemctl reload and stop, each watched from the chip's side. The wiring is
     the manual's: each line pulled to its relay's off level (a, b: pull-down; c, active low:
     pull-up)."""
-    (WORK / "unit.toml").write_text(UNIT_CONFIG.format(label=LABEL))
+    # the scenario's GPIO devices and targets, without its [daemon] table (the unit's
+    # StateDirectory instead) and the meter
+    config = CONFIG.format(work=WORK, label=LABEL, path=chip.path)
+    _, _, rest = config.partition("[devices.pins]")
+    kept = [line for line in rest.splitlines() if not line.startswith("meter = ")]
+    (WORK / "unit.toml").write_text("\n".join(["[devices.pins]", *kept]) + "\n")
     Path("/run/systemd/system").mkdir(parents=True, exist_ok=True)
     Path("/run/systemd/system", UNIT).write_text(unit_file(share))
     sh("systemctl", "daemon-reload", check=True)
