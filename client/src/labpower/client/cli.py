@@ -13,17 +13,11 @@ on stderr says why; ``list`` over an inventory: some host was not reachable), 2 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from labpower.client import _protocol as p
-from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client.errors import DaemonUnreachable, LabpowerError, ProtocolError
 from labpower.client.escape import escape
 from labpower.client.formatting import (
     format_entry,
@@ -34,11 +28,24 @@ from labpower.client.formatting import (
 )
 from labpower.client.sync import Client
 from labpower.client.transport import Address, relay
-from labpower.client.types import LEVELS, LogEntry, Target
-from labpower.client.wire import ProtocolError
+from labpower.client.types import LEVELS
 
+# Imported where they are used, not here: argparse (for what the quick parser does not read),
+# json (--json), socket (bridge), typing and contextlib (for the checker only, see
+# _standins.py). A plain ``labpower on`` starts without them (issue #18).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterator, Sequence
+    from contextlib import contextmanager
+    from typing import Any, NoReturn, TypeVar
+
     from labpower.client.lab import Lab
+    from labpower.client.types import LogEntry, Target
+
+    T = TypeVar("T")
+else:
+    from labpower.client._standins import contextmanager
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -52,8 +59,6 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_INTERVAL = 1.0
 
 PROG = "labpower"
-
-T = TypeVar("T")
 
 EPILOG = f"""\
 The daemon is found at --socket, else through the lab inventory --lab, else $LABPOWER_SOCKET,
@@ -98,6 +103,8 @@ def _emit(line: str, *, flush: bool = False) -> None:
 
 
 def _emit_json(doc: Any, *, flush: bool = False) -> None:
+    import json
+
     _emit(json.dumps(doc, ensure_ascii=False), flush=flush)
 
 
@@ -118,7 +125,7 @@ def _closing(it: Iterator[T]) -> Iterator[Iterator[T]]:
             close()
 
 
-def _inventory(args: argparse.Namespace) -> str | None:
+def _inventory(args: Args) -> str | None:
     """The lab inventory to use, or None for a single daemon (see EPILOG for the order)."""
     if args.socket is not None:
         return None
@@ -135,7 +142,7 @@ def _inventory(args: argparse.Namespace) -> str | None:
 class _Daemons:
     """Where a command's targets live: the one daemon, or each target's host of the lab."""
 
-    def __init__(self, args: argparse.Namespace, extra: float = 0.0) -> None:
+    def __init__(self, args: Args, extra: float = 0.0) -> None:
         timeout = args.timeout + extra
         self.inventory = _inventory(args)
         self.lab: Lab | None = None
@@ -174,14 +181,14 @@ class _Daemons:
         return {"LABPOWER_SOCKET": self.client.path}
 
 
-def _show_targets(args: argparse.Namespace, targets: Sequence[Target]) -> None:
+def _show_targets(args: Args, targets: Sequence[Target]) -> None:
     if args.json:
         _emit_json([t.to_dict() for t in targets])
     else:
         _emit(format_table(targets))
 
 
-def cmd_list(args: argparse.Namespace) -> None:
+def cmd_list(args: Args) -> None:
     refresh = getattr(args, "refresh", False)
     with _Daemons(args) as daemons:
         if daemons.lab is None:
@@ -203,7 +210,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def _each_target(
-    args: argparse.Namespace,
+    args: Args,
     verb: str,
     action: Callable[[Client, str], Target],
     extra_timeout: float = 0.0,
@@ -243,33 +250,33 @@ def _each_target(
         raise Failed
 
 
-def cmd_status(args: argparse.Namespace) -> None:
+def cmd_status(args: Args) -> None:
     if not args.targets:
         cmd_list(args)
         return
     _each_target(args, "status", lambda lab, name: lab.get(name, refresh=args.refresh))
 
 
-def cmd_unlock(args: argparse.Namespace) -> None:
+def cmd_unlock(args: Args) -> None:
     """Give back leases this shell holds ($LABPOWER_LEASES); with --force (root or a
     member of the daemon's admin_groups) break them whoever holds them."""
     _each_target(args, "unlock", lambda lab, name: lab.release(name, force=args.force))
 
 
-def cmd_on(args: argparse.Namespace) -> None:
+def cmd_on(args: Args) -> None:
     _each_target(args, "on", lambda lab, name: lab.on(name))
 
 
-def cmd_off(args: argparse.Namespace) -> None:
+def cmd_off(args: Args) -> None:
     _each_target(args, "off", lambda lab, name: lab.off(name))
 
 
-def cmd_cycle(args: argparse.Namespace) -> None:
+def cmd_cycle(args: Args) -> None:
     delay: float | None = args.delay
     _each_target(args, "cycle", lambda lab, name: lab.cycle(name, delay), delay or 0.0)
 
 
-def cmd_read(args: argparse.Namespace) -> None:
+def cmd_read(args: Args) -> None:
     count: int | None = args.count or None  # 0: until interrupted
     interval: float = args.interval
     with _Daemons(args, interval) as daemons:
@@ -282,14 +289,14 @@ def cmd_read(args: argparse.Namespace) -> None:
                     _emit(format_reading(args.target, reading), flush=True)
 
 
-def _print_entry(args: argparse.Namespace, entry: LogEntry) -> None:
+def _print_entry(args: Args, entry: LogEntry) -> None:
     if args.json:
         _emit_json(entry.to_dict(), flush=True)
     else:
         _emit(escape(format_entry(entry), 65536), flush=True)
 
 
-def _history(lab: Client, targets: list[str] | None, args: argparse.Namespace) -> list[LogEntry]:
+def _history(lab: Client, targets: list[str] | None, args: Args) -> list[LogEntry]:
     if args.limit == 0:
         return []
     return lab.history(targets, args.level, args.limit, since=args.since)
@@ -312,7 +319,7 @@ def _log_daemon(daemons: _Daemons, names: list[str]) -> tuple[Client, list[str] 
     return located[0][0], [local for _, local in located]
 
 
-def cmd_logs(args: argparse.Namespace) -> None:
+def cmd_logs(args: Args) -> None:
     with _Daemons(args) as daemons:
         lab, targets = _log_daemon(daemons, args.targets)
         if not args.follow:
@@ -342,7 +349,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
         raise DaemonUnreachable(follower.path, "the daemon ended the log stream")
 
 
-def cmd_lock(args: argparse.Namespace) -> int:
+def cmd_lock(args: Args) -> int:
     """Hold the target's lease while COMMAND runs; return COMMAND's exit status.
 
     COMMAND gets $LABPOWER_LEASES with the lease token (and how to reach the daemon), so its
@@ -395,12 +402,14 @@ def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
     return 128 - code if code < 0 else code
 
 
-def cmd_bridge(args: argparse.Namespace) -> None:
+def cmd_bridge(args: Args) -> None:
     """Relay bytes between stdin/stdout and the daemon's local socket until either side
     closes (the remote end of ``ssh://`` addresses).
 
     :raises DaemonUnreachable: the local socket does not answer.
     """
+    import socket
+
     path = p.socket_path(args.socket)
     if Address.parse(path).is_ssh:
         raise Usage(f"bridge: {path} is not a local socket")
@@ -418,13 +427,40 @@ def cmd_bridge(args: argparse.Namespace) -> None:
 # -- argument parsing
 
 
+class Args:
+    """A parsed command line: the options and arguments as attributes, as in argparse's
+    Namespace (the full parser fills one of these; so does :func:`quick_parse`)."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Args) and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like Namespace
+
+    def __repr__(self) -> str:
+        return f"Args({', '.join(f'{k}={v!r}' for k, v in sorted(vars(self).items()))})"
+
+    if TYPE_CHECKING:  # any attribute: what the command's arguments are (as Namespace)
+
+        def __getattr__(self, name: str) -> Any: ...
+
+
+def _bad_value(message: str) -> Exception:
+    """The error an option's type function raises: argparse shows it as it is."""
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise _bad_value(f"not a number: {text!r}") from None
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+        raise _bad_value(f"must be a positive number of seconds: {text!r}")
     return value
 
 
@@ -432,9 +468,9 @@ def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise _bad_value(f"not a number: {text!r}") from None
     if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or more seconds: {text!r}")
+        raise _bad_value(f"must be zero or more seconds: {text!r}")
     return value
 
 
@@ -442,15 +478,17 @@ def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        raise _bad_value(f"not a whole number: {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more: {text!r}")
+        raise _bad_value(f"must be zero or more: {text!r}")
     return value
 
 
 def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     # The same options on the main parser (with defaults) and on every command (without
     # defaults, so that a value given before the command is not reset after it).
+    import argparse
+
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
@@ -556,6 +594,8 @@ def _logs_args(sub: argparse.ArgumentParser) -> None:
 
 
 def _lock_args(sub: argparse.ArgumentParser) -> None:
+    import argparse
+
     sub.add_argument(
         "--name",
         metavar="N",
@@ -585,11 +625,13 @@ def _unlock_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to unlock")
 
 
-def cmd_import_pdudaemon(args: argparse.Namespace) -> int:
+def cmd_import_pdudaemon(args: Args) -> int:
     # imported here: the other commands start without it
+    import argparse
+
     from labpower.client.pdudaemon import importer
 
-    return importer.run(args)
+    return importer.run(argparse.Namespace(**vars(args)))
 
 
 def _import_pdudaemon_args(sub: argparse.ArgumentParser) -> None:
@@ -608,7 +650,7 @@ def _import_pdudaemon_args(sub: argparse.ArgumentParser) -> None:
 COMMANDS: tuple[
     tuple[
         str,
-        Callable[[argparse.Namespace], int | None],
+        Callable[[Args], int | None],
         str,
         str,
         Callable[[argparse.ArgumentParser], None] | None,
@@ -709,8 +751,43 @@ COMMANDS: tuple[
     ),
 )
 
-# The main parser's options that take a value (the others: --json).
-_VALUE_OPTIONS = ("--socket", "--lab", "--timeout")
+# The main parser's options: whether each takes a value (their type functions are below).
+_MAIN_OPTIONS = {"--socket": True, "--lab": True, "--json": False, "--timeout": True}
+
+
+def _option(
+    argv: Sequence[str], i: int, known: dict[str, bool]
+) -> tuple[str, str | None, int] | None:
+    """The option at ``argv[i]``, if it is one of ``known`` spelled out in full with its value
+    where argparse takes it from (``--opt VALUE``, ``--opt=VALUE``): its name, its value
+    (None for a flag) and where the next word is. None for anything else."""
+    name, eq, value = argv[i].partition("=")
+    takes_value = known.get(name)
+    if takes_value is None or (eq and not takes_value):
+        return None
+    if not takes_value or eq:
+        return name, value if eq else None, i + 1
+    # argparse takes a word starting with "-" for an option, not a value
+    if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+        return None
+    return name, argv[i + 1], i + 2
+
+
+def _main_options(argv: Sequence[str]) -> tuple[int, list[tuple[str, str | None]]] | None:
+    """Where the command's name is in ``argv``, after main options spelled out in full, and
+    those options; None when the words before it are anything else."""
+    names = {c[0] for c in COMMANDS}
+    given: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in names:
+            return i, given
+        option = _option(argv, i, _MAIN_OPTIONS)
+        if option is None:
+            return None
+        name, value, i = option
+        given.append((name, value))
+    return None
 
 
 def command_named(argv: Sequence[str]) -> str | None:
@@ -718,24 +795,83 @@ def command_named(argv: Sequence[str]) -> str | None:
     main options spelled out in full (``--json``, ``--socket PATH``, ``--socket=PATH``, ...).
     None for anything else (--help, an abbreviated option, an unknown command): the full
     parser then reads it, and says what is wrong the way it always does."""
-    names = {c[0] for c in COMMANDS}
-    i = 0
+    found = _main_options(argv)
+    return None if found is None else argv[found[0]]
+
+
+#: The commands :func:`quick_parse` reads: how many targets each takes at least (None: it
+#: takes none), and its own options (name: its type function, None for a flag). They must
+#: be what the command's parser (``_status_args``...) defines: a test compares the two.
+_QUICK: dict[str, tuple[int | None, dict[str, Callable[[str], float] | None]]] = {
+    "list": (None, {}),
+    "status": (0, {"--refresh": None}),
+    "on": (1, {}),
+    "off": (1, {}),
+    "cycle": (1, {"--delay": _non_negative_float}),
+}
+
+
+def quick_parse(argv: Sequence[str]) -> Args | None:
+    """``argv`` parsed as the full parser would, for a plain ``list``, ``status``, ``on``,
+    ``off`` or ``cycle``; None for anything else (the full parser reads it then).
+
+    Importing argparse and building a command's parser was a third of ``labpower on``'s
+    start (issue #18). This reads only what argparse reads the same way: options spelled out
+    in full, each with its value, and the targets in one run (argparse takes no targets
+    after an option that follows them). A value its type function refuses, --help, an
+    abbreviation, ``--`` or a word starting with "-" that is not an option here: None.
+    """
+    found = _main_options(argv)
+    if found is None:
+        return None
+    start, main_options = found
+    command = argv[start]
+    quick = _QUICK.get(command)
+    if quick is None:
+        return None
+    fewest, own = quick
+    known = {**_MAIN_OPTIONS, **{name: convert is not None for name, convert in own.items()}}
+    given = list(main_options)
+    targets: list[str] = []
+    after_targets = False
+    i = start + 1
     while i < len(argv):
-        word = argv[i]
-        if word == "--json" or (word.partition("=")[0] in _VALUE_OPTIONS and "=" in word):
-            i += 1
-        elif word in _VALUE_OPTIONS:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+        if not argv[i].startswith("-"):
+            if fewest is None or after_targets:
                 return None
-            i += 2
-        else:
-            return word if word in names else None
-    return None
+            targets.append(argv[i])
+            i += 1
+            continue
+        option = _option(argv, i, known)
+        if option is None:
+            return None
+        name, value, i = option
+        given.append((name, value))
+        after_targets = bool(targets)
+    if fewest is not None and len(targets) < fewest:
+        return None
+    run = next(c[1] for c in COMMANDS if c[0] == command)
+    values: dict[str, Any] = {"socket": None, "lab": None, "json": False}
+    values["timeout"] = DEFAULT_TIMEOUT
+    values.update(command=command, run=run)
+    values.update((name[2:], None if convert else False) for name, convert in own.items())
+    if fewest is not None:
+        values["targets"] = targets
+    types: dict[str, Callable[[str], float] | None] = {"--timeout": _positive_float, **own}
+    for name, value in given:
+        try:
+            convert = types.get(name)
+            values[name[2:]] = True if value is None else convert(value) if convert else value
+        except Exception:  # argparse.ArgumentTypeError: the full parser says what is wrong
+            return None
+    return Args(**values)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or (``only``) of that one command alone: building the
     parsers of ten commands to run one was a third of ``labpower on``'s start."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Switch and watch lab power through labpowerd.",
@@ -764,12 +900,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(command_named(argv))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    run: Callable[[argparse.Namespace], int | None] = args.run
+    args = quick_parse(argv)
+    if args is None:
+        args = Args()
+        try:
+            build_parser(command_named(argv)).parse_args(argv, namespace=args)
+        except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    run: Callable[[Args], int | None] = args.run
     try:
         status = run(args)
     except Failed:
