@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 NOT_AT_START = (
@@ -212,6 +212,7 @@ WORDS = (
 )
 
 
+@settings(deadline=None)  # argparse builds every parser per example: slow on a loaded machine
 @given(st.lists(st.sampled_from(WORDS), max_size=7))
 def test_the_quick_parse_is_the_full_parsers_or_none(argv: list[str]) -> None:
     from labpower.client import cli
