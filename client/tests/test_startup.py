@@ -149,8 +149,9 @@ def test_a_command_parser_alone_still_refuses_bad_input(
 def _full_parse(argv: list[str]) -> Any:
     """What the full parser makes of ``argv``; None when it refuses it."""
     from labpower.client import cli
+    from labpower.client.cli_args import Args
 
-    args = cli.Args()
+    args = Args()
     try:
         cli.build_parser().parse_args(argv, namespace=args)
     except SystemExit:
