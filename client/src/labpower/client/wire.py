@@ -2,8 +2,9 @@
 
 Varlink messages are JSON objects, each terminated by a NUL byte. This module does no I/O:
 a :class:`Decoder` is fed bytes and hands back whole messages; :func:`encode` turns a message
-into bytes. Calls and replies are frozen dataclasses that validate on construction, so a
-malformed message never gets past the codec.
+into bytes. Calls and replies are frozen values that validate on construction (dataclasses
+in all but name: see frozen.py), so a malformed message never gets past the codec. JSON text
+is json's, without the json package (jsoncodec.py).
 
 Errors say whose fault a broken message is: :class:`RemoteProtocolError` for bytes the peer
 sent, :class:`LocalProtocolError` for a message this side tried to send. After a
