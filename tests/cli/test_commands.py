@@ -58,6 +58,30 @@ def test_the_installed_script_is_the_command(run_labpower: Run) -> None:
     assert result.stdout.startswith("usage: labpower")
 
 
+#: What a plain switch does without (issue #18: they were four fifths of its start).
+HEAVY = {"asyncio", "anyio", "argparse", "collections", "dataclasses", "enum", "inspect"}
+HEAVY |= {"json", "re", "socket", "typing", "logging", "threading", "subprocess"}
+
+
+def test_a_switch_loads_nothing_heavy(daemon: DaemonProcess, lab: Client) -> None:
+    # the installed script itself, against a real daemon, as the benchmark row runs it;
+    # -X importtime lists every module it imported on stderr
+    script = str(Path(sys.executable).with_name("labpower"))
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", script, "--socket", daemon.socket_path, "on", "dut1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "dut1: on (verified)\n"), result.stderr
+    assert lab.get("dut1").state == "on"
+    lines = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[1].strip() for line in lines[1:]}
+    assert "labpower.client.sync" in imported  # the probe sees imports
+    assert sorted(imported & HEAVY) == []
+
+
 @pytest.mark.parametrize(
     "args",
     [

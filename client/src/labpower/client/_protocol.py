@@ -8,16 +8,21 @@ and :class:`~labpower.client.aio.AsyncClient` only do the I/O.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
 
 from labpower.client.errors import INTERFACE, LabpowerError, LocalProtocolError, error_from_reply
+from labpower.client.frozen import Frozen
 from labpower.client.transport import Address
 from labpower.client.types import LEVELS, LogEntry, Reading, Target
 from labpower.client.wire import Call, RemoteProtocolError, Reply
+
+# typing is not imported at run time (see frozen.py); the checker reads this block as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, Generic, TypeVar
+else:
+    from labpower.client._standins import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -149,12 +154,16 @@ class EntryFilter:
         return self.targets is None or entry.target in self.targets
 
 
-@functools.cache
-def _reserved() -> frozenset[str]:
-    """LogRecord attributes that a forwarded entry must not overwrite."""
-    import logging
+def _reserved() -> set[str]:
+    """LogRecord attributes that a forwarded entry must not overwrite (found once)."""
+    if not _RESERVED:
+        import logging
 
-    return frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+        _RESERVED.update(logging.makeLogRecord({}).__dict__, ("message", "asctime"))
+    return _RESERVED
+
+
+_RESERVED: set[str] = set()
 
 
 def emit(entry: LogEntry, prefix: str = REMOTE_LOGGER) -> None:
@@ -188,17 +197,23 @@ def log_entry_of(reply: Reply) -> LogEntry | None:
 # -- the operations
 
 
-@dataclass(frozen=True, slots=True)
-class Op(Generic[T]):
+class Op(Frozen, Generic[T]):
     """One operation: the call to send, and how each reply's parameters become its result.
 
     ``log_seq`` marks a switching call: inside a log stream, the client returns its result
     only after the entries up to the reply's ``log_seq`` were emitted.
     """
 
+    __match_args__ = ("call", "parse", "switching")
+    __slots__ = __match_args__
     call: Call
     parse: Callable[[Mapping[str, Any]], T]
-    switching: bool = False
+    switching: bool
+
+    def __init__(
+        self, call: Call, parse: Callable[[Mapping[str, Any]], T], switching: bool = False
+    ) -> None:
+        self._fill(call, parse, switching)
 
 
 def _target(params: Mapping[str, Any]) -> Target:

@@ -13,17 +13,24 @@ on stderr says why; ``list`` over an inventory: some host was not reachable), 2 
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from labpower.client import _protocol as p
-from labpower.client.errors import DaemonUnreachable, LabpowerError
+from labpower.client import cli_args
+from labpower.client.cli_args import (
+    PROG,
+    Args,
+    cycle_args,
+    import_pdudaemon_args,
+    lock_args,
+    logs_args,
+    read_args,
+    status_args,
+    switch_args,
+    unlock_args,
+)
+from labpower.client.errors import DaemonUnreachable, LabpowerError, ProtocolError
 from labpower.client.escape import escape
 from labpower.client.formatting import (
     format_entry,
@@ -34,51 +41,30 @@ from labpower.client.formatting import (
 )
 from labpower.client.sync import Client
 from labpower.client.transport import Address, relay
-from labpower.client.types import LEVELS, LogEntry, Target
-from labpower.client.wire import ProtocolError
 
+# Imported where they are used, not here: argparse (for what the quick parser does not read),
+# json (--json), socket (bridge), typing and contextlib (for the checker only, see
+# _standins.py). A plain ``labpower on`` starts without them (issue #18).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterator, Sequence
+    from contextlib import contextmanager
+    from typing import Any, NoReturn, TypeVar
+
+    from labpower.client.cli_args import Commands
     from labpower.client.lab import Lab
+    from labpower.client.types import LogEntry, Target
+
+    T = TypeVar("T")
+else:
+    from labpower.client._standins import contextmanager
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
-
-#: Seconds to wait for each reply, unless --timeout says otherwise.
-DEFAULT_TIMEOUT = 60.0
-#: Seconds between readings of ``labpower read``, unless --interval says otherwise.
-DEFAULT_INTERVAL = 1.0
-
-PROG = "labpower"
-
-T = TypeVar("T")
-
-EPILOG = f"""\
-The daemon is found at --socket, else through the lab inventory --lab, else $LABPOWER_SOCKET,
-else the inventory $LABPOWER_LAB, else the inventory ~/.config/labpower/lab.toml if it exists,
-else {p.DEFAULT_SOCKET}. A socket may be ssh://[user@]host[:port][/path/to/socket]; with an
-inventory, each target is looked up on its host ("HOST/TARGET" names the host).
---socket, --lab, --json and --timeout may also follow the command name.
-
-With --json, commands that finish print one JSON document (list, status, on, off, cycle: an
-array of target objects); read and logs print one JSON object per line.
-
-exit status: 0 ok, 1 an operation failed (message on stderr; for list over an inventory:
-a host was not reachable, the others are still shown), 2 usage error, 130 interrupted by
-Ctrl-C. lock: the status of its COMMAND.
-
-examples:
-  labpower list
-  labpower on dut1 dut2
-  labpower cycle --delay 2 dut1
-  labpower read -n 0 --interval 0.5 dut1
-  labpower logs -f --level warning
-  labpower --json status dut1 | jq -r '.[0].state'
-  labpower lock dut1 -- ./flash-and-test.sh
-  labpower --socket ssh://lab@bench2 list
-"""
 
 
 class Failed(Exception):
@@ -98,6 +84,8 @@ def _emit(line: str, *, flush: bool = False) -> None:
 
 
 def _emit_json(doc: Any, *, flush: bool = False) -> None:
+    import json
+
     _emit(json.dumps(doc, ensure_ascii=False), flush=flush)
 
 
@@ -118,7 +106,7 @@ def _closing(it: Iterator[T]) -> Iterator[Iterator[T]]:
             close()
 
 
-def _inventory(args: argparse.Namespace) -> str | None:
+def _inventory(args: Args) -> str | None:
     """The lab inventory to use, or None for a single daemon (see EPILOG for the order)."""
     if args.socket is not None:
         return None
@@ -135,7 +123,7 @@ def _inventory(args: argparse.Namespace) -> str | None:
 class _Daemons:
     """Where a command's targets live: the one daemon, or each target's host of the lab."""
 
-    def __init__(self, args: argparse.Namespace, extra: float = 0.0) -> None:
+    def __init__(self, args: Args, extra: float = 0.0) -> None:
         timeout = args.timeout + extra
         self.inventory = _inventory(args)
         self.lab: Lab | None = None
@@ -174,14 +162,14 @@ class _Daemons:
         return {"LABPOWER_SOCKET": self.client.path}
 
 
-def _show_targets(args: argparse.Namespace, targets: Sequence[Target]) -> None:
+def _show_targets(args: Args, targets: Sequence[Target]) -> None:
     if args.json:
         _emit_json([t.to_dict() for t in targets])
     else:
         _emit(format_table(targets))
 
 
-def cmd_list(args: argparse.Namespace) -> None:
+def cmd_list(args: Args) -> None:
     refresh = getattr(args, "refresh", False)
     with _Daemons(args) as daemons:
         if daemons.lab is None:
@@ -203,7 +191,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def _each_target(
-    args: argparse.Namespace,
+    args: Args,
     verb: str,
     action: Callable[[Client, str], Target],
     extra_timeout: float = 0.0,
@@ -243,33 +231,33 @@ def _each_target(
         raise Failed
 
 
-def cmd_status(args: argparse.Namespace) -> None:
+def cmd_status(args: Args) -> None:
     if not args.targets:
         cmd_list(args)
         return
     _each_target(args, "status", lambda lab, name: lab.get(name, refresh=args.refresh))
 
 
-def cmd_unlock(args: argparse.Namespace) -> None:
+def cmd_unlock(args: Args) -> None:
     """Give back leases this shell holds ($LABPOWER_LEASES); with --force (root or a
     member of the daemon's admin_groups) break them whoever holds them."""
     _each_target(args, "unlock", lambda lab, name: lab.release(name, force=args.force))
 
 
-def cmd_on(args: argparse.Namespace) -> None:
+def cmd_on(args: Args) -> None:
     _each_target(args, "on", lambda lab, name: lab.on(name))
 
 
-def cmd_off(args: argparse.Namespace) -> None:
+def cmd_off(args: Args) -> None:
     _each_target(args, "off", lambda lab, name: lab.off(name))
 
 
-def cmd_cycle(args: argparse.Namespace) -> None:
+def cmd_cycle(args: Args) -> None:
     delay: float | None = args.delay
     _each_target(args, "cycle", lambda lab, name: lab.cycle(name, delay), delay or 0.0)
 
 
-def cmd_read(args: argparse.Namespace) -> None:
+def cmd_read(args: Args) -> None:
     count: int | None = args.count or None  # 0: until interrupted
     interval: float = args.interval
     with _Daemons(args, interval) as daemons:
@@ -282,14 +270,14 @@ def cmd_read(args: argparse.Namespace) -> None:
                     _emit(format_reading(args.target, reading), flush=True)
 
 
-def _print_entry(args: argparse.Namespace, entry: LogEntry) -> None:
+def _print_entry(args: Args, entry: LogEntry) -> None:
     if args.json:
         _emit_json(entry.to_dict(), flush=True)
     else:
         _emit(escape(format_entry(entry), 65536), flush=True)
 
 
-def _history(lab: Client, targets: list[str] | None, args: argparse.Namespace) -> list[LogEntry]:
+def _history(lab: Client, targets: list[str] | None, args: Args) -> list[LogEntry]:
     if args.limit == 0:
         return []
     return lab.history(targets, args.level, args.limit, since=args.since)
@@ -312,7 +300,7 @@ def _log_daemon(daemons: _Daemons, names: list[str]) -> tuple[Client, list[str] 
     return located[0][0], [local for _, local in located]
 
 
-def cmd_logs(args: argparse.Namespace) -> None:
+def cmd_logs(args: Args) -> None:
     with _Daemons(args) as daemons:
         lab, targets = _log_daemon(daemons, args.targets)
         if not args.follow:
@@ -342,7 +330,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
         raise DaemonUnreachable(follower.path, "the daemon ended the log stream")
 
 
-def cmd_lock(args: argparse.Namespace) -> int:
+def cmd_lock(args: Args) -> int:
     """Hold the target's lease while COMMAND runs; return COMMAND's exit status.
 
     COMMAND gets $LABPOWER_LEASES with the lease token (and how to reach the daemon), so its
@@ -395,12 +383,14 @@ def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
     return 128 - code if code < 0 else code
 
 
-def cmd_bridge(args: argparse.Namespace) -> None:
+def cmd_bridge(args: Args) -> None:
     """Relay bytes between stdin/stdout and the daemon's local socket until either side
     closes (the remote end of ``ssh://`` addresses).
 
     :raises DaemonUnreachable: the local socket does not answer.
     """
+    import socket
+
     path = p.socket_path(args.socket)
     if Address.parse(path).is_ssh:
         raise Usage(f"bridge: {path} is not a local socket")
@@ -415,206 +405,18 @@ def cmd_bridge(args: argparse.Namespace) -> None:
         sock.close()
 
 
-# -- argument parsing
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or more seconds: {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more: {text!r}")
-    return value
-
-
-def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    # The same options on the main parser (with defaults) and on every command (without
-    # defaults, so that a value given before the command is not reset after it).
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
-
-    parser.add_argument(
-        "--socket",
-        metavar="PATH",
-        default=default(None),
-        help="the daemon's socket: a path or ssh://[user@]host[:port][/path] (default: "
-        f"$LABPOWER_SOCKET, else a lab inventory, else {p.DEFAULT_SOCKET})",
-    )
-    parser.add_argument(
-        "--lab",
-        metavar="FILE",
-        default=default(None),
-        help="the lab inventory: which host has which target (default: $LABPOWER_LAB, else "
-        "~/.config/labpower/lab.toml if it exists)",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        default=default(False),
-        help="machine-readable output: one JSON document, or JSON lines for read and logs",
-    )
-    parser.add_argument(
-        "--timeout",
-        metavar="S",
-        type=_positive_float,
-        default=default(DEFAULT_TIMEOUT),
-        help=f"seconds to wait for the daemon's answer (default: {DEFAULT_TIMEOUT:g})",
-    )
-
-
-def _status_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("targets", nargs="*", metavar="TARGET", help="targets to show")
-    sub.add_argument(
-        "--refresh",
-        action="store_true",
-        help="read the state from the boards again (default: what the daemon knows)",
-    )
-
-
-def _switch_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to switch")
-
-
-def _cycle_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--delay",
-        metavar="S",
-        type=_non_negative_float,
-        default=None,
-        help="seconds to stay off (default: the target's cycle_delay in the daemon's config)",
-    )
-    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to power-cycle")
-
-
-def _read_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "-n",
-        "--count",
-        metavar="COUNT",
-        type=_non_negative_int,
-        default=1,
-        help="number of readings; 0 reads until interrupted (default: 1)",
-    )
-    sub.add_argument(
-        "--interval",
-        metavar="S",
-        type=_positive_float,
-        default=DEFAULT_INTERVAL,
-        help=f"seconds between readings (default: {DEFAULT_INTERVAL:g})",
-    )
-    sub.add_argument("target", metavar="TARGET", help="the target to measure")
-
-
-def _logs_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("-f", "--follow", action="store_true", help="follow new entries live")
-    sub.add_argument(
-        "--level",
-        choices=list(LEVELS),
-        default=None,
-        help="only entries at this level or above",
-    )
-    sub.add_argument(
-        "-n",
-        "--limit",
-        metavar="LIMIT",
-        type=_non_negative_int,
-        default=None,
-        help="print at most the newest LIMIT past entries (default: all the daemon holds)",
-    )
-    sub.add_argument(
-        "--since",
-        metavar="WHEN",
-        default=None,
-        help="only past entries since WHEN: an RFC 3339 time, or a span back from now "
-        "such as 90s, 15m, 1h30m, 2d (read from the journal when the daemon logs there, "
-        "so it reaches back across daemon restarts)",
-    )
-    sub.add_argument(
-        "targets", nargs="*", metavar="TARGET", help="only entries about these targets"
-    )
-
-
-def _lock_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--name",
-        metavar="N",
-        default=None,
-        help="who holds the lease, as others see it (default: the command line)",
-    )
-    sub.add_argument(
-        "--lease-timeout",
-        metavar="S",
-        type=_positive_float,
-        default=None,
-        help="end the lease after S seconds even if COMMAND still runs (default: never)",
-    )
-    sub.add_argument("target", metavar="TARGET", help="the target to hold")
-    sub.add_argument(
-        "command",
-        nargs=argparse.REMAINDER,
-        metavar="-- COMMAND...",
-        help="the command to run, and its arguments",
-    )
-
-
-def _unlock_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--force", action="store_true", help="break the lease whoever holds it (admins only)"
-    )
-    sub.add_argument("targets", nargs="+", metavar="TARGET", help="targets to unlock")
-
-
-def cmd_import_pdudaemon(args: argparse.Namespace) -> int:
+def cmd_import_pdudaemon(args: Args) -> int:
     # imported here: the other commands start without it
+    import argparse
+
     from labpower.client.pdudaemon import importer
 
-    return importer.run(args)
-
-
-def _import_pdudaemon_args(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("config", metavar="PDUDAEMON_CONF", help="e.g. /etc/pdudaemon/pdudaemon.conf")
-    sub.add_argument("-o", "--output", metavar="FILE", help="write here (a new file), not stdout")
-    sub.add_argument(
-        "--secrets-dir",
-        metavar="DIR",
-        help="where the config names the files for SNMP communities pdudaemon's config does "
-        "not hold (default: /etc/labpower)",
-    )
+    return importer.run(argparse.Namespace(**vars(args)))
 
 
 #: Every command, in the order --help lists them: name, what runs it, summary, description,
 #: what adds its own arguments.
-COMMANDS: tuple[
-    tuple[
-        str,
-        Callable[[argparse.Namespace], int | None],
-        str,
-        str,
-        Callable[[argparse.ArgumentParser], None] | None,
-    ],
-    ...,
-] = (
+COMMANDS: Commands = (
     (
         "list",
         cmd_list,
@@ -630,7 +432,7 @@ COMMANDS: tuple[
         "show the state of targets",
         "Show each target's state, e.g. 'dut1: on (verified)'. Without targets: the same as "
         "'list'. With --json: an array of target objects.",
-        _status_args,
+        status_args,
     ),
     *(
         (
@@ -639,7 +441,7 @@ COMMANDS: tuple[
             verb,
             f"{verb[0].upper()}{verb[1:]}, in the order given, and print each resulting "
             "state. A target that fails is reported and the others are still switched.",
-            _switch_args,
+            switch_args,
         )
         for name, run, verb in (
             ("on", cmd_on, "switch targets on"),
@@ -651,14 +453,14 @@ COMMANDS: tuple[
         cmd_cycle,
         "switch targets off, wait, and on again",
         "Power-cycle targets, in the order given: off, wait, on. Prints each resulting state.",
-        _cycle_args,
+        cycle_args,
     ),
     (
         "read",
         cmd_read,
         "measure a target's supply",
         "Print one line per reading: voltage (V), current (A), apparent power (VA).",
-        _read_args,
+        read_args,
     ),
     (
         "logs",
@@ -667,7 +469,7 @@ COMMANDS: tuple[
         "Print the log entries the daemon still holds, oldest first, as "
         "'TIME LEVEL TARGET: MESSAGE'. With -f, keep printing new entries as they happen, "
         "until interrupted. Targets limit the output to their entries.",
-        _logs_args,
+        logs_args,
     ),
     (
         "lock",
@@ -677,7 +479,7 @@ COMMANDS: tuple[
         "lease back, and exit with COMMAND's status. COMMAND and the labpower commands or "
         "scripts it runs may switch the target: they get the lease's token in "
         f"${p.LEASES_ENV}. Fails at once if somebody else holds the lease.",
-        _lock_args,
+        lock_args,
     ),
     (
         "unlock",
@@ -686,7 +488,7 @@ COMMANDS: tuple[
         "Give back the leases of targets that this shell holds (their tokens are in "
         f"${p.LEASES_ENV}). With --force, break a lease whoever holds it: for root and "
         "members of the daemon's admin_groups; the daemon logs who broke whose lease.",
-        _unlock_args,
+        unlock_args,
     ),
     (
         "import-pdudaemon",
@@ -696,7 +498,7 @@ COMMANDS: tuple[
         "every PDU labpower has a backend for: a target per port, with pdudaemon = "
         '"PDU:PORT" and its aliases, so pdudaemon clients keep their names. PDUs and '
         "aliases left out are named on stderr; the exit status is then 1.",
-        _import_pdudaemon_args,
+        import_pdudaemon_args,
     ),
     (
         "bridge",
@@ -709,67 +511,35 @@ COMMANDS: tuple[
     ),
 )
 
-# The main parser's options that take a value (the others: --json).
-_VALUE_OPTIONS = ("--socket", "--lab", "--timeout")
-
 
 def command_named(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` runs, when that is certain before parsing: the first word after
-    main options spelled out in full (``--json``, ``--socket PATH``, ``--socket=PATH``, ...).
-    None for anything else (--help, an abbreviated option, an unknown command): the full
-    parser then reads it, and says what is wrong the way it always does."""
-    names = {c[0] for c in COMMANDS}
-    i = 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--json" or (word.partition("=")[0] in _VALUE_OPTIONS and "=" in word):
-            i += 1
-        elif word in _VALUE_OPTIONS:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                return None
-            i += 2
-        else:
-            return word if word in names else None
-    return None
+    """The command ``argv`` runs, when certain before parsing (see cli_args.py)."""
+    return cli_args.command_named(COMMANDS, argv)
+
+
+def quick_parse(argv: Sequence[str]) -> Args | None:
+    """A plain command line parsed without argparse, or None (see cli_args.py)."""
+    return cli_args.quick_parse(COMMANDS, argv)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or (``only``) of that one command alone: building the
     parsers of ten commands to run one was a third of ``labpower on``'s start."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Switch and watch lab power through labpowerd.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common_options(parser, suppress=False)
-    commands = parser.add_subparsers(
-        title="commands",
-        metavar="COMMAND",
-        dest="command",
-        required=True,
-    )
-    for name, run, summary, description, add_arguments in COMMANDS:
-        if only is not None and name != only:
-            continue
-        sub = commands.add_parser(name, help=summary, description=description)
-        _common_options(sub, suppress=True)
-        sub.set_defaults(run=run)
-        if add_arguments is not None:
-            add_arguments(sub)
-    return parser
+    return cli_args.build_parser(COMMANDS, only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(command_named(argv))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    run: Callable[[argparse.Namespace], int | None] = args.run
+    args = quick_parse(argv)
+    if args is None:
+        args = Args()
+        try:
+            build_parser(command_named(argv)).parse_args(argv, namespace=args)
+        except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    run: Callable[[Args], int | None] = args.run
     try:
         status = run(args)
     except Failed:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+# typing is not imported at run time (see frozen.py); the checker reads this block as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-from labpower.client.types import LogEntry, Reading, Target
-
-if TYPE_CHECKING:  # the inventory is read only where one is used
-    from labpower.client.lab import HostTargets
+    from labpower.client.lab import HostTargets  # the inventory: read only where one is used
+    from labpower.client.types import LogEntry, Reading, Target
 
 
 def _yes_no(flag: bool) -> str:

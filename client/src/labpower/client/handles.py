@@ -7,27 +7,35 @@ name for that target, so it returns what the client returns (a result from
 
 from __future__ import annotations
 
-from typing import Generic, Protocol, TypeVar
+# typing is not imported at run time (see frozen.py); the checker reads this block as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Generic, Protocol, TypeVar
+else:
+    from labpower.client._standins import Generic, TypeVar
 
 #: what a switch or state call returns, a read, a lease
 R = TypeVar("R", covariant=True)
 Reads = TypeVar("Reads", covariant=True)
 Lease = TypeVar("Lease", covariant=True)
 
+if TYPE_CHECKING:
 
-class TargetOps(Protocol[R, Reads, Lease]):
-    """The per-target methods a client offers."""
+    class TargetOps(Protocol[R, Reads, Lease]):
+        """The per-target methods a client offers."""
 
-    @property
-    def path(self) -> str: ...
-    def on(self, target: str) -> R: ...
-    def off(self, target: str) -> R: ...
-    def cycle(self, target: str, delay: float | None = None) -> R: ...
-    def get(self, target: str, *, refresh: bool = False) -> R: ...
-    def read(self, target: str, count: int | None = 1, interval: float | None = None) -> Reads: ...
-    def lease(
-        self, target: str, name: str | None = None, timeout: float | None = None
-    ) -> Lease: ...
+        @property
+        def path(self) -> str: ...
+        def on(self, target: str) -> R: ...
+        def off(self, target: str) -> R: ...
+        def cycle(self, target: str, delay: float | None = None) -> R: ...
+        def get(self, target: str, *, refresh: bool = False) -> R: ...
+        def read(
+            self, target: str, count: int | None = 1, interval: float | None = None
+        ) -> Reads: ...
+        def lease(
+            self, target: str, name: str | None = None, timeout: float | None = None
+        ) -> Lease: ...
 
 
 class Handle(Generic[R, Reads, Lease]):

@@ -7,32 +7,43 @@ moves bytes.
 
 from __future__ import annotations
 
+# _socket: the C socket type that transport.connect returns (see transport.py)
+import _socket
 import os
-import socket
 from _thread import allocate_lock
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from labpower.client import _protocol as p
 from labpower.client.errors import DaemonUnreachable, RemoteProtocolError
 from labpower.client.handles import Handle
 from labpower.client.state import RECEIVE_SIZE, ClientConnection, State
 from labpower.client.timing import BUSY_WAIT, ReplyPoller
-from labpower.client.transport import Channel, connect
-from labpower.client.types import LogEntry, Reading, Target
+from labpower.client.transport import connect
 from labpower.client.wire import Call, Reply
 
+# typing, contextlib and collections are not imported at run time (see frozen.py and
+# _standins.py); the checker reads this block as true
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+    from contextlib import (
+        AbstractContextManager,  # noqa: F401 - in a string (TargetHandle)
+        contextmanager,
+    )
+    from types import TracebackType
+    from typing import Any, TypeVar
+
+    from labpower.client.transport import Channel
+    from labpower.client.types import LogEntry, Reading, Target
+
+    T = TypeVar("T")
+else:
+    from labpower.client._standins import contextmanager
 
 __all__ = ["BUSY_WAIT", "LOG_WAIT_SECONDS", "Client", "LogStream", "TargetHandle"]
 
 #: How long a call inside ``log_stream()`` waits for its own log entries at most.
 LOG_WAIT_SECONDS = 10.0
-
-T = TypeVar("T")
 
 
 class _Connection:
@@ -46,7 +57,7 @@ class _Connection:
         # Polling needs a socket whose fd is non-blocking: a socket with a timeout is
         # (Python polls it), a blocking one (timeout None) would block in os.read.
         self.poller: ReplyPoller | None = None
-        if busy_wait > 0 and isinstance(self.sock, socket.socket) and timeout is not None:
+        if busy_wait > 0 and isinstance(self.sock, _socket.socket) and timeout is not None:
             self.poller = ReplyPoller(self.sock.fileno(), busy_wait)
 
     @property
@@ -102,7 +113,7 @@ class _Connection:
     def close(self) -> None:
         self.protocol.close()
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
@@ -326,7 +337,7 @@ class Client:
         return LogStream(self, targets, level)
 
 
-class TargetHandle(Handle[Target, Iterator[Reading], AbstractContextManager[Target]]):
+class TargetHandle(Handle["Target", "Iterator[Reading]", "AbstractContextManager[Target]"]):
     """One target of a :class:`Client`; every method is one call to the daemon."""
 
     __slots__ = ()

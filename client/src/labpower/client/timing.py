@@ -19,9 +19,13 @@ from __future__ import annotations
 import os
 import select
 import time
-from typing import Any
 
 from labpower.client.state import RECEIVE_SIZE
+
+# typing is not imported at run time (see frozen.py); the checker reads this block as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: What ``Client(busy_wait=...)`` takes when not given: never poll.
 BUSY_WAIT = 0.0

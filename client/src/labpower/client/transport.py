@@ -29,13 +29,20 @@ On the lab host, a key can be restricted to the bridge alone in ``authorized_key
 
 from __future__ import annotations
 
+# _socket, not socket: socket.py builds its address families and flags as enums, with enum
+# itself, at import: a sixth of ``labpower on``'s start (issue #18). A local channel is the
+# same C socket object that socket.socket derives from.
+import _socket
 import os
-import select
-import socket
-from dataclasses import dataclass
-from typing import Protocol
 
 from labpower.client.errors import DaemonUnreachable
+from labpower.client.frozen import Frozen
+
+# typing is not imported at run time (see frozen.py); the checker reads this block as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Protocol
 
 # The ssh side (ssh.py: subprocess, tempfile...) and URL parsing are imported when an ssh://
 # address is used, so that a local command starts without them.
@@ -45,17 +52,27 @@ SSH_OPTIONS_ENV = "LABPOWER_SSH_OPTIONS"
 REMOTE_COMMAND_ENV = "LABPOWER_REMOTE_COMMAND"
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(Frozen):
     """Where a daemon listens: ``path`` on this host, or (``host`` set) over SSH.
 
     For SSH, ``path`` is the socket on the lab host (None: the bridge's default there).
     """
 
+    __match_args__ = ("path", "host", "user", "port")
+    __slots__ = __match_args__
     path: str | None
-    host: str | None = None
-    user: str | None = None
-    port: int | None = None
+    host: str | None
+    user: str | None
+    port: int | None
+
+    def __init__(
+        self,
+        path: str | None,
+        host: str | None = None,
+        user: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self._fill(path, host, user, port)
 
     @classmethod
     def parse(cls, text: str | os.PathLike[str]) -> Address:
@@ -124,14 +141,16 @@ class Address:
         return cmd
 
 
-class Channel(Protocol):
-    """The part of a blocking socket that the sync client uses."""
+if TYPE_CHECKING:
 
-    def settimeout(self, timeout: float | None, /) -> None: ...
-    def sendall(self, data: bytes, /) -> None: ...
-    def recv(self, size: int, /) -> bytes: ...
-    def shutdown(self, how: int, /) -> None: ...
-    def close(self) -> None: ...
+    class Channel(Protocol):
+        """The part of a blocking socket that the sync client uses."""
+
+        def settimeout(self, timeout: float | None, /) -> None: ...
+        def sendall(self, data: bytes, /) -> None: ...
+        def recv(self, size: int, /) -> bytes: ...
+        def shutdown(self, how: int, /) -> None: ...
+        def close(self) -> None: ...
 
 
 def connect(address: str, timeout: float | None) -> Channel:
@@ -151,7 +170,7 @@ def connect(address: str, timeout: float | None) -> Channel:
         from labpower.client.ssh import SshChannel
 
         return SshChannel(address, parsed.ssh_command(), timeout)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(parsed.path or "")
@@ -165,6 +184,8 @@ def relay(stdin: int, stdout: int, sock: socket.socket) -> None:
     """Copy bytes both ways between two file descriptors and a socket until the socket
     closes, or either side breaks (``labpower bridge``, the far end of ``ssh://``
     addresses). The end of stdin is passed on as the end of the socket's sending side."""
+    import select
+
     poller = select.poll()
     poller.register(stdin, select.POLLIN)
     poller.register(sock, select.POLLIN)
@@ -182,7 +203,7 @@ def relay(stdin: int, stdout: int, sock: socket.socket) -> None:
                         # the caller has said all it will: replies still owed to it come
                         # back until the daemon closes (as socat does)
                         poller.unregister(stdin)
-                        sock.shutdown(socket.SHUT_WR)
+                        sock.shutdown(_socket.SHUT_WR)
                         continue
                     sock.sendall(data)
                 elif fd == sock_fd:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from labpower.client.errors import RemoteProtocolError
+from labpower.client.frozen import Frozen
 
-from labpower.client.wire import RemoteProtocolError
+# typing is not imported at run time (see frozen.py); the checker reads this block as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Literal, TypeAlias
 
-State = Literal["on", "off", "unknown"]
+    State: TypeAlias = Literal["on", "off", "unknown"]
+
 _STATES = ("on", "off", "unknown")
 
 #: varlink level names <-> Python logging levels (their numbers: importing logging would
@@ -37,21 +41,27 @@ def _field(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(Frozen):
     """Who holds a target exclusively."""
 
+    __match_args__ = ("uid", "pid", "name", "since", "expires")
+    __slots__ = __match_args__
     uid: int
     pid: int
     name: str | None
     since: str
-    expires: str | None = None
+    expires: str | None
+
+    def __init__(
+        self, uid: int, pid: int, name: str | None, since: str, expires: str | None = None
+    ) -> None:
+        self._fill(uid, pid, name, since, expires)
 
     @classmethod
     def from_wire(cls, obj: Any) -> Lease | None:
         if obj is None:
             return None
-        if not isinstance(obj, Mapping):
+        if not isinstance(obj, dict):
             raise RemoteProtocolError(f"Lease must be an object, not {obj!r}")
         name, expires = obj.get("name"), obj.get("expires")
         return cls(
@@ -76,29 +86,70 @@ class Lease:
         return f"{self.name} ({who})" if self.name else who
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(Frozen):
     """One switchable output: a channel of a device."""
 
+    __match_args__ = (
+        "name",
+        "device",
+        "channel",
+        "state",
+        "verified",
+        "available",
+        "since",
+        "lease",
+        "problem",
+        "pdudaemon",
+        "aliases",
+    )
+    __slots__ = __match_args__
     name: str
     device: str
     channel: int
     state: State
     verified: bool
     available: bool
-    since: str | None = None
+    since: str | None
     #: who holds the target exclusively, if anybody
-    lease: Lease | None = None
+    lease: Lease | None
     #: why its device is unavailable (refused, timeout, auth...), when it is
-    problem: str | None = None
+    problem: str | None
     #: the ``"pdu:port"`` pdudaemon clients use for it (labpower-pdudaemon), if any
-    pdudaemon: str | None = None
+    pdudaemon: str | None
     #: its pdudaemon aliases
-    aliases: tuple[str, ...] = ()
+    aliases: tuple[str, ...]
+
+    def __init__(
+        self,
+        name: str,
+        device: str,
+        channel: int,
+        state: State,
+        verified: bool,
+        available: bool,
+        since: str | None = None,
+        lease: Lease | None = None,
+        problem: str | None = None,
+        pdudaemon: str | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> None:
+        self._fill(
+            name,
+            device,
+            channel,
+            state,
+            verified,
+            available,
+            since,
+            lease,
+            problem,
+            pdudaemon,
+            aliases,
+        )
 
     @classmethod
     def from_wire(cls, obj: Any) -> Target:
-        if not isinstance(obj, Mapping):
+        if not isinstance(obj, dict):
             raise RemoteProtocolError(f"Target must be an object, not {obj!r}")
         state = _field(obj, "state", str, "Target")
         if state not in _STATES:
@@ -144,17 +195,21 @@ class Target:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(Frozen):
     """One measurement of a target's supply."""
 
+    __match_args__ = ("voltage", "current", "apparent_power")
+    __slots__ = __match_args__
     voltage: float
     current: float
     apparent_power: float
 
+    def __init__(self, voltage: float, current: float, apparent_power: float) -> None:
+        self._fill(voltage, current, apparent_power)
+
     @classmethod
     def from_wire(cls, obj: Any) -> Reading:
-        if not isinstance(obj, Mapping):
+        if not isinstance(obj, dict):
             raise RemoteProtocolError(f"Reading must be an object, not {obj!r}")
         num = (int, float)
         return cls(
@@ -171,21 +226,34 @@ class Reading:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
+class LogEntry(Frozen):
     """One entry of the daemon's log, numbered daemon-wide by ``seq``."""
 
+    __match_args__ = ("time", "level", "message", "seq", "target", "device", "extra")
+    __slots__ = __match_args__
     time: str
     level: str
     message: str
     seq: int
-    target: str | None = None
-    device: str | None = None
-    extra: Mapping[str, Any] | None = None
+    target: str | None
+    device: str | None
+    extra: Mapping[str, Any] | None
+
+    def __init__(
+        self,
+        time: str,
+        level: str,
+        message: str,
+        seq: int,
+        target: str | None = None,
+        device: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._fill(time, level, message, seq, target, device, extra)
 
     @classmethod
     def from_wire(cls, obj: Any) -> LogEntry:
-        if not isinstance(obj, Mapping):
+        if not isinstance(obj, dict):
             raise RemoteProtocolError(f"LogEntry must be an object, not {obj!r}")
         known = {"time", "level", "message", "seq", "target", "device"}
         target, device = obj.get("target"), obj.get("device")

@@ -2,8 +2,9 @@
 
 Varlink messages are JSON objects, each terminated by a NUL byte. This module does no I/O:
 a :class:`Decoder` is fed bytes and hands back whole messages; :func:`encode` turns a message
-into bytes. Calls and replies are frozen dataclasses that validate on construction, so a
-malformed message never gets past the codec.
+into bytes. Calls and replies are frozen values that validate on construction (dataclasses
+in all but name: see frozen.py), so a malformed message never gets past the codec. JSON text
+is json's, without the json package (jsoncodec.py).
 
 Errors say whose fault a broken message is: :class:`RemoteProtocolError` for bytes the peer
 sent, :class:`LocalProtocolError` for a message this side tried to send. After a
@@ -13,18 +14,20 @@ to be closed.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
-
 # The protocol errors live with the client's other errors, so that they are LabpowerErrors.
 from labpower.client.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from labpower.client.frozen import Frozen
+from labpower.client.jsoncodec import dumps as _dumps
+from labpower.client.jsoncodec import loads as _loads
+
+# typing is not imported at run time (see frozen.py); the checker reads this block as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, NoReturn
 
 #: Largest message either side accepts, NUL included. Bigger input is a protocol error.
 MAX_MESSAGE_SIZE = 1024 * 1024
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 __all__ = [
@@ -40,23 +43,45 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A method call: ``{"method": "iface.Method", "parameters": {...}}``."""
+def _is_object(value: object) -> bool:
+    """Whether ``value`` is a mapping (a dict, without importing collections.abc for it)."""
+    if isinstance(value, dict):
+        return True
+    from collections.abc import Mapping
 
+    return isinstance(value, Mapping)
+
+
+class Call(Frozen):
+    """A method call: ``{"method": "iface.Method", "parameters": {...}}``. Frozen and
+    validated like a dataclass (see frozen.py for why it is not one)."""
+
+    __match_args__ = ("method", "parameters", "more", "oneway", "upgrade")
+    __slots__ = __match_args__
     method: str
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    more: bool = False
-    oneway: bool = False
-    upgrade: bool = False
+    parameters: Mapping[str, Any]
+    more: bool
+    oneway: bool
+    upgrade: bool
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.method, str) or "." not in self.method:
-            raise LocalProtocolError(f"method must be 'interface.Method', not {self.method!r}")
-        if not isinstance(self.parameters, Mapping):
+    def __init__(
+        self,
+        method: str,
+        parameters: Mapping[str, Any] | None = None,
+        more: bool = False,
+        oneway: bool = False,
+        upgrade: bool = False,
+    ) -> None:
+        """:raises LocalProtocolError: not a valid call."""
+        if parameters is None:
+            parameters = {}
+        if not isinstance(method, str) or "." not in method:
+            raise LocalProtocolError(f"method must be 'interface.Method', not {method!r}")
+        if not _is_object(parameters):
             raise LocalProtocolError("parameters must be an object")
-        if self.more and self.oneway:
+        if more and oneway:
             raise LocalProtocolError("a call cannot be both 'more' and 'oneway'")
+        self._fill(method, parameters, more, oneway, upgrade)
 
     @property
     def interface(self) -> str:
@@ -99,21 +124,31 @@ class Call:
             raise RemoteProtocolError(str(exc)) from None
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(Frozen):
     """A reply; ``error`` is the qualified varlink error name when the call failed."""
 
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    continues: bool = False
-    error: str | None = None
+    __match_args__ = ("parameters", "continues", "error")
+    __slots__ = __match_args__
+    parameters: Mapping[str, Any]
+    continues: bool
+    error: str | None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.parameters, Mapping):
+    def __init__(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        continues: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """:raises LocalProtocolError: not a valid reply."""
+        if parameters is None:
+            parameters = {}
+        if not _is_object(parameters):
             raise LocalProtocolError("parameters must be an object")
-        if self.error is not None and (not isinstance(self.error, str) or "." not in self.error):
-            raise LocalProtocolError(f"error must be a qualified name, not {self.error!r}")
-        if self.error is not None and self.continues:
+        if error is not None and (not isinstance(error, str) or "." not in error):
+            raise LocalProtocolError(f"error must be a qualified name, not {error!r}")
+        if error is not None and continues:
             raise LocalProtocolError("an error reply cannot continue")
+        self._fill(parameters, continues, error)
 
     def to_wire(self) -> dict[str, Any]:
         msg: dict[str, Any] = {"parameters": self.parameters}
@@ -166,7 +201,7 @@ def encode_reply(parameters: Mapping[str, Any], *, continues: bool = False) -> b
 def _is_unicode(obj: Any) -> bool:
     """Whether every string in a decoded message is valid Unicode (no lone surrogates)."""
     try:
-        json.dumps(obj, ensure_ascii=False).encode()
+        _dumps(obj, allow_nan=True).encode()
     except (UnicodeEncodeError, RecursionError):
         return False
     return True
@@ -251,7 +286,7 @@ class Decoder:
         if len(frame) >= self.max_size:
             self._fail(f"message of {len(frame)} bytes exceeds {self.max_size}", frame)
         try:
-            obj = json.loads(frame)
+            obj = _loads(frame)
         except (ValueError, RecursionError) as exc:
             self._fail(f"invalid JSON: {exc}", frame)
         if (b"\\u" in frame or b"\xed" in frame) and not _is_unicode(obj):
