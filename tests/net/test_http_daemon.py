@@ -47,14 +47,46 @@ def test_switch_list_and_read(kind: str, http_sims: MakeSim, start_daemon: Any) 
         sim.relays[1] = True  # a button pressed on the device
         listed = {t.name: (t.state, t.verified) for t in lab.targets(refresh=True)}
         assert listed == {"pdu1": ("on", True), "pdu2": ("on", True)}
-        if kind == "gude":
-            with pytest.raises(NotSupported):
-                list(lab.target("pdu2").read())
-        else:
-            (reading,) = lab.target("pdu2").read()
-            assert reading.voltage > 200
-            assert reading.current > 0
+        (reading,) = lab.target("pdu2").read()
+        assert reading.voltage > 200
+        assert reading.current > 0
     assert sim.switches == [Switch(2, True)]
+
+
+#: (kind, simulator options, what the model's meter gives: (volts, amps) while on, or None)
+METER_MODELS = [
+    ("gude", {"channels": 2}, (230.4, 0.105)),  # a meter per port
+    ("gude", {"channels": 2, "metering": False}, None),
+    ("shelly", {"generation": 1, "emeter": True}, (230.4, 0.105)),  # 3EM: phase A
+    ("shelly", {"generation": 1}, None),  # 1PM: power only
+    ("shelly", {"generation": 1, "channels": 2}, None),  # 2.5: power, and the supply voltage
+    ("shelly", {"generation": 1, "metering": False}, None),  # Shelly 1
+]
+
+
+@pytest.mark.parametrize(("kind", "options", "on_reading"), METER_MODELS)
+def test_readings_as_the_model_meters(
+    kind: str,
+    options: dict[str, Any],
+    on_reading: tuple[float, float] | None,
+    http_sims: MakeSim,
+    start_daemon: Any,
+) -> None:
+    sim = http_sims(kind, **options)
+    daemon = start_daemon(net_config({"pdu": sim}, timeout=2.0))
+    with daemon.client() as lab:
+        target = lab.on("pdu1")
+        assert (target.state, target.verified) == ("on", True)
+        if on_reading is None:
+            with pytest.raises(NotSupported):
+                list(lab.target("pdu1").read())
+            return
+        (reading,) = lab.target("pdu1").read()
+        assert (reading.voltage, reading.current) == pytest.approx(on_reading)
+        assert lab.off("pdu1").state == "off"
+        (reading,) = lab.target("pdu1").read()
+        assert (reading.voltage, reading.current) == pytest.approx((on_reading[0], 0.0))
+    assert sim.switches == [Switch(1, True), Switch(1, False)]
 
 
 def test_ignored_switch_is_a_state_mismatch(

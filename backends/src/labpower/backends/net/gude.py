@@ -7,9 +7,19 @@ basic auth when enabled.
 - ``GET /status.json?components=1&cmd=1&p=N&s=1`` (``s=0``: off): switch port N and answer
   the outputs as they are afterwards: the switch and its read-back in one exchange.
 
-Readings: the PDUs' energy sensors are described by a separate sensor table
-(``components=65536``) whose layout varies by model; labpower does not read them yet, so
-``read`` is not supported.
+Readings: ``GET /status.json?components=81920`` (sensor descriptions 0x10000 and sensor
+values 0x4000) answers the device's sensor tables, which describe themselves:
+
+- ``"sensor_descr":[{"type":T,"num":N,"properties":[{"id":"Power Port 1","name":""},...],
+  "fields":[{"name":"Current","unit":"A","decPrecision":3},{"name":"Voltage","unit":"V",
+  ...},...]},...]``: one group per kind of sensor, one property per sensor of that kind;
+- ``"sensor_values":[{"type":T,"num":N,"values":[[{"v":0.105},{"v":230},...],...]},...]``:
+  per group (the same ``type``), per sensor, the values in the order of the fields.
+
+The type numbers differ between models, so the port meters are found by what they say: a
+group with a ``Voltage`` (V) and a ``Current`` (A) field and one sensor per output (channel N
+reads sensor N-1). A PDU with line meters only (its inlets), or none, has no such group:
+``read`` is not supported there, rather than answer an inlet's current for an outlet.
 """
 
 from __future__ import annotations
@@ -17,10 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from labpower.backends.errors import OperationError
+from labpower.backends.base import Measurement
+from labpower.backends.errors import NotSupportedError, OperationError
 from labpower.backends.net.http import HttpBackend, HttpOptions, field
 
 OUTPUTS = "1"  # the components bit of the outputs
+#: the components bits of the sensor descriptions (0x10000) and values (0x4000)
+SENSORS = str(0x10000 | 0x4000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +43,14 @@ class GudeOptions(HttpOptions):
 
 class GudeBackend(HttpBackend):
     readback = True
+    measures = True
     Options = GudeOptions
     max_channels = 48
+
+    def __init__(self, name: str, channels: int, options: Any, timeout: float = 5.0) -> None:
+        super().__init__(name, channels, options, timeout)
+        #: how many outputs the PDU has (known after open)
+        self.outputs_count = 0
 
     async def outputs(self, **command: str) -> list[Any]:
         """The ``outputs`` list, after ``command`` (``cmd``, ``p``, ``s``) if given."""
@@ -52,7 +71,7 @@ class GudeBackend(HttpBackend):
         return bool(state == 1)
 
     async def hello(self) -> None:
-        await self.outputs()
+        self.outputs_count = len(await self.outputs())
 
     async def switch(self, channel: int, on: bool) -> bool | None:
         outputs = await self.outputs(cmd="1", p=str(channel), s="1" if on else "0")
@@ -70,3 +89,48 @@ class GudeBackend(HttpBackend):
 
     def outlet_names(self, outputs: list[Any]) -> list[str]:
         return [str(o.get("name", "")) if isinstance(o, dict) else "" for o in outputs]
+
+    async def read(self, channel: int) -> Measurement:
+        where = f"{self.address}/status.json sensors"
+        reply = await self.call("/status.json", {"components": SENSORS})
+        descr = reply.get("sensor_descr", []) if isinstance(reply, dict) else None
+        values = reply.get("sensor_values", []) if isinstance(reply, dict) else None
+        if not isinstance(descr, list) or not isinstance(values, list):
+            raise OperationError(f"{where}: sensor_descr / sensor_values are not lists")
+        for group in descr:
+            columns = _meter_columns(group, self.outputs_count)
+            if columns is None:
+                continue
+            kind = group.get("type")
+            table = next((v for v in values if isinstance(v, dict) and v.get("type") == kind), None)
+            rows = field(table, "values", list, f"{where} type {kind!r:.20}")
+            if len(rows) < channel:
+                raise OperationError(f"{where}: no values for port {channel}")
+            row = rows[channel - 1]
+            voltage, current = (_value(row, column, where) for column in columns)
+            return Measurement(voltage, current)
+        raise NotSupportedError("read")  # no meter per port: line meters only, or none
+
+
+def _meter_columns(group: Any, sensors: int) -> tuple[int, int] | None:
+    """Where a port meter group keeps (voltage, current); None if ``group`` is not one: it
+    needs both fields and one sensor per output."""
+    if not isinstance(group, dict):
+        return None
+    fields, properties = group.get("fields"), group.get("properties")
+    if not isinstance(fields, list) or not isinstance(properties, list):
+        return None
+    if len(properties) != sensors:
+        return None
+    names = [(f.get("name"), f.get("unit")) if isinstance(f, dict) else None for f in fields]
+    try:
+        return names.index(("Voltage", "V")), names.index(("Current", "A"))
+    except ValueError:
+        return None
+
+
+def _value(row: Any, column: int, where: str) -> float:
+    if not isinstance(row, list) or len(row) <= column:
+        raise OperationError(f"{where}: a row of values is too short: {row!r:.80}")
+    value = field(row[column], "v", (int, float), where)
+    return float(value)

@@ -8,8 +8,14 @@ Gen1 (Shelly 1, 1PM, 2.5, Plug S...), HTTP basic auth when enabled:
   "fw":"...","num_outputs":1,...}``
 - ``GET /relay/0?turn=on`` / ``off``: the relay's status afterwards, ``{"ison":true,...}``;
   ``GET /relay/0``: the same without switching
-- ``GET /status``: ``{"relays":[{"ison":false,...}],"meters":[{"power":0.0,...}],...}``. Gen1
-  meters report power only, so ``read`` is not supported.
+- ``GET /status``: ``{"relays":[{"ison":false,...}],...}`` and what the model meters: the 1PM,
+  2.5 and Plug S ``"meters":[{"power":24.2,"is_valid":true,...}]`` (active power only, one
+  per relay), the 3EM ``"emeters":[{"power":24.19,"pf":1.0,"current":0.105,
+  "voltage":230.4,"is_valid":true,"total":...},...]`` (one per phase), the EM
+  ``"emeters":[{"power":..,"reactive":..,"voltage":..,...}]`` (no current). ``read`` gives
+  channel N the voltage and current of ``emeters[N-1]`` where both are there; a reading
+  is voltage and current (its power is their product), so active power alone cannot be one,
+  and ``read`` is not supported on the power-only and unmetered models.
 
 Gen2+ (Plus, Pro, Gen3, Gen4), HTTP digest auth (SHA-256, user ``admin``) when enabled:
 
@@ -26,13 +32,15 @@ Gen2+ (Plus, Pro, Gen3, Gen4), HTTP digest auth (SHA-256, user ``admin``) when e
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
 from labpower.backends.base import Measurement
 from labpower.backends.errors import NotSupportedError, OperationError
 from labpower.backends.net.http import Auth, HttpBackend, HttpOptions, field
+
+#: the JSON-RPC id of every request
+RPC_ID = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +59,6 @@ class ShellyBackend(HttpBackend):
         #: 1 for Gen1, 2 and up for the JSON-RPC generations; known after open
         self.generation = 0
         self.model = ""
-        self._ids = itertools.count(1)
 
     def auth_scheme(self) -> Auth:
         return "basic" if self.generation == 1 else "digest"
@@ -70,7 +77,9 @@ class ShellyBackend(HttpBackend):
 
     async def rpc(self, method: str, **params: Any) -> Any:
         """One Gen2+ JSON-RPC call; its ``result``. :raises OperationError: an RPC error."""
-        request_id = next(self._ids)
+        # HTTP pairs each reply with its request (the id matters on the device's websocket):
+        # one id for all lets a request be built once and sent again (HttpBackend.request)
+        request_id = RPC_ID
         reply = await self.call("/rpc", body={"id": request_id, "method": method, "params": params})
         where = f"{self.address} {method}"
         if isinstance(reply, dict) and "error" in reply:
@@ -121,7 +130,7 @@ class ShellyBackend(HttpBackend):
 
     async def read(self, channel: int) -> Measurement:
         if self.generation == 1:
-            raise NotSupportedError("read")  # Gen1 meters report power only
+            return await self._read_emeter(channel)
         status = await self.rpc("Switch.GetStatus", id=channel - 1)
         if "voltage" not in status or "current" not in status:
             raise NotSupportedError("read")  # a switch without a meter
@@ -129,4 +138,21 @@ class ShellyBackend(HttpBackend):
         return Measurement(
             float(field(status, "voltage", (int, float), where)),
             float(field(status, "current", (int, float), where)),
+        )
+
+    async def _read_emeter(self, channel: int) -> Measurement:
+        """A Gen1 reading, from ``/status``'s ``emeters`` (see the module's docstring)."""
+        status = await self.call("/status")
+        emeters = status.get("emeters") if isinstance(status, dict) else None
+        if not isinstance(emeters, list) or len(emeters) < channel:
+            raise NotSupportedError("read")  # meters of power only, or none
+        emeter = emeters[channel - 1]
+        if not isinstance(emeter, dict) or "voltage" not in emeter or "current" not in emeter:
+            raise NotSupportedError("read")  # an EM: voltage without current
+        where = f"{self.address}/status emeters[{channel - 1}]"
+        if emeter.get("is_valid") is False:
+            raise OperationError(f"{where}: the meter says its values are not valid")
+        return Measurement(
+            float(field(emeter, "voltage", (int, float), where)),
+            float(field(emeter, "current", (int, float), where)),
         )

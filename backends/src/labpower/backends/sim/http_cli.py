@@ -53,7 +53,13 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
             choices=(1, 2, 3, 4),
             help="1: Gen1 REST API; 2-4: JSON-RPC (default: 2)",
         )
-    if kind in ("shelly", "tasmota", "netio"):
+        parser.add_argument(
+            "--emeter",
+            action="store_true",
+            help="with --generation 1: a Shelly 3EM (voltage and current per phase) instead "
+            "of a 1PM / 2.5 (power only)",
+        )
+    if kind in ("shelly", "tasmota", "netio", "gude"):
         parser.add_argument(
             "--no-metering", action="store_true", help="a model without a power meter"
         )
@@ -74,6 +80,8 @@ def make(kind: str, args: argparse.Namespace) -> HttpSimulator:
             kwargs["password"] = f.read(MAX_SECRET).rstrip("\r\n")
     if getattr(args, "generation", None) is not None:
         kwargs["generation"] = args.generation
+    if getattr(args, "emeter", False):
+        kwargs["emeter"] = True
     if getattr(args, "no_metering", False):
         kwargs["metering"] = False
     return HTTP_SIMULATORS[kind](address.host, address.port, **kwargs)

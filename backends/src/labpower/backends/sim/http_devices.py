@@ -105,8 +105,21 @@ class TasmotaSimulator(HttpSimulator):
 
 
 class GudeSimulator(HttpSimulator):
+    """A Gude Expert Power Control PDU; with ``metering``, one energy meter per port (the
+    sensor tables of ``status.json``, see :mod:`labpower.backends.net.gude`)."""
+
     kind: ClassVar[str] = "gude"
     max_channels: ClassVar[int] = 12
+
+    def __init__(self, *args: Any, metering: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metering = metering
+
+    def _meter(self, on: bool) -> list[dict[str, float]]:
+        current = CURRENT_ON if on else 0.0
+        power = round(VOLTAGE * current)
+        values = [0.125, power, current, VOLTAGE, 50.0, 1.0 if on else 0.0, power]
+        return [{"v": v} for v in values]
 
     def route(self, method: str, path: str, query: dict[str, str], body: bytes) -> Reply:
         if path != "/status.json":
@@ -116,7 +129,8 @@ class GudeSimulator(HttpSimulator):
             if port in self.relays and state in ("0", "1"):
                 self.apply(port, state == "1")
         reply: dict[str, Any] = {}
-        if int(query.get("components", "0")) & 1:
+        components = int(query.get("components", "0"))
+        if components & 1:
             reply["outputs"] = [
                 {
                     "name": f"Power Port {ch}",
@@ -127,7 +141,51 @@ class GudeSimulator(HttpSimulator):
                 }
                 for ch, on in self.relays.items()
             ]
+        if components & GUDE_SENSOR_DESCR:
+            reply["sensor_descr"] = (
+                [
+                    {
+                        "type": GUDE_PORT_METER,
+                        "num": self.channels,
+                        "properties": [
+                            {"id": f"Power Port {ch}", "name": ""} for ch in self.relays
+                        ],
+                        "fields": GUDE_METER_FIELDS,
+                    }
+                ]
+                if self.metering
+                else []
+            )
+        if components & GUDE_SENSOR_VALUES:
+            reply["sensor_values"] = (
+                [
+                    {
+                        "type": GUDE_PORT_METER,
+                        "num": self.channels,
+                        "values": [self._meter(on) for on in self.relays.values()],
+                    }
+                ]
+                if self.metering
+                else []
+            )
         return Reply(compact(reply))
+
+
+#: ``components`` bits of Gude's ``status.json``: sensor values, sensor descriptions
+GUDE_SENSOR_VALUES, GUDE_SENSOR_DESCR = 0x4000, 0x10000
+#: the sensor type of the port energy meters in the simulator's table (the backend finds the
+#: meters by their fields, not by this number)
+GUDE_PORT_METER = 9
+#: an energy meter's fields, in the order of its values
+GUDE_METER_FIELDS = [
+    {"name": "Absolute Energy Active", "unit": "kWh", "decPrecision": 3},
+    {"name": "Power Active", "unit": "W", "decPrecision": 0},
+    {"name": "Current", "unit": "A", "decPrecision": 3},
+    {"name": "Voltage", "unit": "V", "decPrecision": 0},
+    {"name": "Frequency", "unit": "Hz", "decPrecision": 2},
+    {"name": "Power Factor", "unit": "", "decPrecision": 2},
+    {"name": "Power Apparent", "unit": "VA", "decPrecision": 0},
+]
 
 
 class NetioSimulator(HttpSimulator):

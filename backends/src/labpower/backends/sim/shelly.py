@@ -11,6 +11,8 @@ from labpower.backends.sim.http import HttpSimulator, Reply, compact, mac
 #: what a Gen2+ switch with a meter reports while on: a small load at mains voltage
 VOLTAGE = 230.4
 CURRENT_ON = 0.105
+#: a Shelly 3EM's phases
+PHASES = range(3)
 
 
 class ShellySimulator(HttpSimulator):
@@ -19,13 +21,24 @@ class ShellySimulator(HttpSimulator):
     public_paths: ClassVar[frozenset[str]] = frozenset({"/shelly"})
 
     def __init__(
-        self, *args: Any, generation: int = 2, metering: bool = True, **kwargs: Any
+        self,
+        *args: Any,
+        generation: int = 2,
+        metering: bool = True,
+        emeter: bool = False,
+        **kwargs: Any,
     ) -> None:
         if generation not in (1, 2, 3, 4):
             raise ValueError(f"Shelly generations are 1..4, not {generation}")
+        if emeter and (generation != 1 or kwargs.get("channels", 1) != 1):
+            raise ValueError("emeter: a Gen1 Shelly 3EM, which has one relay (channels = 1)")
         super().__init__(*args, **kwargs)
         self.generation = generation
+        #: Gen1: a 1PM / 2.5 (meters: power only), else a Shelly 1 (no meter);
+        #: Gen2+: switches that report voltage and current
         self.metering = metering
+        #: Gen1: a 3EM instead (emeters: power, voltage, current per phase)
+        self.emeter = emeter
         self.device_id = f"shellypro{self.channels}pm-{mac(self)[6:].lower()}"
         if generation > 1:
             self.realm = self.device_id  # Gen2+ digest realm is the device id
@@ -50,13 +63,14 @@ class ShellySimulator(HttpSimulator):
     def info(self) -> dict[str, Any]:
         if self.generation == 1:
             return {
-                "type": "SHSW-PM" if self.channels == 1 else "SHSW-25",
+                "type": self._gen1_type(),
                 "mac": mac(self),
                 "auth": self.password is not None,
                 "fw": "20230913-114008/v1.14.0-gcb84623",
                 "longid": 1,
                 "num_outputs": self.channels,
-                "num_meters": self.channels,
+                "num_meters": 0 if self.emeter or not self.metering else self.channels,
+                **({"num_emeters": len(PHASES)} if self.emeter else {}),
             }
         return {
             "name": None,
@@ -73,6 +87,51 @@ class ShellySimulator(HttpSimulator):
         }
 
     # -- Gen1 REST
+    def _gen1_type(self) -> str:
+        if self.emeter:
+            return "SHEM-3"
+        if not self.metering:
+            return "SHSW-1"
+        return "SHSW-PM" if self.channels == 1 else "SHSW-25"
+
+    def _gen1_meters(self) -> dict[str, Any]:
+        """The meter part of a Gen1 ``/status``, as the model reports it."""
+        on = self.relays[1]
+        if self.emeter:  # 3EM: one meter per phase; the contactor feeds a load on phase A
+            emeters = []
+            for phase in PHASES:
+                current = CURRENT_ON if on and phase == 0 else 0.0
+                emeters.append(
+                    {
+                        "power": round(VOLTAGE * current, 2),
+                        "pf": 1.0 if current else 0.0,
+                        "current": current,
+                        "voltage": VOLTAGE,
+                        "is_valid": True,
+                        "total": 1234.5,
+                        "total_returned": 0.0,
+                    }
+                )
+            return {"emeters": emeters, "total_power": emeters[0]["power"]}
+        if not self.metering:
+            return {}
+        meters: dict[str, Any] = {
+            "meters": [
+                {
+                    "power": 24.2 if on else 0.0,
+                    "overpower": 0.0,
+                    "is_valid": True,
+                    "timestamp": 0,
+                    "counters": [0.0, 0.0, 0.0],
+                    "total": 0,
+                }
+                for on in self.relays.values()
+            ]
+        }
+        if self.channels > 1:  # the 2.5 also reports its supply voltage
+            meters["voltage"] = VOLTAGE
+        return meters
+
     def _relay1(self, channel: int) -> dict[str, Any]:
         return {
             "ison": self.relays[channel],
@@ -96,25 +155,8 @@ class ShellySimulator(HttpSimulator):
                 self.apply(channel, not self.relays[channel] if turn == "toggle" else turn == "on")
             return Reply(compact(self._relay1(channel)))
         if path == "/status":
-            return Reply(
-                compact(
-                    {
-                        "mac": mac(self),
-                        "relays": [self._relay1(ch) for ch in self.relays],
-                        "meters": [
-                            {
-                                "power": 24.2 if on else 0.0,
-                                "overpower": 0.0,
-                                "is_valid": True,
-                                "timestamp": 0,
-                                "counters": [0.0, 0.0, 0.0],
-                                "total": 0,
-                            }
-                            for on in self.relays.values()
-                        ],
-                    }
-                )
-            )
+            status = {"mac": mac(self), "relays": [self._relay1(ch) for ch in self.relays]}
+            return Reply(compact({**status, **self._gen1_meters()}))
         return self.not_found()
 
     # -- Gen2+ JSON-RPC
