@@ -70,9 +70,24 @@ async def test_gen2_readings_are_the_meters(sims: Sims, device: MakeDevice) -> N
     assert await dev.measure(1) == Measurement(VOLTAGE, CURRENT_ON)
 
 
-async def test_no_readings_without_a_meter(sims: Sims, device: MakeDevice) -> None:
-    for sim in (sims(ShellySimulator, generation=1), sims(ShellySimulator, metering=False)):
-        dev = device("shelly", host=sim.address)
+async def test_gen1_3em_readings_are_its_emeter(sims: Sims, device: MakeDevice) -> None:
+    sim = sims(ShellySimulator, generation=1, emeter=True)
+    dev = device("shelly", host=sim.address)
+    assert await dev.measure(1) == Measurement(VOLTAGE, 0.0)
+    await dev.switch(1, True)
+    assert await dev.measure(1) == Measurement(VOLTAGE, CURRENT_ON)
+
+
+async def test_no_readings_without_a_meter_of_voltage_and_current(
+    sims: Sims, device: MakeDevice
+) -> None:
+    for sim in (
+        sims(ShellySimulator, generation=1),  # 1PM: power only
+        sims(ShellySimulator, generation=1, channels=2),  # 2.5: power, supply voltage
+        sims(ShellySimulator, generation=1, metering=False),  # Shelly 1
+        sims(ShellySimulator, metering=False),
+    ):
+        dev = device("shelly", host=sim.address, channels=sim.channels)
         with pytest.raises(NotSupportedError):
             await dev.measure(1)
 

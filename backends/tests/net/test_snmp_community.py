@@ -15,9 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from labpower.backends.net.address import Address
 from labpower.backends.net.snmp_community import (
+    FIRST_ID,
+    LAST_ID,
     MAX_STRING,
     CommunitySession,
+    Encoded,
     NotOurs,
+    build_request,
     decode_response,
     encode_request,
 )
@@ -66,6 +70,27 @@ def test_requests_carry_what_was_asked(value: int | None, version: str) -> None:
         assert all(isinstance(v, type(model.Null())) for _, v in bindings)
     else:
         assert [int(v) for _, v in bindings] == [value, value]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    request_id=st.integers(FIRST_ID, LAST_ID),
+    version=st.sampled_from(["1", "2c"]),
+    community=st.binary(min_size=0, max_size=40),
+    value=st.none() | st.integers(-(2**31), 2**31 - 1),
+    count=st.integers(1, 8),
+)
+def test_a_kept_request_is_what_pysnmp_encodes_with_that_id(
+    request_id: int, version: str, community: bytes, value: int | None, count: int
+) -> None:
+    """A session sends a request encoded once with a new id's bytes put in: byte for byte
+    the message pysnmp encodes with that id (whatever the community, OIDs and values hold,
+    the four bytes of the id included)."""
+    op = "get" if value is None else "set"
+    pairs = [(f"{OID}.{n}", value) for n in range(count)]
+    message = build_request(version, community, op, pairs)  # type: ignore[arg-type]
+    kept = Encoded(version, message)  # type: ignore[arg-type]
+    assert kept.with_id(request_id) == encode_request(version, community, request_id, op, pairs)  # type: ignore[arg-type]
 
 
 def test_a_request_for_a_bad_oid_is_refused() -> None:
