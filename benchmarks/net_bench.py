@@ -219,13 +219,21 @@ def community_file(directory: Path) -> str:
 
 
 def interleaved(
-    calls: int, warmup: int, bare: Callable[[int, bool], None], lab: Callable[[bool], None]
-) -> tuple[list[float], list[float]]:
+    calls: int,
+    warmup: int,
+    bare: Callable[[int, bool], None],
+    lab: Callable[[bool], None],
+    daemon: Labpowerd,
+) -> tuple[list[float], list[float], float]:
     """Seconds per call of ``bare(i, on)`` and of ``lab(on)``, one after the other for each
     ``i`` (on and off in turn), after ``warmup`` of each: a simulator whose speed drifts
-    (the machine's load, its own caches) moves both alike."""
+    (the machine's load, its own caches) moves both alike. Also the CPU seconds ``daemon``
+    used over the timed calls."""
     bare_times, lab_times = [], []
+    cpu = 0.0
     for i in range(warmup + calls):
+        if i == warmup:
+            cpu = daemon.cpu_seconds()
         on = i % 2 == 0
         started = time.perf_counter()
         bare(i, on)
@@ -235,7 +243,7 @@ def interleaved(
         if i >= warmup:
             bare_times.append(middle - started)
             lab_times.append(ended - middle)
-    return bare_times, lab_times
+    return bare_times, lab_times, daemon.cpu_seconds() - cpu
 
 
 def lab_switch(client: Client) -> Callable[[bool], None]:
@@ -250,11 +258,19 @@ def lab_switch(client: Client) -> Callable[[bool], None]:
 
 
 def overhead_figures(
-    key: str, label: str, lab_times: list[float], bare_times: list[float]
+    key: str, label: str, lab_times: list[float], bare_times: list[float], cpu: float
 ) -> list[Figure]:
+    """The medians, their difference, and the daemon's CPU time per call (``cpu``: seconds
+    over all the calls): what a loaded machine moves least."""
     lab_ms, bare_ms = statistics.median(lab_times) * 1e3, statistics.median(bare_times) * 1e3
     name = f"{key}_overhead_median_ms"
     return [
+        Figure(
+            f"net.{key}_daemon_cpu_ms",
+            f"{label}: the daemon's CPU time per call",
+            cpu / len(lab_times) * 1e3,
+            "ms",
+        ),
         Figure(f"net.{key}_bare_median_ms", f"{label}: bare protocol, median", bare_ms, "ms"),
         Figure(f"net.{key}_labpower_median_ms", f"{label}: through labpower", lab_ms, "ms"),
         Figure(
@@ -283,11 +299,13 @@ def http_overhead(directory: Path, kind: str, calls: int, warmup: int) -> list[F
                 daemon(directory / f"http-{kind}", config) as (lab, _),
                 Client(lab.socket, timeout=30) as client,
             ):
-                bare_times, lab_times = interleaved(calls, warmup, bare, lab_switch(client))
+                bare_times, lab_times, cpu = interleaved(
+                    calls, warmup, bare, lab_switch(client), lab
+                )
         finally:
             raw.close()
     label = f"network: {kind} switch + read-back"
-    return overhead_figures(f"http_{kind}", label, lab_times, bare_times)
+    return overhead_figures(f"http_{kind}", label, lab_times, bare_times, cpu)
 
 
 def snmp_overhead(directory: Path, calls: int, warmup: int) -> list[Figure]:
@@ -325,8 +343,9 @@ def snmp_overhead(directory: Path, calls: int, warmup: int) -> list[Figure]:
             daemon(directory / "snmp", config) as (lab, _),
             Client(lab.socket, timeout=30) as client,
         ):
-            bare_times, lab_times = interleaved(calls, warmup, bare, lab_switch(client))
-    return overhead_figures("snmp", "network: SNMP (eaton) SET + GET", lab_times, bare_times)
+            bare_times, lab_times, cpu = interleaved(calls, warmup, bare, lab_switch(client), lab)
+    label = "network: SNMP (eaton) SET + GET"
+    return overhead_figures("snmp", label, lab_times, bare_times, cpu)
 
 
 # -- 32 PDUs at once
@@ -394,7 +413,9 @@ def concurrency(directory: Path) -> list[Figure]:
                 one = time.perf_counter() - started
                 for o in range(1, OUTLETS + 1):
                     client.off(f"p0o{o}")
+            cpu = lab.cpu_seconds()
             total = at_once(_switch_pdu, (lab.socket,))
+            cpu = lab.cpu_seconds() - cpu
         # the rig alone: the same switches from bare clients, one PDU, then all at once
         raw = RawHttp(addresses[0])
         try:
@@ -416,6 +437,12 @@ def concurrency(directory: Path) -> list[Figure]:
             "net.concurrent_all_s",
             f"network: {PDUS} PDUs x {OUTLETS} outlets by {PDUS} clients at once",
             total,
+            "s",
+        ),
+        Figure(
+            "net.concurrent_daemon_cpu_s",
+            "network: the daemon's CPU time over those switches",
+            cpu,
             "s",
         ),
         Figure(
