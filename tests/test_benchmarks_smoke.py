@@ -64,9 +64,15 @@ NET_FIGURES = {
         *(
             f"{kind}_{what}"
             for kind in ("http_gude", "http_shelly", "snmp")
-            for what in ("bare_median_ms", "labpower_median_ms", "overhead_median_ms")
+            for what in (
+                "bare_median_ms",
+                "labpower_median_ms",
+                "overhead_median_ms",
+                "daemon_cpu_ms",
+            )
         ),
         "concurrent_one_s",
+        "concurrent_daemon_cpu_s",
         "concurrent_all_s",
         "concurrent_ratio",
         "concurrent_bare_ratio",
