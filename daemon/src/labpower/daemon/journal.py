@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import anyio
 from labpower.client.escape import escape
-from labpower.daemon.logbus import MESSAGE_LIMIT
+from labpower.daemon.logbus import MESSAGE_LIMIT, EntryWriter
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 SYSLOG_IDENTIFIER = "labpowerd"
@@ -101,19 +101,32 @@ def entry_of(record: logging.LogRecord) -> Mapping[str, Any]:
 
 def fields(record: logging.LogRecord, message: str) -> dict[str, str]:
     """The journal fields of one record (upper-case names; journald drops the rest)."""
+    code = None
+    if record.lineno:  # the daemon turns off collecting callers (logging._srcfile)
+        code = (record.pathname, record.lineno, record.funcName)
+    return entry_fields(entry_of(record), record.levelno, record.name, message, code)
+
+
+def entry_fields(
+    entry: Mapping[str, Any],
+    levelno: int,
+    logger: str,
+    message: str,
+    code: tuple[str, int, str] | None = None,
+) -> dict[str, str]:
+    """The journal fields of one entry of ``logger`` (``code``: the file, line and function
+    that logged it, where known)."""
     out = {
         "MESSAGE": message,
-        "PRIORITY": str(priority(record.levelno)),
+        "PRIORITY": str(priority(levelno)),
         "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
-        "LOGGER": record.name,
+        "LOGGER": logger,
         "LABPOWER_RUN": RUN_ID,
     }
-    if record.lineno:  # the daemon turns off collecting callers (logging._srcfile)
-        out.update(
-            CODE_FILE=record.pathname, CODE_LINE=str(record.lineno), CODE_FUNC=record.funcName
-        )
+    if code is not None:
+        out.update(CODE_FILE=code[0], CODE_LINE=str(code[1]), CODE_FUNC=code[2])
     # the caller comes with the bus entry: the record may be written after the call ended
-    for key, value in entry_of(record).items():
+    for key, value in entry.items():
         name = _ENTRY_FIELDS.get(key)
         if name is not None and value is not None:
             out[name] = str(value)
@@ -208,9 +221,13 @@ def choose_target(wanted: LogTarget) -> Literal["journal", "stderr"]:
 
 def stderr_line(record: logging.LogRecord, message: str) -> str:
     """``level: target: message`` (the device where there is no target)."""
-    entry = entry_of(record)
+    return entry_line(entry_of(record), record.levelno, message)
+
+
+def entry_line(entry: Mapping[str, Any], levelno: int, message: str) -> str:
+    """:func:`stderr_line` of an entry."""
     where = entry.get("target") or entry.get("device")
-    level = record.levelname.lower()
+    level = logging.getLevelName(levelno).lower()
     return f"{level}: {where}: {message}" if where else f"{level}: {message}"
 
 
@@ -258,8 +275,13 @@ def _call_soon_function() -> Callable[[Callable[[], None]], object]:
         return trio.lowlevel.current_trio_token().run_sync_soon
 
 
-class LogOutput(logging.Handler):
-    """Writes every record to journald or stderr (see the module docstring)."""
+#: An entry the bus published without a record: (entry, level number, logger name).
+_Direct = tuple[dict[str, Any], int, str]
+
+
+class LogOutput(EntryWriter):
+    """Writes every record, and every entry the bus publishes without one
+    (:meth:`write_entry`), to journald or stderr (see the module docstring)."""
 
     def __init__(
         self, target: Literal["journal", "stderr"], journal_socket: str = JOURNAL_SOCKET
@@ -271,15 +293,15 @@ class LogOutput(logging.Handler):
         #: entries journald could not take, written to stderr instead
         self.fallbacks = 0
         self._outage: str | None = None
-        # Entries journald's full queue could not take yet: (datagram, record, message), in
-        # order. Guarded by _lock, like _outage: records logged off the loop's thread are
-        # written at once, from their own thread.
-        self._held: deque[tuple[bytes, logging.LogRecord, str]] = deque()
+        # Entries journald's full queue could not take yet: (datagram, the line stderr gets
+        # if they never reach journald), in order. Guarded by _lock, like _outage: records
+        # logged off the loop's thread are written at once, from their own thread.
+        self._held: deque[tuple[bytes, str]] = deque()
         self._lock = threading.Lock()
         # While run() runs, records logged on the event loop's thread are written after the
         # call being served has sent its reply (see run()); elsewhere, at once.
         self._loop_thread: int | None = None
-        self._pending: list[logging.LogRecord] = []
+        self._pending: list[logging.LogRecord | _Direct] = []
         self._flush_scheduled = False
         self._call_soon: Callable[[Callable[[], None]], object] = _no_loop
         self._wakeup: anyio.Event | None = None
@@ -288,13 +310,24 @@ class LogOutput(logging.Handler):
         # Skip logging.Handler's lock: sends are single datagrams, outage state has its own.
         if self.filter(record):
             if self._loop_thread == threading.get_ident():
-                self._pending.append(record)
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self._call_soon(self._scheduled_flush)
+                self._defer(record)
             else:
                 self.emit(record)
         return True
+
+    def write_entry(self, entry: dict[str, Any], levelno: int, logger: str) -> None:
+        """Write an entry the bus published without a record (on the loop's thread: the
+        bus publishes there only); its message is escaped already."""
+        if self._loop_thread == threading.get_ident():
+            self._defer((entry, levelno, logger))
+        else:
+            self._write(entry, levelno, logger, entry["message"], None)
+
+    def _defer(self, item: logging.LogRecord | _Direct) -> None:
+        self._pending.append(item)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._call_soon(self._scheduled_flush)
 
     async def run(self) -> None:
         """While this runs, records logged on its event loop are written by a callback the
@@ -334,12 +367,22 @@ class LogOutput(logging.Handler):
         pending, self._pending = self._pending, []
         if self.journal is None and len(pending) > 1:
             # on stderr, a switch's lines go out in one write
-            lines = [stderr_line(r, m) for r in pending if (m := self._message(r)) is not None]
+            lines = []
+            for item in pending:
+                if isinstance(item, tuple):
+                    entry, levelno, _ = item
+                    lines.append(entry_line(entry, levelno, entry["message"]))
+                elif (message := self._message(item)) is not None:
+                    lines.append(stderr_line(item, message))
             if lines:
                 self.stderr.write("\n".join(lines))
             return
-        for record in pending:
-            self.emit(record)
+        for item in pending:
+            if isinstance(item, tuple):
+                entry, levelno, logger = item
+                self._write(entry, levelno, logger, entry["message"], None)
+            else:
+                self.emit(item)
 
     def _message(self, record: logging.LogRecord) -> str | None:
         """The record's message as written: one line, escaped; None if it cannot be
@@ -363,8 +406,20 @@ class LogOutput(logging.Handler):
         message = self._message(record)
         if message is None:
             return
+        code = (record.pathname, record.lineno, record.funcName) if record.lineno else None
+        self._write(entry_of(record), record.levelno, record.name, message, code)
+
+    def _write(
+        self,
+        entry: Mapping[str, Any],
+        levelno: int,
+        logger: str,
+        message: str,
+        code: tuple[str, int, str] | None,
+    ) -> None:
+        """One entry to journald, held while its queue is full, or to stderr."""
         if self.journal is not None:
-            datagram = encode(fields(record, message))
+            datagram = encode(entry_fields(entry, levelno, logger, message, code))
             with self._lock:
                 try:
                     self._send_held()  # what came first goes first
@@ -372,7 +427,7 @@ class LogOutput(logging.Handler):
                 except OSError as exc:
                     busy = exc.errno in _BUSY
                     if busy and len(self._held) < BACKLOG:
-                        self._held.append((datagram, record, message))
+                        self._held.append((datagram, entry_line(entry, levelno, message)))
                         self._notice(_describe(exc), f"holding up to {BACKLOG} until it can")
                         return
                     full = f"; {BACKLOG} entries held" if busy else ""
@@ -381,7 +436,7 @@ class LogOutput(logging.Handler):
                 else:
                     self._recovered()
                     return
-        self.stderr.write(stderr_line(record, message))
+        self.stderr.write(entry_line(entry, levelno, message))
 
     def _send_held(self) -> None:
         """Offer held entries to journald, oldest first. Called with _lock held.
@@ -406,9 +461,9 @@ class LogOutput(logging.Handler):
 
     def _held_to_stderr(self) -> None:
         while self._held:
-            _, record, message = self._held.popleft()
+            _, line = self._held.popleft()
             self.fallbacks += 1
-            self.stderr.write(stderr_line(record, message))
+            self.stderr.write(line)
 
     def _notice(self, reason: str, action: str) -> None:
         """One notice on stderr per outage (and per change of its reason)."""

@@ -34,7 +34,7 @@ from labpower.daemon.access import Leases, check_readable, readable
 from labpower.daemon.api import ApiError
 from labpower.daemon.config import Config, TargetConfig
 from labpower.daemon.connection import Connection
-from labpower.daemon.logbus import CallContext, current_call, rfc3339
+from labpower.daemon.logbus import CallContext, current_call, log_entry, rfc3339
 from labpower.daemon.shared import SharedReads
 from labpower.daemon.state import Remembered, StateStore
 from labpower.daemon.stats import SwitchStats
@@ -87,6 +87,19 @@ class TargetState:
             self.verified = False
         if commanded is not None and self.state != before:
             self.since = rfc3339(time.time())
+
+
+def _api_error(t: TargetState, exc: BackendError, device: str | None = None) -> ApiError:
+    """A backend error as the interface's error (``device``: the name to report, when not
+    the target's device)."""
+    name = t.device.name if device is None else device
+    if isinstance(exc, HardwareTimeout):
+        return ApiError("Timeout", target=t.name, seconds=exc.seconds)
+    if isinstance(exc, DeviceUnavailableError):
+        return ApiError("DeviceUnavailable", device=name, reason=str(exc))
+    if isinstance(exc, NotSupportedError):
+        return ApiError("NotSupported", target=t.name, operation=exc.operation)
+    return ApiError("DeviceError", device=name, reason=str(exc))
 
 
 def _who(ctx: CallContext | None) -> str:
@@ -156,17 +169,10 @@ class Lab:
     def _hardware(self, t: TargetState, device: str | None = None) -> Iterator[None]:
         """Backend errors as the interface's errors; ``device``: the name to report, when
         not the target's device (its meter)."""
-        name = t.device.name if device is None else device
         try:
             yield
-        except HardwareTimeout as exc:
-            raise ApiError("Timeout", target=t.name, seconds=exc.seconds) from exc
-        except DeviceUnavailableError as exc:
-            raise ApiError("DeviceUnavailable", device=name, reason=str(exc)) from exc
-        except NotSupportedError as exc:
-            raise ApiError("NotSupported", target=t.name, operation=exc.operation) from exc
         except BackendError as exc:
-            raise ApiError("DeviceError", device=name, reason=str(exc)) from exc
+            raise _api_error(t, exc, device) from exc
 
     # -- who may read
     def read_policy(self, target: TargetConfig) -> str:
@@ -341,8 +347,12 @@ class Lab:
             await self._save_intent(t, wanted, ctx, where)
         started = time.monotonic()
         try:
-            with self._hardware(t):
+            # not self._hardware(): a generator-based context manager costs a switch more
+            # than the rest of its bookkeeping
+            try:
                 physical = await t.device.switch(t.config.channel, on != t.config.invert)
+            except BackendError as hw:
+                raise _api_error(t, hw) from hw
         except ApiError as exc:
             t.stats.record(op, exc.name, time.monotonic() - started)
             t.state, t.verified = "unknown", False
@@ -373,14 +383,13 @@ class Lab:
             )
             raise ApiError("StateMismatch", target=t.name, expected=wanted, actual=t.state)
         # the audit line: who, what, before, after
-        log.info(
-            "%s by %s: %s -> %s%s",
-            op,
-            who,
-            before,
-            t.state,
-            "" if t.verified else " (not verified)",
-            extra={**where, "state": t.state, "before": before},
+        log_entry(
+            log,
+            logging.INFO,
+            f"{op} by {who}: {before} -> {t.state}{'' if t.verified else ' (not verified)'}",
+            **where,
+            state=t.state,
+            before=before,
         )
         return t.to_wire(self.leases)
 

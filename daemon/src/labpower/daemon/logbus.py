@@ -10,6 +10,14 @@ Every subscriber has its own bounded queue of references to pre-encoded reply by
 entry is encoded once and shared by all subscribers): the producer never waits for a
 subscriber, a slow subscriber never slows another, and one that falls behind by more than its
 limit gets an explicit "N entries dropped" entry instead of silent loss.
+
+The entries of every switch (:func:`log_entry`) skip Python logging where nothing but the bus
+and the daemon's own log writers (:class:`EntryWriter`: journald, stderr) would see the
+record: the entry goes straight to the bus and to those writers, with the same fields, the
+same escaping and the same order as a record would have. A LogRecord, its handlers' walk
+and their formatting cost about as much as serving the rest of the call; anywhere else (a
+handler of somebody else's on the way, a logger filter, no bus attached) the entry is an
+ordinary record.
 """
 
 from __future__ import annotations
@@ -71,6 +79,15 @@ class CallContext:
 
 
 current_call: ContextVar[CallContext | None] = ContextVar("labpower_call", default=None)
+
+
+class EntryWriter(logging.Handler):
+    """A handler that also writes entries the bus publishes without a record
+    (:class:`labpower.daemon.journal.LogOutput`)."""
+
+    def write_entry(self, entry: dict[str, Any], levelno: int, logger: str) -> None:
+        """Write ``entry`` (its message escaped already), logged on ``logger``."""
+        raise NotImplementedError
 
 
 _second: list[Any] = [None, ""]
@@ -199,15 +216,21 @@ class LogBus(logging.Handler):
     # -- lifecycle
     def attach(self) -> None:
         """Start publishing; call from the event loop the subscribers run on."""
+        global _attached
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         for name in SOURCES:
             logging.getLogger(name).addHandler(self)
+        _attached = self
 
     def detach(self) -> None:
+        global _attached
         for name in SOURCES:
             logging.getLogger(name).removeHandler(self)
         self._token = None
+        self._loop_thread = None
+        if _attached is self:
+            _attached = None
 
     # -- logging.Handler
     def handle(self, record: logging.LogRecord) -> bool:
@@ -230,26 +253,45 @@ class LogBus(logging.Handler):
             ctx.last_seq = seq
 
     def _publish(self, record: logging.LogRecord, ctx: CallContext | None) -> int:
-        self.seq = seq = self.seq + 1
-        entry: dict[str, Any] = {
-            "time": rfc3339(record.created),
-            "level": level_name(record.levelno),
-            # what the record quotes from clients is escaped; escaping again changes nothing
-            "message": escape(record.getMessage(), MESSAGE_LIMIT),
-            "seq": seq,
-        }
+        # what the record quotes from clients is escaped; escaping again changes nothing
+        entry = self._entry(
+            record.created, record.levelno, escape(record.getMessage(), MESSAGE_LIMIT), ctx
+        )
         extra = record.__dict__
-        if ctx is not None:
-            for key in ("target", "device", "channel", "op"):
-                value = getattr(ctx, key)
-                if value is not None:
-                    entry[key] = value
-            if ctx.uid is not None and ctx.uid >= 0:
-                entry["client_uid"], entry["client_pid"] = ctx.uid, ctx.pid
         for key in _RECORD_FIELDS:
             if key in extra and extra[key] is not None:
                 entry[key] = extra[key]
-        levelno = record.levelno
+        self._fan_out(entry, record.levelno)
+        for sink in self.sinks:
+            sink(entry, record)
+        return entry["seq"]  # type: ignore[no-any-return]  # set by _entry
+
+    def _entry(
+        self, created: float, levelno: int, message: str, ctx: CallContext | None
+    ) -> dict[str, Any]:
+        """A new entry with the next seq, and the fields of the call being served."""
+        self.seq = seq = self.seq + 1
+        entry: dict[str, Any] = {
+            "time": rfc3339(created),
+            "level": level_name(levelno),
+            "message": message,
+            "seq": seq,
+        }
+        if ctx is not None:
+            if ctx.target is not None:
+                entry["target"] = ctx.target
+            if ctx.device is not None:
+                entry["device"] = ctx.device
+            if ctx.channel is not None:
+                entry["channel"] = ctx.channel
+            if ctx.op is not None:
+                entry["op"] = ctx.op
+            if ctx.uid is not None and ctx.uid >= 0:
+                entry["client_uid"], entry["client_pid"] = ctx.uid, ctx.pid
+        return entry
+
+    def _fan_out(self, entry: dict[str, Any], levelno: int) -> None:
+        """Into the history, and to every subscriber that wants it."""
         if self._keep_history:
             self.history.append((entry, levelno))
         data = b""
@@ -257,11 +299,57 @@ class LogBus(logging.Handler):
             if sub.wants(entry, levelno):
                 # encoded once, shared by every subscriber that wants it
                 data = data or encode_reply({"entry": entry}, continues=True)
-                if not sub.push(data, seq):
+                if not sub.push(data, entry["seq"]):
                     self.dropped += 1
-        for sink in self.sinks:
-            sink(entry, record)
-        return seq
+
+    def writers_for(self, logger: logging.Logger, levelno: int) -> list[EntryWriter] | None:
+        """The daemon's writers that a record of ``logger`` at ``levelno`` would reach, when
+        they and this bus are all it would reach (on the loop's thread); None when the
+        record must be made: another handler, a filter, or a thread of its own."""
+        if (
+            self._loop_thread != threading.get_ident()
+            or not logger.isEnabledFor(levelno)
+            or logger.filters
+        ):
+            return None
+        writers: list[EntryWriter] = []
+        seen_bus = False
+        node: logging.Logger | None = logger
+        while node is not None:
+            for handler in node.handlers:
+                if handler.level > levelno or handler.filters:
+                    return None
+                if handler is self:
+                    seen_bus = True
+                elif isinstance(handler, EntryWriter):
+                    writers.append(handler)
+                else:
+                    return None
+            if not node.propagate:
+                break
+            node = node.parent
+        return writers if seen_bus else None
+
+    def publish(
+        self,
+        writers: list[EntryWriter],
+        logger: str,
+        levelno: int,
+        message: str,
+        fields: dict[str, Any],
+    ) -> None:
+        """An entry without a record (see :func:`log_entry`); ``message`` is escaped here."""
+        ctx = current_call.get()
+        entry = self._entry(time.time(), levelno, escape(message, MESSAGE_LIMIT), ctx)
+        for key in _RECORD_FIELDS:
+            value = fields.get(key)
+            if value is not None:
+                entry[key] = value
+        self._fan_out(entry, levelno)
+        for writer in writers:
+            writer.write_entry(entry, levelno, logger)
+        if ctx is not None:
+            ctx.last_seq = entry["seq"]
 
     # -- readers
     def past(
@@ -271,3 +359,20 @@ class LogBus(logging.Handler):
         probe = Subscriber(targets, level)
         found = [e for e, levelno in self.history if probe.wants(e, levelno)]
         return found[-limit:] if limit else found
+
+
+#: the bus attached last (the daemon's), for :func:`log_entry`
+_attached: LogBus | None = None
+
+
+def log_entry(logger: logging.Logger, levelno: int, message: str, **fields: Any) -> None:
+    """Log ``message`` (not a format string: written as it is, escaped) with ``fields`` as
+    the entry's fields (``extra=`` of a record). The daemon's per-switch lines come here: on
+    the daemon's loop, where only the bus and the daemon's writers would see the record, the
+    entry is published without one (see the module docstring)."""
+    bus = _attached
+    writers = None if bus is None else bus.writers_for(logger, levelno)
+    if writers is None or bus is None:
+        logger.log(levelno, "%s", message, extra=fields)
+    else:
+        bus.publish(writers, logger.name, levelno, message, fields)
