@@ -37,10 +37,10 @@ class _AsyncConnection:
     def idle(self) -> bool:
         return self.protocol.state is State.IDLE
 
-    async def send(self, call: Call) -> None:
+    async def send(self, call: Call, encoded: bytes | None = None) -> None:
         """:raises LocalProtocolError: not allowed now (nothing was sent).
         :raises DaemonUnreachable: the daemon went away."""
-        data = self.protocol.send(call)
+        data = self.protocol.send(call, encoded)
         try:
             await self.stream.send(data)
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
@@ -123,7 +123,11 @@ class AsyncClient:
         """Send one call and return its reply's parameters (see :meth:`Client.call`)."""
         return dict(await self._run(call, p.check))
 
-    async def _run(self, call: Call, parse: Callable[[Reply], T]) -> T:
+    async def _run(
+        self, call: Call, parse: Callable[[Reply], T], encoded: bytes | None = None
+    ) -> T:
+        """One call, one reply, parsed (``encoded``: the call's bytes, where the caller has
+        them); a connection that failed is dropped (the next call opens a new one)."""
         p.refuse_more(call)
         async with self._lock:
             conn = self._conn
@@ -137,7 +141,7 @@ class AsyncClient:
                 conn = self._conn = await _AsyncConnection.open(self.path)
             try:
                 with anyio.fail_after(self.timeout):
-                    await conn.send(call)
+                    await conn.send(call, encoded)
                     if call.oneway:
                         return parse(Reply())
                     return parse(await conn.receive())
@@ -173,7 +177,7 @@ class AsyncClient:
         def parse(reply: Reply) -> T:
             return op.parse(p.check(reply))
 
-        return await self._run(op.call, parse)
+        return await self._run(op.call, parse, op.wire)
 
     async def _switch(self, op: p.Op[tuple[Target, int]]) -> Target:
         target, seq = await self._op(op)

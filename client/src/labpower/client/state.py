@@ -123,15 +123,16 @@ class ClientConnection(_Side):
         super().__init__(max_size)
         self._messages: deque[dict[str, Any]] = deque()
 
-    def send(self, call: Call) -> bytes:
-        """The bytes of ``call``, which the connection now waits to be answered.
+    def send(self, call: Call, encoded: bytes | None = None) -> bytes:
+        """The bytes of ``call``, which the connection now waits to be answered
+        (``encoded``: ``wire.encode(call)``, where the caller has it already).
 
         :raises LocalProtocolError: a call is already waiting for its replies, or the
             connection failed or was closed; or the call cannot be encoded.
         """
         if self.state is not State.IDLE:
             raise self._refuse(f"send {call.method}")
-        data = encode(call)
+        data = encode(call) if encoded is None else encoded
         if call.more:
             self.state = State.AWAITING_MORE
         elif not call.oneway:

@@ -17,7 +17,7 @@ from labpower.client.errors import DaemonUnreachable, RemoteProtocolError
 from labpower.client.handles import Handle
 from labpower.client.state import RECEIVE_SIZE, ClientConnection, State
 from labpower.client.timing import BUSY_WAIT, ReplyPoller
-from labpower.client.transport import connect
+from labpower.client.transport import connect, kernel_timeout
 from labpower.client.wire import Call, Reply
 
 # typing, contextlib and collections are not imported at run time (see frozen.py and
@@ -57,18 +57,23 @@ class _Connection:
         # Polling needs a socket whose fd is non-blocking: a socket with a timeout is
         # (Python polls it), a blocking one (timeout None) would block in os.read.
         self.poller: ReplyPoller | None = None
-        if busy_wait > 0 and isinstance(self.sock, _socket.socket) and timeout is not None:
-            self.poller = ReplyPoller(self.sock.fileno(), busy_wait)
+        if isinstance(self.sock, _socket.socket):
+            if busy_wait > 0 and timeout is not None:
+                self.poller = ReplyPoller(self.sock.fileno(), busy_wait)
+            else:
+                kernel_timeout(self.sock, timeout)
 
     @property
     def idle(self) -> bool:
         """No call waits for replies: the connection can take the next call."""
         return self.protocol.state is State.IDLE
 
-    def send(self, call: Call) -> None:
-        """:raises LocalProtocolError: the call is not allowed now (nothing was sent).
+    def send(self, call: Call, encoded: bytes | None = None) -> None:
+        """``encoded``: the call's bytes, where the caller has them (``Op.wire``).
+
+        :raises LocalProtocolError: the call is not allowed now (nothing was sent).
         :raises DaemonUnreachable: the daemon went away."""
-        data = self.protocol.send(call)
+        data = self.protocol.send(call, encoded)
         try:
             self.sock.sendall(data)
         except OSError as exc:
@@ -95,7 +100,7 @@ class _Connection:
             while reply is None:
                 try:
                     data = self.sock.recv(RECEIVE_SIZE)
-                except TimeoutError as exc:
+                except (TimeoutError, BlockingIOError) as exc:  # Python's or the kernel's
                     raise DaemonUnreachable(self.path, "no reply in time") from exc
                 except OSError as exc:
                     raise DaemonUnreachable(self.path, f"receive failed: {exc}") from exc
@@ -192,9 +197,9 @@ class Client:
         """
         return dict(self._run(call, p.check))
 
-    def _run(self, call: Call, parse: Callable[[Reply], T]) -> T:
+    def _run(self, call: Call, parse: Callable[[Reply], T], encoded: bytes | None = None) -> T:
         """One call, one reply, parsed; a connection that failed is dropped (the next call
-        opens a new one)."""
+        opens a new one). ``encoded``: the call's bytes, where the caller has them."""
         p.refuse_more(call)
         with self._lock:
             conn = self._conn
@@ -206,7 +211,7 @@ class Client:
             if conn is None:
                 conn = self._conn = _Connection(self.path, self.timeout, self.busy_wait)
             try:
-                conn.send(call)
+                conn.send(call, encoded)
                 if call.oneway:
                     return parse(Reply())
                 return parse(conn.receive())
@@ -236,7 +241,7 @@ class Client:
         def parse(reply: Reply) -> T:
             return op.parse(p.check(reply))
 
-        return self._run(op.call, parse)
+        return self._run(op.call, parse, op.wire)
 
     def _switch(self, op: p.Op[tuple[Target, int]]) -> Target:
         target, seq = self._op(op)

@@ -180,6 +180,27 @@ def connect(address: str, timeout: float | None) -> Channel:
     return sock
 
 
+def kernel_timeout(sock: _socket.socket, timeout: float | None) -> None:
+    """Make ``sock`` blocking, with ``timeout`` kept by the kernel (SO_RCVTIMEO and
+    SO_SNDTIMEO; None: no timeout) rather than by Python.
+
+    Python keeps a socket's timeout by polling before every send and receive: two system
+    calls more per call to the daemon, the poll a sleep and a wake-up of its own. With the
+    kernel's timeout a receive that finds nothing in time raises :class:`BlockingIOError`
+    (EAGAIN) instead of :class:`TimeoutError`.
+    """
+    sock.settimeout(None)
+    if timeout is None:
+        return
+    import _struct
+
+    seconds = int(timeout)
+    microseconds = max(int((timeout - seconds) * 1e6), 1 if seconds == 0 else 0)
+    timeval = _struct.pack("@ll", seconds, microseconds)  # struct timeval
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, timeval)
+
+
 def relay(stdin: int, stdout: int, sock: socket.socket) -> None:
     """Copy bytes both ways between two file descriptors and a socket until the socket
     closes, or either side breaks (``labpower bridge``, the far end of ``ssh://``
