@@ -255,6 +255,7 @@ class AsyncioConnection(Connection):
 
     __slots__ = (
         "_drain",
+        "_loop",
         "_waiter",
         "buffered",
         "eof",
@@ -268,6 +269,8 @@ class AsyncioConnection(Connection):
 
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(sock)
+        # asking for the running loop is a getpid() system call each time (CPython 3.11)
+        self._loop = asyncio.get_running_loop()
         self.protocol = _Protocol(self)
         self.transport: asyncio.Transport
         self.received: list[bytes] = []
@@ -292,7 +295,7 @@ class AsyncioConnection(Connection):
     async def wait_input(self) -> None:
         if self.received or self.eof:
             return
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
         try:
             await self._waiter
         finally:
@@ -324,7 +327,7 @@ class AsyncioConnection(Connection):
             raise BrokenPipeError("connection closed")
         self.transport.write(data)
         while self.writing_paused and self.lost is None:
-            self._drain = asyncio.get_running_loop().create_future()
+            self._drain = self._loop.create_future()
             try:
                 await self._drain
             finally:

@@ -34,6 +34,7 @@ from labpower.daemon.access import Leases, check_readable, readable
 from labpower.daemon.api import ApiError
 from labpower.daemon.config import Config, TargetConfig
 from labpower.daemon.connection import Connection
+from labpower.daemon.locks import FairLock
 from labpower.daemon.logbus import CallContext, current_call, log_entry, rfc3339
 from labpower.daemon.shared import SharedReads
 from labpower.daemon.state import Remembered, StateStore
@@ -50,7 +51,7 @@ class TargetState:
     verified: bool = False
     since: str | None = None
     #: serialises operations on the target (a cycle holds it through its off-time)
-    lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
+    lock: FairLock = field(default_factory=FairLock)
     #: its switches, for monitoring (:mod:`labpower.daemon.stats`)
     stats: SwitchStats = field(default_factory=SwitchStats)
 
