@@ -110,16 +110,18 @@ class Call(Frozen):
         :raises RemoteProtocolError: it is not a well-formed call.
         """
         method = msg.get("method")
-        params = msg.get("parameters", {})
+        params = msg.get("parameters")
         if params is None:
             params = {}
-        flags = [msg.get(k, False) for k in ("more", "oneway", "upgrade")]
+        more = msg.get("more", False)
+        oneway = msg.get("oneway", False)
+        upgrade = msg.get("upgrade", False)
         if not isinstance(method, str) or not isinstance(params, dict):
             raise RemoteProtocolError("a call needs a string 'method' and object 'parameters'")
-        if not all(isinstance(f, bool) for f in flags):
+        if not (isinstance(more, bool) and isinstance(oneway, bool) and isinstance(upgrade, bool)):
             raise RemoteProtocolError("'more', 'oneway' and 'upgrade' must be booleans")
         try:
-            return cls(method, params, *flags)
+            return cls(method, params, more, oneway, upgrade)
         except LocalProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from None
 

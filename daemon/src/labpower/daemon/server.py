@@ -228,7 +228,9 @@ class Server:
         try:
             while data := await conn.receive():
                 protocol.receive_data(data)
-                charged = budget.charge(charged, protocol.pending, uid)
+                pending = protocol.pending
+                if pending or charged:  # nothing to charge for whole calls (the usual case)
+                    charged = budget.charge(charged, pending, uid)
                 while (call := protocol.next_call()) is not None:
                     conn.pipelined = protocol.pipelined
                     await self._dispatch(call, conn)
