@@ -373,6 +373,6 @@ def log_entry(logger: logging.Logger, levelno: int, message: str, **fields: Any)
     bus = _attached
     writers = None if bus is None else bus.writers_for(logger, levelno)
     if writers is None or bus is None:
-        logger.log(levelno, "%s", message, extra=fields)
+        logger.log(levelno, "%s", message, extra=fields, stacklevel=2)
     else:
         bus.publish(writers, logger.name, levelno, message, fields)
