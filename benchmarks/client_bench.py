@@ -4,7 +4,7 @@ Jumpstarter's in-process power driver; the ``labpower`` command's start; the dec
 - ``round trip, no spin``: one blocking ``Client`` alternates On/Off on one mock target of a
   real ``labpowerd`` (as the core round trip), with polling nowhere on the path: the daemon's
   loop sleeps when idle and the client sleeps in ``recv`` (both defaults). Median and p99,
-  and the client's CPU time per call.
+  and the client's and the daemon's CPU time per call (user and system).
 - ``with the client's spin``: the same with ``Client(busy_wait=SUGGESTED_BUSY_WAIT)``;
   ``with the daemon's spin too``: the daemon's event loop also polls when idle (as it did
   by default before; ``Labpowerd(spin=...)``). What each trade buys, and costs in CPU.
@@ -71,16 +71,20 @@ def _round_trips(
 
 
 def _client_rows(
-    path: str, key: str, label: str, busy_wait: float, sizes: tuple[int, int]
+    daemon: Labpowerd, key: str, label: str, busy_wait: float, sizes: tuple[int, int]
 ) -> tuple[list[Figure], float]:
-    with Client(path, busy_wait=busy_wait) as client:
+    daemon_cpu = daemon.cpu_seconds()
+    with Client(daemon.socket, busy_wait=busy_wait) as client:
         us, cpu = _round_trips(lambda on: client.on(TARGET) if on else client.off(TARGET), *sizes)
+    # warm-up calls included: the daemon's time is read around the whole run
+    daemon_us = (daemon.cpu_seconds() - daemon_cpu) / sum(sizes) * 1e6
     median = statistics.median(us)
     limits = (90.0, 250.0) if key == "rt_nospin" else (None, None)
     return [
         Figure(f"{key}_median_us", f"On/Off round trip {label}, median", median, "us", limits[0]),
         Figure(f"{key}_p99_us", f"  {label}: p99", percentile(us, 99), "us", limits[1]),
         Figure(f"{key}_client_cpu_us", f"  {label}: client CPU per call", cpu, "us"),
+        Figure(f"{key}_daemon_cpu_us", f"  {label}: daemon CPU per call", daemon_us, "us"),
     ], median
 
 
@@ -194,11 +198,9 @@ def figures(quick: bool = False) -> list[Figure]:
         daemon = Labpowerd(config, directory)
         daemon.start()
         try:
-            nospin, ours = _client_rows(
-                daemon.socket, "rt_nospin", "(no spin anywhere)", 0.0, sizes
-            )
+            nospin, ours = _client_rows(daemon, "rt_nospin", "(no spin anywhere)", 0.0, sizes)
             client_spin, _ = _client_rows(
-                daemon.socket,
+                daemon,
                 "rt_client_spin",
                 "with the client's spin",
                 SUGGESTED_BUSY_WAIT,
@@ -212,7 +214,7 @@ def figures(quick: bool = False) -> list[Figure]:
         spinning.start()
         try:
             both, _ = _client_rows(
-                spinning.socket,
+                spinning,
                 "rt_both_spin",
                 "with the daemon's spin too",
                 SUGGESTED_BUSY_WAIT,

@@ -46,7 +46,7 @@ CORE_FIGURES = {
 CLIENT_FIGURES = {
     f"{kind}_{what}"
     for kind in ("rt_nospin", "rt_client_spin", "rt_both_spin")
-    for what in ("median_us", "p99_us", "client_cpu_us")
+    for what in ("median_us", "p99_us", "client_cpu_us", "daemon_cpu_us")
 } | {
     "jumpstarter_median_us",
     "jumpstarter_ratio",
