@@ -22,6 +22,7 @@ ordinary record.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -79,6 +80,9 @@ class CallContext:
 
 
 current_call: ContextVar[CallContext | None] = ContextVar("labpower_call", default=None)
+
+#: level_name() of the few levels in use, looked up rather than searched for each entry
+_level_name = functools.lru_cache(maxsize=64)(level_name)
 
 
 class EntryWriter(logging.Handler):
@@ -273,7 +277,7 @@ class LogBus(logging.Handler):
         self.seq = seq = self.seq + 1
         entry: dict[str, Any] = {
             "time": rfc3339(created),
-            "level": level_name(levelno),
+            "level": _level_name(levelno),
             "message": message,
             "seq": seq,
         }
