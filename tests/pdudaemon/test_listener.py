@@ -350,6 +350,7 @@ def stuck_board_lab(tmp_path: Path, delay: float) -> Iterator[tuple[DaemonProces
         assert daemon.stop() == 0
 
 
+@pytest.mark.timing
 def test_a_board_of_unknown_state_does_not_hold_up_other_targets(tmp_path: Path) -> None:
     """List reads boards whose state the daemon does not know; a known name is checked with
     Get of its own target, so a slow, failing board does not delay it."""
@@ -364,7 +365,7 @@ def test_a_board_of_unknown_state_does_not_hold_up_other_targets(tmp_path: Path)
         assert lab.get("b").state == "off"
 
 
-@pytest.mark.xdist_group("timing")
+@pytest.mark.timing
 def test_the_first_request_and_the_first_after_a_reload_skip_an_unknown_board(
     tmp_path: Path,
 ) -> None:

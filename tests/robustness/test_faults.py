@@ -340,6 +340,7 @@ def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
     }
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_hung_board_times_out_at_its_deadline_while_others_keep_switching(
     boards: MakeBoard, tmp_path: Path
