@@ -17,6 +17,7 @@ messages (tests/robustness/test_fuzz.py) instead of its 20,000.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -39,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker
+        _slow_modules_first(items)
     which = config.getoption("--timing-tests")
     if which == "all":
         return
@@ -48,3 +51,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # both phases of ./dev test get the same options: the timing phase writes its JUnit XML
+    # beside the first phase's (name.timing.xml), not over it
+    xml = config.getoption("xmlpath", None)
+    if xml and config.getoption("--timing-tests") == "only":
+        path = Path(xml)
+        config.option.xmlpath = str(path.with_name(f"{path.stem}.timing{path.suffix}"))
+
+
+def _slow_modules_first(items: list[pytest.Item]) -> None:
+    """Put the modules that hold a test marked ``slow`` first, each kept whole and in order.
+
+    --dist loadfile hands modules to the workers in collection order: the minutes-long ones
+    (the fuzzer, the floods, the VM, the .deb) last left one worker busy while the other
+    idled; first, the many short modules fill in beside them.
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the rest keeps its order
