@@ -115,6 +115,7 @@ async def test_not_supported_leaves_the_board_alone() -> None:
     assert not dev.errors  # the board cannot: no failure
 
 
+@pytest.mark.timing
 async def test_deadline_of_a_hung_board() -> None:
     dev = device(timeout=0.05)
     await dev.open()
@@ -129,6 +130,7 @@ async def test_deadline_of_a_hung_board() -> None:
     assert dev.problem == "no answer within 0.05 s"
 
 
+@pytest.mark.timing
 async def test_open_has_a_deadline_too() -> None:
     dev = device(timeout=0.05, delay=10.0)
     start = anyio.current_time()
@@ -168,6 +170,7 @@ async def test_calls_to_one_device_run_one_at_a_time_in_order() -> None:
     ]
 
 
+@pytest.mark.timing
 async def test_different_devices_switch_concurrently() -> None:
     a, b = device(delay=0.1), device(delay=0.1)
     await a.open()

@@ -29,6 +29,7 @@ def test_select_never_returns_before_its_timeout(timeout: float, big_descriptor:
         selector.close()
 
 
+@pytest.mark.timing
 def test_a_ready_descriptor_ends_a_long_select_at_once() -> None:
     selector = SpinningSelector()
     a, b = socket.socketpair()

@@ -94,6 +94,7 @@ async def _watching(hotplug: Hotplug, tmp_path: Path) -> bool:
     return False
 
 
+@pytest.mark.timing
 async def test_unplug_and_replug_under_a_new_node(
     running: tuple[LcusSimulator, Lab, Hotplug],
 ) -> None:

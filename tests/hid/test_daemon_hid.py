@@ -162,6 +162,7 @@ def test_unplug_and_replug_under_new_node(start_daemon: StartDaemon, usb: FileBu
     assert switching(usb, "r1") == [[0, 0xFF, 2, 0, 0, 0, 0, 0, 0]]
 
 
+@pytest.mark.timing
 def test_hung_board_times_out_while_others_switch(start_daemon: StartDaemon, usb: FileBus) -> None:
     devices = {
         "stuck": {"backend": "usbrelay", "usb_port": "1-2.1", "channels": 2, "timeout": 2.0},

@@ -10,6 +10,9 @@ import pytest
 from labpower.client import Client
 from labpower.daemon.testing import DaemonProcess
 
+# the polling learns reply times and backs off by them: other tests on the CPU skew both
+pytestmark = pytest.mark.timing
+
 CONFIG = {
     "devices": {
         "fast": {"backend": "mock", "channels": 1},

@@ -75,6 +75,7 @@ def test_on_then_off(lab: Client) -> None:
     assert summaries[1].message.endswith("on -> off")
 
 
+@pytest.mark.timing
 def test_cycle_with_delay_switches_off_then_on(lab: Client) -> None:
     dut = lab.target("dut2")
     dut.on()

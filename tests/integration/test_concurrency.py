@@ -63,6 +63,7 @@ def _together(daemon: DaemonProcess, *calls: Callable[[Client], object]) -> floa
     return elapsed
 
 
+@pytest.mark.timing
 def test_different_devices_switch_concurrently(slow_lab: DaemonProcess) -> None:
     elapsed = _together(slow_lab, lambda c: c.on("a1"), lambda c: c.on("b1"))
     # one switch takes 2 * DELAY; in sequence the two would take 4 * DELAY

@@ -92,6 +92,7 @@ async def test_register_board_writes_its_values(server: ModbusServer) -> None:
     await dev.close()
 
 
+@pytest.mark.timing
 async def test_no_answer_times_out_within_the_deadline(server: ModbusServer) -> None:
     dev = device(server)
     assert await dev.open()
@@ -262,6 +263,7 @@ async def test_rtu_simulator_with_wire_time(tmp_path: Path) -> None:
     assert [(s.channel, s.on) for s in board.switches] == [(4, True)]
 
 
+@pytest.mark.timing
 def test_modbus_benchmark_measures() -> None:
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(

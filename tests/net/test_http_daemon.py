@@ -125,6 +125,7 @@ def _unavailable(lab: Client, name: str) -> Any:
     return None if target.available else target
 
 
+@pytest.mark.timing
 def test_hung_device_does_not_hold_up_the_others(http_sims: MakeSim, start_daemon: Any) -> None:
     hung, fine = http_sims("netio"), http_sims("gude")
     hung.hang()

@@ -350,21 +350,22 @@ def stuck_board_lab(tmp_path: Path, delay: float) -> Iterator[tuple[DaemonProces
         assert daemon.stop() == 0
 
 
+@pytest.mark.timing
 def test_a_board_of_unknown_state_does_not_hold_up_other_targets(tmp_path: Path) -> None:
     """List reads boards whose state the daemon does not know; a known name is checked with
     Get of its own target, so a slow, failing board does not delay it."""
-    with stuck_board_lab(tmp_path, 3.0) as (_, port, lab):
+    with stuck_board_lab(tmp_path, 1.0) as (_, port, lab):
         assert send_tcp(b"pdu 2 on", port) == b"ack\n"  # learns the names (a List)
         assert lab.get("x").state == "unknown"
         listing = threading.Thread(target=lab.targets)
-        listing.start()  # reads the stuck board: 3 s
+        listing.start()  # reads the stuck board: about 3 s
         assert send_tcp(b"pdu 2 off", port) == b"ack\n"
         assert listing.is_alive(), "the request waited for the stuck board"
         listing.join()
         assert lab.get("b").state == "off"
 
 
-@pytest.mark.xdist_group("timing")
+@pytest.mark.timing
 def test_the_first_request_and_the_first_after_a_reload_skip_an_unknown_board(
     tmp_path: Path,
 ) -> None:

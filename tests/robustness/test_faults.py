@@ -269,6 +269,7 @@ def check_daemon_agrees(lab: Client, sims: Mapping[str, PtySimulator], when: str
     assert bad == [], f"{when}: the daemon logged errors: {bad}"
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 @pytest.mark.timeout(240)  # 51 daemon starts: ~20 s here, several times that on a busy box
 def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
@@ -340,6 +341,7 @@ def test_sigkill_mid_operation_never_switches_anything_nobody_asked_for(
     }
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 def test_hung_board_times_out_at_its_deadline_while_others_keep_switching(
     boards: MakeBoard, tmp_path: Path

@@ -137,6 +137,7 @@ def test_a_user_reads_only_what_the_read_policy_lets_through(
     assert refused, "refused reads are logged"
 
 
+@pytest.mark.timing
 def test_get_and_list_answer_from_what_the_daemon_knows_unless_asked_to_refresh(
     open_daemon: Callable[[dict[str, Any]], DaemonProcess],
 ) -> None:

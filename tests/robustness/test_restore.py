@@ -141,6 +141,7 @@ def _restored(stderr: str) -> tuple[int, int]:
     return stderr.count("start by labpowerd"), stderr.count("start = restore refused for dut")
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_restore_never_switches_to_a_stale_state(board: LcusSimulator, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from .conftest import POWER, Raw, wait_until
 GRACE = 10.0
 
 
+@pytest.mark.timing
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sigterm_during_a_cycle_leaves_it_off_and_says_so(start_daemon: StartDaemon) -> None:

@@ -88,6 +88,7 @@ def test_board_that_ignores_a_command_is_a_state_mismatch(
     assert board.relays[1] is True
 
 
+@pytest.mark.timing
 def test_hung_board_times_out_at_the_deadline_and_others_keep_switching(
     kind: str, boards: Any, serial_config: Any, start_daemon: Any
 ) -> None:

@@ -108,6 +108,7 @@ def test_history_includes_the_entry_just_made(fields_run: tuple[dict[str, Any], 
     assert result["exit2"] == 0
 
 
+@pytest.mark.timing
 def test_a_hung_or_dead_journald_never_stops_switching(tmp_path: Path) -> None:
     result = scenario(tmp_path, "outage")
     # 200 switches while journald was stopped: with a blocking send the first full queue

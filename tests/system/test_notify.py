@@ -64,6 +64,7 @@ def test_ready_only_once_the_socket_accepts(
         assert [t.name for t in lab.targets()] == ["dut1", "dut2"]
 
 
+@pytest.mark.timing
 def test_watchdog_pings_at_half_the_timeout_from_the_event_loop(
     daemon: subprocess.Popen[bytes], notify_socket: NotifySocket
 ) -> None:

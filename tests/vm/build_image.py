@@ -12,7 +12,9 @@
   change never rebuilds the image.
 
 The cache key is a hash of the inputs (packages, modules, init, test unit, kernel package
-name, :data:`BUILD_VERSION`), under ``~/.cache/labpower/vm/``. Needs root and mmdebstrap,
+name, :data:`BUILD_VERSION`), under ``~/.cache/labpower/vm/``. Building an image prunes
+the others that no run used within a day (so two branches or clones with different inputs
+keep one each), and holds the cache to a few images (:func:`prune`). Needs root and mmdebstrap,
 busybox-static, cpio, kmod, e2fsprogs.
 """
 
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -233,8 +237,20 @@ def build_rootfs(work: Path, kroot: Path, version: str, out: Path) -> None:
     run("mkfs.ext4", "-q", "-L", "root", "-d", rootfs, img, "2G")
 
 
+#: an image used this recently is kept when another is built: two branches or clones whose
+#: inputs differ each keep theirs, instead of rebuilding at every run one after the other
+KEEP_USED_WITHIN = 24 * 3600.0
+#: however recently used, no more images than this stay (each takes ~800 MB on disk)...
+MAX_IMAGES = 3
+#: ...except one used this recently, which a run may be booting right now
+IN_USE_WITHIN = 600.0
+
+
 def build(cache: Path | None = None) -> Path:
     """The cache directory of the current image, building it first if needed.
+
+    Each call marks the image used (the mtime of its ``done`` file), and building one prunes
+    the others (:func:`prune`).
 
     :raises subprocess.CalledProcessError: a build step failed.
     """
@@ -243,11 +259,53 @@ def build(cache: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     # one builder at a time (several pytest-xdist workers, or two suites): the others wait,
     # then find the image done; an flock goes away with its process
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
+    with open(_lock_path(out), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "done").exists():
-            _build(out, kernel)
+        if (out / "done").exists():
+            os.utime(out / "done")
+            return out
+        _build(out, kernel)
+    prune(out.parent, keep=out)
     return out
+
+
+def _lock_path(image: Path) -> Path:
+    return image.with_name(image.name + ".lock")
+
+
+def prune(cache: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the images in ``cache`` other than ``keep`` that are no longer worth their space.
+
+    An image goes when nobody used it for :data:`KEEP_USED_WITHIN`, or when more than
+    :data:`MAX_IMAGES` are left, least recently used first, unless it was used within
+    :data:`IN_USE_WITHIN`. What a killed build left (a directory without ``done``) goes too.
+    Nothing is touched while its lock is held elsewhere (being checked or built). Returns the
+    directories removed.
+    """
+    now = time.time() if now is None else now
+
+    def last_used(d: Path) -> float:
+        done = d / "done"
+        return done.stat().st_mtime if done.is_file() else -math.inf
+
+    others = sorted(
+        (d for d in cache.iterdir() if d.is_dir() and d != keep), key=last_used, reverse=True
+    )
+    removed: list[Path] = []
+    for rank, d in enumerate(others, start=2):  # rank 1 is ``keep``
+        # a build in progress is <key>.<random> beside <key>, under <key>.lock
+        with open(_lock_path(cache / d.name.split(".")[0]), "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            idle = now - last_used(d)  # read again under the lock
+            if idle > KEEP_USED_WITHIN or (rank > MAX_IMAGES and idle > IN_USE_WITHIN):
+                # "done" first: a half-removed image is never taken for a built one
+                (d / "done").unlink(missing_ok=True)
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+    return removed
 
 
 def _build(out: Path, kernel: str) -> None:
@@ -265,10 +323,6 @@ def _build(out: Path, kernel: str) -> None:
     (tmp_out / "done").write_text(kernel + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp_out.rename(out)
-    # images of older inputs are never used again (a few hundred MB each)
-    for old in out.parent.iterdir():
-        if old != out and (old / "done").exists():
-            shutil.rmtree(old, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def make_history(lab: Client) -> None:
     lab.acquire("dut2", name="nightly")
 
 
+@pytest.mark.timing
 def test_promtool_accepts_the_metrics_and_they_say_what_happened(
     start_daemon: StartDaemon, start_web: StartWeb
 ) -> None:

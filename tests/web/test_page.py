@@ -123,7 +123,7 @@ def test_the_page_shows_every_target_as_the_daemon_has_it(setup: Setup) -> None:
     assert sorted(plotted) == ["local/dut1", "local/dut2"]
 
 
-@pytest.mark.xdist_group("timing")
+@pytest.mark.timing
 def test_labpower_on_shows_on_the_page_and_in_the_live_log_within_a_second(
     setup: Setup,
 ) -> None:
@@ -171,7 +171,7 @@ def test_a_hostile_lease_holder_name_shows_as_text(setup: Setup) -> None:
     b.wait_for(f"{setup.cell('dut2', 'lease')} === ''", timeout=5.0)  # ended with its client
 
 
-@pytest.mark.xdist_group("timing")
+@pytest.mark.timing
 def test_an_unplugged_board_shows_unavailable_and_available_again_when_back(
     setup: Setup, tmp_path: Path
 ) -> None:

@@ -107,6 +107,7 @@ async def test_auth(sims: Sims, device: MakeDevice, generation: int) -> None:
     assert "authentication failed" in (none.problem or "")
 
 
+@pytest.mark.timing
 async def test_hung_device_times_out_at_the_deadline(sims: Sims, device: MakeDevice) -> None:
     sim = sims(ShellySimulator)
     dev = device("shelly", host=sim.address, timeout=0.5)
@@ -134,6 +135,7 @@ async def test_open_and_checks_never_switch(
     assert sim.switches == []
 
 
+@pytest.mark.timing
 async def test_other_devices_are_not_delayed_by_a_hung_one(sims: Sims, device: MakeDevice) -> None:
     hung, fine = sims(ShellySimulator), sims(ShellySimulator)
     slow = device("shelly", host=hung.address, timeout=1.0)

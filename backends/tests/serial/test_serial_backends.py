@@ -79,6 +79,7 @@ async def test_switching_respects_the_gap_between_commands(boards: Any) -> None:
     assert time.monotonic() - started >= 3 * 0.05
 
 
+@pytest.mark.timing
 async def test_shorter_read_timeout_than_the_deadline(boards: Any) -> None:
     board = boards("devantech")
     dev = device("devantech", board, timeout=2.0, read_timeout=0.1)
@@ -262,6 +263,7 @@ async def test_bytes_nobody_asked_for_are_not_taken_for_the_answer(boards: Any) 
     await dev.close()
 
 
+@pytest.mark.timing
 async def test_an_answer_quicker_than_the_wire_time_is_read_at_once(boards: Any) -> None:
     # At 50 baud the port expects the answer to a switch with read-back after 1.8 s of wire
     # time; the simulator (no wire time emulated) answers at once, and so must the call.
