@@ -570,13 +570,12 @@ DRIVEN = [1, 0, 0, 0, 0, 0, 0, 0]
 @pytest.mark.timeout(900)
 def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: GuestRun) -> None:
     """labpowerd as a service of the shipped unit, watched from the chip's side (gpio-sim's
-    sim_gpioN/value). A reload keeps every line as it is, still driven. A restart, a SIGKILL
-    (then Restart=) and a stop release the lines, and gpio-sim lets a released line fall to
-    its pull: with the manual's wiring (each line pulled to its relay's off level) every relay
-    then falls to off, and the daemon that starts again drives nothing and reads back off.
-    The line cannot be kept across a restart: systemd's file descriptor store would keep the
-    request open, but libgpiod (C and Python) has no way to adopt an open line request, so
-    the new daemon could not use it (the manual, GPIO relays)."""
+    sim_gpioN/value, where a released line falls to its pull). A reload keeps every line as
+    it is, still driven. A restart and a SIGKILL keep them too: the unit's file descriptor
+    store holds each output line's request while no daemon runs (the relays stay as switched
+    for the whole second of RestartSec= after the SIGKILL), and the next daemon requests the
+    lines again at the stored levels and reads them back as they were. A stop flushes the
+    store: the lines fall to their pulls, the relays to off with the manual's wiring."""
     u = localbus(guest_run)["systemd"]
     assert u["pulls"] == SAFE
     started = u["started"]
@@ -584,6 +583,7 @@ def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: Gues
     assert started["levels"] == SAFE
     assert states(started["state"]) == {n: ("off", True) for n in "abc"}
     assert u["switched"] == DRIVEN
+    as_switched = {"a": ("on", True), "b": ("off", True), "c": ("on", True)}
     # reload: nothing released, nothing changed, the same process
     assert u["reload_rc"] == 0
     reloaded = u["reloaded"]
@@ -591,22 +591,24 @@ def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: Gues
     assert reloaded["pid"] == started["pid"]
     for line in ("0", "3", "5"):
         assert reloaded["info"][line] == {"direction": "OUTPUT", "consumer": "labpowerd"}
-    assert states(reloaded["state"]) == {"a": ("on", True), "b": ("off", True), "c": ("on", True)}
-    # restart: released to the pulls (the relays off), nothing driven by the new process
-    assert u["restart_rc"] == 0
+    assert states(reloaded["state"]) == as_switched
+    # restart: a new process, every line still at its level, driven by it
+    assert u["restart_rc"] == 0, u["journal"]
     restarted = u["restarted"]
     assert restarted["pid"] != started["pid"]
-    assert restarted["levels"] == SAFE
-    assert states(restarted["state"]) == {n: ("off", True) for n in "abc"}
-    # SIGKILL: the same at the process's death; systemd restarts it (Restart=on-failure)
+    assert restarted["levels"] == DRIVEN, u["journal"]
+    for line in ("0", "3", "5"):
+        assert restarted["info"][line] == {"direction": "OUTPUT", "consumer": "labpowerd"}
+    assert states(restarted["state"]) == as_switched
+    # SIGKILL: systemd holds the requests while the daemon is dead, Restart= brings it back
     assert u["before_kill"] == DRIVEN
-    assert u["after_kill"] == SAFE
+    assert u["after_kill"] == DRIVEN
     killed = u["killed"]
     assert killed["pid"] not in (0, killed["old_pid"])
     assert int(killed["restarts"]) >= 1
-    assert killed["levels"] == SAFE
-    assert states(killed["state"]) == {n: ("off", True) for n in "abc"}
-    # stop: the same
+    assert killed["levels"] == DRIVEN
+    assert states(killed["state"]) == as_switched
+    # stop: the store is flushed, the lines fall to their pulls
     assert u["before_stop"] == DRIVEN
     assert u["stop_rc"] == 0
     assert u["stopped"] == SAFE

@@ -15,15 +15,17 @@ Never switching what nobody asked to switch:
   level.
 - **Close and process exit** release the lines. gpiolib itself leaves a released line alone,
   but it calls the chip driver's ``free`` hook, and what that does is the driver's choice:
-  some drivers keep driving the last value, gpio-sim lets the line fall back to
-  its pull (tests/vm shows it on the real kernel, across systemctl restart, SIGKILL with
-  Restart=, and stop). Nothing in user space can hold a line past its process's death and
-  hand it to the next one: systemd's file descriptor store would keep the request's
-  descriptor open across a restart or a crash, but libgpiod (its C library and this Python
-  binding alike) makes a line request only by requesting the lines, with no way to adopt an
-  open request descriptor, and the lines of a request still open elsewhere cannot be
-  requested again (EBUSY). So :meth:`notes` says it in ``--check-config``, with the wiring
-  that makes it safe (docs/manual.md).
+  some drivers keep driving the last value, gpio-sim lets the line fall back to its pull.
+- **Restart and crash, under systemd** (:data:`keeper`, set by the daemon): each output
+  line's request descriptor is kept in systemd's file descriptor store, named after the
+  chip, the offset and the level driven, so the request outlives the process. libgpiod
+  cannot adopt an open request, and a held line cannot be requested again (EBUSY), so the
+  next daemon asks systemd to drop its copy, waits for it (BARRIER=1), closes its own and at
+  once requests the line as an output at the stored level (the output value is applied by
+  the request itself): the line is released only between that close and that request,
+  microseconds. A stop flushes the store, and the lines are released as above; so
+  :meth:`notes` says it in ``--check-config``, with the wiring that makes it safe
+  (docs/manual.md).
 
 Every call is one ioctl on the request's file descriptor. On a memory-mapped SoC chip that
 takes microseconds and runs on the event loop, since a worker thread would cost more than the
@@ -34,7 +36,9 @@ from __future__ import annotations
 
 import errno
 import glob
+import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     import gpiod
 
 T = TypeVar("T")
+log = logging.getLogger("labpower.backends.gpio")
 
 #: Path parts of a chip's device in sysfs that mean its ioctls can sleep for a bus transfer.
 SLEEPING_BUSES = ("/usb", "/i2c-", "/spi")
@@ -53,6 +58,59 @@ SLEEPING_BUSES = ("/usb", "/i2c-", "/spi")
 CONSUMER = "labpowerd"
 #: A line name longer than this is refused (the kernel's own limit is 32 bytes).
 MAX_NAME = 32
+
+
+#: Names of the kept requests in systemd's store: ``gpio/<chip>/<offset>=<level>``, the chip's
+#: device name (``gpiochip0``), the physical level driven (1 high, 0 low)
+STORE_PREFIX = "gpio/"
+STORE_NAME = re.compile(r"gpio/(gpiochip[0-9]{1,6})/([0-9]{1,5})=([01])")
+
+
+@dataclass(slots=True)
+class LineKeeper:
+    """systemd's file descriptor store, as the daemon gives it (``None`` without systemd)."""
+
+    #: FDSTORE=1 with FDNAME=name
+    store: Callable[[str, int], object]
+    #: FDSTOREREMOVE=1 with FDNAME=name
+    remove: Callable[[str], object]
+    #: BARRIER=1: True once systemd has handled every notification sent before
+    barrier: Callable[[], bool]
+    #: requests the previous daemon kept, passed back by systemd: name -> descriptor
+    passed: dict[str, int] = field(default_factory=dict)
+
+    def take(self, chip: str, offset: int) -> tuple[str, int, int] | None:
+        """The kept request of ``offset`` on ``chip``: (its name, descriptor, level)."""
+        for name, fd in self.passed.items():
+            m = STORE_NAME.fullmatch(name)
+            if m and m[1] == chip and int(m[2]) == offset:
+                del self.passed[name]
+                return name, fd, int(m[3])
+        return None
+
+    def drop_unclaimed(self, claimed: set[tuple[str, int]]) -> None:
+        """Release the kept requests of lines no configured channel is, (chip name, offset)
+        in ``claimed`` (the config changed): such a line is not driven by guesswork."""
+        for name, fd in list(self.passed.items()):
+            m = STORE_NAME.fullmatch(name)
+            if m and (m[1], int(m[2])) in claimed:
+                continue
+            del self.passed[name]
+            log.warning(
+                "releasing %s kept from the previous run: no configured gpio line is that "
+                "chip and offset now",
+                name[:80].encode("unicode_escape").decode(),
+            )
+            self.remove(name)
+            os.close(fd)
+
+
+#: Set by the daemon when systemd keeps descriptors for it (FileDescriptorStoreMax=).
+keeper: LineKeeper | None = None
+
+
+def store_name(chip_path: str, offset: int, high: bool) -> str:
+    return f"{STORE_PREFIX}{os.path.basename(os.path.realpath(chip_path))}/{offset}={int(high)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +210,8 @@ class GpioBackend(Backend):
         #: channels whose line is an output (set() drives it without a reconfiguration)
         self._outputs: set[int] = set()
         self._sleeps = True
+        #: channel -> its request's name in systemd's store (with a keeper)
+        self._stored: dict[int, str] = {}
 
     @classmethod
     def check_options(cls, channels: int, options: GpioOptions) -> None:
@@ -159,16 +219,37 @@ class GpioBackend(Backend):
             raise OptionError("lines", f"lists {len(options.lines)} lines for {channels} channels")
 
     @classmethod
+    def claims(cls, options: GpioOptions) -> set[tuple[str, int]]:
+        """(chip name, offset) of each line ``options`` name that can be found now."""
+        import gpiod
+
+        try:
+            path = find_chip(options.chip)
+            with gpiod.Chip(path) as chip:
+                base = os.path.basename(os.path.realpath(path))
+                found: set[tuple[str, int]] = set()
+                for line in options.lines:
+                    try:
+                        found.add((base, chip.line_offset_from_id(line)))
+                    except (OSError, ValueError):
+                        continue
+                return found
+        except (OSError, DeviceUnavailableError):
+            return set()
+
+    @classmethod
     def notes(cls, options: GpioOptions) -> list[str]:
         pull = "pull-up" if options.active_low else "pull-down"
         level = "high: active_low" if options.active_low else "low"
         return [
-            f"chip {options.chip}: labpowerd stopping, restarting or dying releases the lines, "
-            "and a released line's level is the GPIO chip driver's choice (some drivers "
-            "keep it, gpio-sim and some expanders let it fall to its pull); a reload keeps "
-            "them, and a start drives nothing. For every relay to fall to off instead of "
-            f"anywhere: wire a {pull} resistor on each line (off is {level}; manual: GPIO "
-            "relays)"
+            f"chip {options.chip}: a reload keeps the lines driven, and a start drives "
+            "nothing; under systemd a restart or a crash keeps them too (the unit's file "
+            "descriptor store), except for a release of microseconds while the new daemon "
+            "requests them again. A stop, or a daemon without systemd exiting, releases the "
+            "lines, and a released line's level is the GPIO chip driver's choice (some "
+            "drivers keep it, gpio-sim and some expanders let it fall to its pull). For "
+            f"every relay to fall to off then instead of anywhere: wire a {pull} resistor "
+            f"on each line (off is {level}; manual: GPIO relays)"
         ]
 
     async def _call(self, fn: Callable[[], T]) -> T:
@@ -187,6 +268,7 @@ class GpioBackend(Backend):
             raise _unavailable_or_failed(path, exc) from exc
         lines: dict[int, tuple[gpiod.LineRequest, int]] = {}
         outputs: set[int] = set()
+        stored: dict[int, str] = {}
         try:
             for channel, line in enumerate(self.options.lines, start=1):
                 where = f"{path} line {line!r}"
@@ -194,9 +276,19 @@ class GpioBackend(Backend):
                     offset = chip.line_offset_from_id(line)
                 except (OSError, ValueError) as exc:
                     raise DeviceUnavailableError(f"{where}: no such line on this chip") from exc
-                # as is: the kernel leaves direction and level alone, so nothing switches
-                settings = gpiod.LineSettings(active_low=self.options.active_low)
+                kept = (
+                    keeper.take(os.path.basename(os.path.realpath(path)), offset)
+                    if keeper
+                    else None
+                )
                 try:
+                    if kept is not None:
+                        lines[channel] = (self._take_over(chip, offset, *kept), offset)
+                        outputs.add(channel)
+                        stored[channel] = kept[0]
+                        continue
+                    # as is: the kernel leaves direction and level alone, so nothing switches
+                    settings = gpiod.LineSettings(active_low=self.options.active_low)
                     request = chip.request_lines({offset: settings}, consumer=CONSUMER)
                     lines[channel] = (request, offset)
                     if chip.get_line_info(offset).direction == Direction.OUTPUT:
@@ -209,7 +301,48 @@ class GpioBackend(Backend):
             chip.close()
             raise
         self._chip, self._path, self._lines, self._outputs = chip, path, lines, outputs
+        self._stored = stored
         self._sleeps = _sleeps(path)
+
+    def _take_over(
+        self, chip: gpiod.Chip, offset: int, name: str, fd: int, high: int
+    ) -> gpiod.LineRequest:
+        """Request the line the previous daemon kept in systemd's store, driving the level it
+        drove: systemd drops its copy, this process closes its own, and the request follows
+        at once, so the line is free only between those two calls."""
+        import gpiod
+        from gpiod.line import Direction, Value
+
+        assert keeper is not None
+        keeper.remove(name)
+        if not keeper.barrier():
+            self.log.warning("systemd did not confirm dropping %s: requesting it anyway", name)
+        on = bool(high) != self.options.active_low
+        settings = gpiod.LineSettings(
+            direction=Direction.OUTPUT,
+            output_value=Value.ACTIVE if on else Value.INACTIVE,
+            active_low=self.options.active_low,
+        )
+        os.close(fd)
+        request = chip.request_lines({offset: settings}, consumer=CONSUMER)
+        keeper.store(name, request.fd)
+        self.log.info(
+            "line %d kept across the restart, driven %s", offset, "high" if high else "low"
+        )
+        return request
+
+    def _keep(self, channel: int, offset: int, on: bool) -> None:
+        """Name the request in systemd's store after the level it now drives."""
+        if keeper is None:
+            return
+        name = store_name(self._path, offset, on != self.options.active_low)
+        old = self._stored.get(channel)
+        if old == name:
+            return
+        if old is not None:
+            keeper.remove(old)
+        keeper.store(name, self._lines[channel][0].fd)
+        self._stored[channel] = name
 
     async def open(self) -> None:
         """Find the chip and request every line as it is (nothing is driven).
@@ -222,8 +355,14 @@ class GpioBackend(Backend):
         lines, self._lines = self._lines, {}
         chip, self._chip = self._chip, None
         self._outputs = set()
+        stored, self._stored = self._stored, {}
 
         def release() -> None:
+            if keeper is not None and stored:
+                # systemd's copies would hold the lines past this close
+                for name in stored.values():
+                    keeper.remove(name)
+                keeper.barrier()
             # every descriptor is closed even where the chip is gone: a chip kept open holds
             # its number, and the chip that comes back would get another one
             for request, _ in lines.values():
@@ -267,6 +406,7 @@ class GpioBackend(Backend):
                 self._outputs.add(channel)
         except OSError as exc:
             raise _unavailable_or_failed(f"{self._path} line {offset}", exc) from exc
+        self._keep(channel, offset, on)
 
     def _get(self, channel: int) -> bool:
         from gpiod.line import Value

@@ -99,6 +99,24 @@ async def _run(
         tg.cancel_scope.cancel()
 
 
+def keep_gpio_lines(config: Config) -> None:
+    """Under systemd, let the gpio backend keep its line requests in the unit's file
+    descriptor store, and give it those the previous daemon kept (after a restart or a
+    crash). Kept requests of lines the config no longer names are released here."""
+    from labpower.backends import gpio
+    from labpower.daemon import notify
+
+    if not notify.enabled():
+        return
+    passed = notify.take_stored_fds(gpio.STORE_PREFIX)
+    gpio.keeper = gpio.LineKeeper(notify.store_fd, notify.remove_fd, notify.barrier, passed)
+    claimed: set[tuple[str, int]] = set()
+    for device in config.devices.values():
+        if issubclass(device.backend_class, gpio.GpioBackend) and passed:
+            claimed |= gpio.GpioBackend.claims(device.options)
+    gpio.keeper.drop_unclaimed(claimed)
+
+
 def steady_memory() -> None:
     """Keep the daemon's memory flat under load (glibc only; elsewhere nothing happens).
 
@@ -141,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     steady_memory()
     output = setup_logging(args.log_level or cfg.daemon.log_level, args.log_target)
     socket_path = args.socket or cfg.daemon.socket or default_socket_path()
+    keep_gpio_lines(cfg)
 
     from labpower.daemon.daemon import StartupError
 

@@ -10,8 +10,12 @@ very thread that sends the watchdog pings. Here a send that cannot go out at onc
 from __future__ import annotations
 
 import os
+import select
 import socket
 import time
+
+#: The first descriptor systemd passes (sd_listen_fds)
+LISTEN_FDS_START = 3
 
 
 def _address() -> str | None:
@@ -21,14 +25,18 @@ def _address() -> str | None:
     return "\0" + address[1:] if address.startswith("@") else address
 
 
-def send(state: str) -> bool:
-    """Send one notification; False when there is nobody to tell or it could not go out."""
+def send(state: str, fds: list[int] | None = None) -> bool:
+    """Send one notification (with ``fds`` attached, for FDSTORE=1 and BARRIER=1); False
+    when there is nobody to tell or it could not go out."""
     address = _address()
     if address is None:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(state.encode(), socket.MSG_DONTWAIT, address)
+            if fds:
+                socket.send_fds(sock, [state.encode()], fds, socket.MSG_DONTWAIT, address)
+            else:
+                sock.sendto(state.encode(), socket.MSG_DONTWAIT, address)
     except OSError:  # listener gone, queue full, socket stale: never fatal, never blocking
         return False
     return True
@@ -73,3 +81,65 @@ def watchdog_interval() -> float | None:
     if usec <= 0 or (pid and pid != str(os.getpid())):
         return None
     return usec / 2_000_000
+
+
+# --- systemd's file descriptor store (FileDescriptorStoreMax= in labpowerd.service) --------
+
+
+def store_fd(name: str, fd: int) -> bool:
+    """FDSTORE=1: systemd keeps a copy of ``fd`` under ``name`` across restarts and crashes,
+    and passes it back to the next daemon ($LISTEN_FDS, $LISTEN_FDNAMES); a stop flushes it.
+    ``name``: at most 255 printable ASCII characters, no ``:`` (systemd's rule)."""
+    return send(f"FDSTORE=1\nFDNAME={name}", [fd])
+
+
+def remove_fd(name: str) -> bool:
+    """FDSTOREREMOVE=1: systemd closes its copies stored under ``name``."""
+    return send(f"FDSTOREREMOVE=1\nFDNAME={name}")
+
+
+def barrier(timeout: float = 5.0) -> bool:
+    """BARRIER=1 (sd_notify_barrier): wait until systemd has handled every notification sent
+    before, which it shows by closing the pipe end sent along. False: nobody listens, or
+    no answer within ``timeout``."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        sent = send("BARRIER=1", [w])
+        os.close(w)
+        w = -1
+        if not sent:
+            return False
+        poll = select.poll()
+        poll.register(r, select.POLLIN)  # POLLHUP comes whatever is asked
+        return bool(poll.poll(timeout * 1000))
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
+def take_stored_fds(prefix: str) -> dict[str, int]:
+    """The descriptors systemd passed back from its store whose names start with ``prefix``,
+    by name, made close-on-exec. $LISTEN_FDS and $LISTEN_FDNAMES are cut to the others (the
+    activated sockets, which come first), so that socket activation sees only those."""
+    count, pid = os.environ.get("LISTEN_FDS", ""), os.environ.get("LISTEN_PID")
+    if not count.isdigit() or pid != str(os.getpid()):
+        return {}
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+    if len(names) != int(count):
+        return {}  # no names (or not one per descriptor): nothing can be told apart
+    taken: dict[str, int] = {}
+    kept: list[str] = []
+    for fd, name in enumerate(names, start=LISTEN_FDS_START):
+        if name.startswith(prefix):
+            if name in taken:
+                os.close(fd)  # a second copy under the same name says nothing more
+            else:
+                os.set_inheritable(fd, False)
+                taken[name] = fd
+        else:
+            kept.append(name)
+    # systemd passes the sockets first and the stored descriptors after them
+    os.environ["LISTEN_FDS"] = str(len(kept))
+    os.environ["LISTEN_FDNAMES"] = ":".join(kept)
+    return taken
