@@ -83,8 +83,10 @@ def test_check_config_says_what_the_kernel_may_do_to_a_line(
     note = [line for line in done.stdout.splitlines() if "devices.pins: note:" in line]
     assert len(note) == 1, done.stdout
     # what stop, restart, a crash and a reload do, and the wiring for this device's polarity
-    assert "stopping, restarting or dying releases the lines" in note[0]
-    assert "a reload keeps them" in note[0]
+    assert "a reload keeps the lines driven" in note[0]
+    assert "a restart or a crash keeps them too" in note[0]
+    assert "a release of microseconds" in note[0]
+    assert "A stop, or a daemon without systemd exiting, releases the lines" in note[0]
     assert f"wire a {pull} resistor on each line" in note[0]
 
 

@@ -9,6 +9,7 @@ very thread that sends the watchdog pings. Here a send that cannot go out at onc
 
 from __future__ import annotations
 
+import array
 import os
 import select
 import socket
@@ -34,7 +35,8 @@ def send(state: str, fds: list[int] | None = None) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             if fds:
-                socket.send_fds(sock, [state.encode()], fds, socket.MSG_DONTWAIT, address)
+                rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))
+                sock.sendmsg([state.encode()], [rights], socket.MSG_DONTWAIT, address)
             else:
                 sock.sendto(state.encode(), socket.MSG_DONTWAIT, address)
     except OSError:  # listener gone, queue full, socket stale: never fatal, never blocking
