@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -565,6 +566,8 @@ def test_gpio_chip_removed_is_unavailable_and_found_again_when_back(
 SAFE = [0, 0, 0, 0, 0, 1, 0, 0]
 #: a and c on, b off, all driven by the daemon
 DRIVEN = [1, 0, 0, 0, 0, 0, 0, 0]
+#: the daemon's log line when it takes over a line kept in systemd's store
+RELEASED_FOR = re.compile(r"kept across the restart, driven \w+ \(released for ([0-9.]+) us\)")
 
 
 @pytest.mark.timeout(900)
@@ -608,6 +611,12 @@ def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: Gues
     assert int(killed["restarts"]) >= 1
     assert killed["levels"] == DRIVEN
     assert states(killed["state"]) == as_switched
+    # each of the 3 lines taken over twice (restart, SIGKILL), each released only between
+    # the old descriptor's close and the new request, as the daemon timed it (TCG: slow)
+    gaps = [float(m[1]) for m in map(RELEASED_FOR.search, u["kept"]) if m]
+    assert len(gaps) == 6, u["kept"]
+    assert max(gaps) < 100_000, u["kept"]
+    print(f"gpio line released at take-over, us: {sorted(gaps)}")
     # stop: the store is flushed, the lines fall to their pulls
     assert u["before_stop"] == DRIVEN
     assert u["stop_rc"] == 0

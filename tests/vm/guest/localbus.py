@@ -400,7 +400,9 @@ def under_systemd(share: Path, chip: SimChip) -> dict[str, Any]:
     seen["before_stop"] = switch_on()
     seen["stop_rc"] = systemctl("stop").returncode
     seen["stopped"] = chip.levels()
-    seen["journal"] = sh("journalctl", "-u", UNIT, "-o", "cat").stdout[-3000:]
+    journal = sh("journalctl", "-u", UNIT, "-o", "cat").stdout
+    seen["kept"] = [line for line in journal.splitlines() if "kept across the restart" in line]
+    seen["journal"] = journal[-3000:]
     return seen
 
 

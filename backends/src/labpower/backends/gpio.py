@@ -39,6 +39,7 @@ import glob
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
@@ -323,11 +324,16 @@ class GpioBackend(Backend):
             output_value=Value.ACTIVE if on else Value.INACTIVE,
             active_low=self.options.active_low,
         )
+        released = time.perf_counter_ns()
         os.close(fd)
         request = chip.request_lines({offset: settings}, consumer=CONSUMER)
+        gap_us = (time.perf_counter_ns() - released) / 1000
         keeper.store(name, request.fd)
         self.log.info(
-            "line %d kept across the restart, driven %s", offset, "high" if high else "low"
+            "line %d kept across the restart, driven %s (released for %.0f us)",
+            offset,
+            "high" if high else "low",
+            gap_us,
         )
         return request
 
