@@ -115,6 +115,7 @@ def test_kept_requests_of_lines_the_config_no_longer_names_are_released() -> Non
         store=lambda name, fd: None,
         remove=removed.append,
         barrier=lambda: True,
+        exiting=lambda: False,
         passed={"gpio/gpiochip0/17=1": w1, "gpio/gpiochip0/4=0": w2},
     )
     keeper.drop_unclaimed({("gpiochip0", 17)})

@@ -574,10 +574,11 @@ RELEASED_FOR = re.compile(r"kept across the restart, driven \w+ \(released for (
 def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: GuestRun) -> None:
     """labpowerd as a service of the shipped unit, watched from the chip's side (gpio-sim's
     sim_gpioN/value, where a released line falls to its pull). A reload keeps every line as
-    it is, still driven. A restart and a SIGKILL keep them too: the unit's file descriptor
-    store holds each output line's request while no daemon runs (the relays stay as switched
-    for the whole second of RestartSec= after the SIGKILL), and the next daemon requests the
-    lines again at the stored levels and reads them back as they were. A stop flushes the
+    it is, still driven. A SIGKILL keeps them too: the unit's file descriptor store holds each
+    output line's request while no daemon runs (the relays stay as switched for the whole
+    RestartSec= after the kill), and the daemon Restart= starts requests the lines again at
+    the stored levels and reads them back as they were; `systemctl restart` the same (the
+    daemon leaves its stored requests to systemd when it stops). `systemctl stop` flushes the
     store: the lines fall to their pulls, the relays to off with the manual's wiring."""
     u = localbus(guest_run)["systemd"]
     assert u["pulls"] == SAFE
@@ -595,7 +596,7 @@ def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: Gues
     for line in ("0", "3", "5"):
         assert reloaded["info"][line] == {"direction": "OUTPUT", "consumer": "labpowerd"}
     assert states(reloaded["state"]) == as_switched
-    # restart: a new process, every line still at its level, driven by it
+    # systemctl restart: a new process, every line still at its level, driven by it
     assert u["restart_rc"] == 0, u["journal"]
     restarted = u["restarted"]
     assert restarted["pid"] != started["pid"]
@@ -604,6 +605,7 @@ def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: Gues
         assert restarted["info"][line] == {"direction": "OUTPUT", "consumer": "labpowerd"}
     assert states(restarted["state"]) == as_switched
     # SIGKILL: systemd holds the requests while the daemon is dead, Restart= brings it back
+    # and the new daemon takes the lines over at their levels
     assert u["before_kill"] == DRIVEN
     assert u["after_kill"] == DRIVEN
     killed = u["killed"]
@@ -611,6 +613,8 @@ def test_gpio_lines_across_systemd_reload_restart_crash_and_stop(guest_run: Gues
     assert int(killed["restarts"]) >= 1
     assert killed["levels"] == DRIVEN
     assert states(killed["state"]) == as_switched
+    for line in ("0", "3", "5"):
+        assert killed["info"][line] == {"direction": "OUTPUT", "consumer": "labpowerd"}
     # each of the 3 lines taken over twice (restart, SIGKILL), each released only between
     # the old descriptor's close and the new request, as the daemon timed it (TCG: slow)
     gaps = [float(m[1]) for m in map(RELEASED_FOR.search, u["kept"]) if m]

@@ -77,6 +77,9 @@ class LineKeeper:
     remove: Callable[[str], object]
     #: BARRIER=1: True once systemd has handled every notification sent before
     barrier: Callable[[], bool]
+    #: whether the daemon is exiting: its stored requests are then left to systemd, which
+    #: keeps them for the next daemon on a restart or a crash and flushes them on a stop
+    exiting: Callable[[], bool]
     #: requests the previous daemon kept, passed back by systemd: name -> descriptor
     passed: dict[str, int] = field(default_factory=dict)
 
@@ -364,8 +367,8 @@ class GpioBackend(Backend):
         stored, self._stored = self._stored, {}
 
         def release() -> None:
-            if keeper is not None and stored:
-                # systemd's copies would hold the lines past this close
+            if keeper is not None and stored and not keeper.exiting():
+                # closed by a reload: systemd's copies would hold the lines past this close
                 for name in stored.values():
                     keeper.remove(name)
                 keeper.barrier()

@@ -109,7 +109,9 @@ def keep_gpio_lines(config: Config) -> None:
     if not notify.enabled():
         return
     passed = notify.take_stored_fds(gpio.STORE_PREFIX)
-    gpio.keeper = gpio.LineKeeper(notify.store_fd, notify.remove_fd, notify.barrier, passed)
+    gpio.keeper = gpio.LineKeeper(
+        notify.store_fd, notify.remove_fd, notify.barrier, notify.is_stopping, passed
+    )
     claimed: set[tuple[str, int]] = set()
     for device in config.devices.values():
         if issubclass(device.backend_class, gpio.GpioBackend) and passed:

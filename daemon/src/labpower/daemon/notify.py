@@ -64,8 +64,20 @@ def reloading() -> None:
     send(f"RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading the configuration")
 
 
+#: Whether STOPPING=1 was sent: the daemon is on its way out
+_stopping = False
+
+
 def stopping() -> None:
+    global _stopping
+    _stopping = True
     send("STOPPING=1\nSTATUS=stopping")
+
+
+def is_stopping() -> bool:
+    """Whether the daemon said STOPPING=1: what it still has in systemd's store is then for
+    the next daemon (a restart keeps it, a stop flushes it), not to be removed."""
+    return _stopping
 
 
 def watchdog() -> None:
