@@ -85,7 +85,7 @@ def test_check_config_says_what_the_kernel_may_do_to_a_line(
     # what stop, restart, a crash and a reload do, and the wiring for this device's polarity
     assert "a reload keeps the lines driven" in note[0]
     assert "a restart or a crash keeps them too" in note[0]
-    assert "a release of microseconds" in note[0]
+    assert "a release of one close and one request" in note[0]
     assert "A stop, or a daemon without systemd exiting, releases the lines" in note[0]
     assert f"wire a {pull} resistor on each line" in note[0]
 

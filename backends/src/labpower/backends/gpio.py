@@ -22,8 +22,9 @@ Never switching what nobody asked to switch:
   cannot adopt an open request, and a held line cannot be requested again (EBUSY), so the
   next daemon asks systemd to drop its copy, waits for it (BARRIER=1), closes its own and at
   once requests the line as an output at the stored level (the output value is applied by
-  the request itself): the line is released only between that close and that request,
-  microseconds. A stop flushes the store, and the lines are released as above; so
+  the request itself): the line is released only between that close and that request
+  (one close and one ioctl; tests/vm times it, slow under emulation). A stop flushes the
+  store, and the lines are released as above; so
   :meth:`notes` says it in ``--check-config``, with the wiring that makes it safe
   (docs/manual.md).
 
@@ -248,8 +249,9 @@ class GpioBackend(Backend):
         return [
             f"chip {options.chip}: a reload keeps the lines driven, and a start drives "
             "nothing; under systemd a restart or a crash keeps them too (the unit's file "
-            "descriptor store), except for a release of microseconds while the new daemon "
-            "requests them again. A stop, or a daemon without systemd exiting, releases the "
+            "descriptor store), except for a release of one close and one request (a blink: "
+            "milliseconds at most) while the new daemon requests them again. A stop, or "
+            "a daemon without systemd exiting, releases the "
             "lines, and a released line's level is the GPIO chip driver's choice (some "
             "drivers keep it, gpio-sim and some expanders let it fall to its pull). For "
             f"every relay to fall to off then instead of anywhere: wire a {pull} resistor "
