@@ -249,8 +249,8 @@ class GpioBackend(Backend):
         return [
             f"chip {options.chip}: a reload keeps the lines driven, and a start drives "
             "nothing; under systemd a restart or a crash keeps them too (the unit's file "
-            "descriptor store), except for a release of one close and one request (a blink: "
-            "milliseconds at most) while the new daemon requests them again. A stop, or "
+            "descriptor store), except for a release of one close and one request (a blink, "
+            "timed in the log) while the new daemon requests them again. A stop, or "
             "a daemon without systemd exiting, releases the "
             "lines, and a released line's level is the GPIO chip driver's choice (some "
             "drivers keep it, gpio-sim and some expanders let it fall to its pull). For "
